@@ -1,0 +1,6 @@
+//! Placeholder until the extractor lands.
+use super::{Extraction, Source};
+
+pub fn extract(_source: &Source<'_>) -> Extraction {
+    Extraction::default()
+}

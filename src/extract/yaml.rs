@@ -1,0 +1,1 @@
+//! YAML with source positions, shared by the YAML extractors.

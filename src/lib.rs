@@ -1,0 +1,4 @@
+//! digestif: keeps container image references pinned by digest.
+pub mod edit;
+pub mod extract;
+pub mod reference;
