@@ -1,0 +1,232 @@
+//! Surgical edits: change only the bytes of a tag or digest, nothing else.
+
+use std::ops::Range;
+
+use thiserror::Error;
+
+use crate::extract::Found;
+use crate::reference::Digest;
+
+/// Replace the bytes in `range` with `text`. An empty range inserts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub range: Range<usize>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EditError {
+    #[error("change {start}..{end} is outside the file ({len} bytes)")]
+    OutOfBounds { start: usize, end: usize, len: usize },
+    #[error("changes {a:?} and {b:?} overlap")]
+    Overlap { a: Range<usize>, b: Range<usize> },
+    #[error("the file changed since it was scanned: expected {expected:?} at {start}, found {found:?}")]
+    Stale {
+        start: usize,
+        expected: String,
+        found: String,
+    },
+}
+
+/// Applies `changes` to `bytes`. Every byte outside the changed ranges is kept as is.
+pub fn apply(bytes: &[u8], changes: &[Change]) -> Result<Vec<u8>, EditError> {
+    let mut sorted: Vec<&Change> = changes.iter().collect();
+    sorted.sort_by_key(|c| (c.range.start, c.range.end));
+    for c in &sorted {
+        if c.range.start > c.range.end || c.range.end > bytes.len() {
+            return Err(EditError::OutOfBounds {
+                start: c.range.start,
+                end: c.range.end,
+                len: bytes.len(),
+            });
+        }
+    }
+    for pair in sorted.windows(2) {
+        let (a, b) = (&pair[0].range, &pair[1].range);
+        // Two inserts at one point have no defined order, so they count as overlapping.
+        if b.start < a.end || (a == b && a.is_empty()) {
+            return Err(EditError::Overlap {
+                a: a.clone(),
+                b: b.clone(),
+            });
+        }
+    }
+    let grow: usize = sorted.iter().map(|c| c.text.len()).sum();
+    let mut out = Vec::with_capacity(bytes.len() + grow);
+    let mut at = 0;
+    for c in sorted {
+        out.extend_from_slice(&bytes[at..c.range.start]);
+        out.extend_from_slice(c.text.as_bytes());
+        at = c.range.end;
+    }
+    out.extend_from_slice(&bytes[at..]);
+    Ok(out)
+}
+
+/// The change that makes `found` point at `digest`: replace the digest it has, or append
+/// `@digest` right after its tag (pinning). `None` when it already has that digest.
+pub fn set_digest(found: &Found, digest: &Digest) -> Option<Change> {
+    if found.reference.digest.as_ref() == Some(digest) {
+        return None;
+    }
+    Some(match &found.digest_span {
+        Some(span) => Change {
+            range: span.clone(),
+            text: digest.to_string(),
+        },
+        None => Change {
+            range: found.span.end..found.span.end,
+            text: format!("@{digest}"),
+        },
+    })
+}
+
+/// Checks that `bytes` still hold what was scanned at each of `founds` before editing them,
+/// so an edit never lands on text that moved underneath it.
+pub fn verify(bytes: &[u8], founds: &[&Found]) -> Result<(), EditError> {
+    for f in founds {
+        let found = bytes.get(f.span.clone()).unwrap_or_default();
+        if found != f.text.as_bytes() {
+            return Err(EditError::Stale {
+                start: f.span.start,
+                expected: f.text.clone(),
+                found: String::from_utf8_lossy(found).into_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::extract_file;
+    use proptest::prelude::*;
+
+    const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const NEW: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn change(r: Range<usize>, t: &str) -> Change {
+        Change {
+            range: r,
+            text: t.into(),
+        }
+    }
+
+    #[test]
+    fn replaces_and_inserts_only_the_given_ranges() {
+        let out = apply(b"abcdef", &[change(4..4, "X"), change(1..3, "YY")]).unwrap();
+        assert_eq!(out, b"aYYdXef");
+        assert_eq!(apply(b"abc", &[]).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn rejects_overlaps_and_out_of_bounds() {
+        assert!(matches!(
+            apply(b"abc", &[change(0..2, ""), change(1..3, "")]),
+            Err(EditError::Overlap { .. })
+        ));
+        assert!(matches!(
+            apply(b"abc", &[change(1..1, "a"), change(1..1, "b")]),
+            Err(EditError::Overlap { .. })
+        ));
+        assert!(matches!(
+            apply(b"abc", &[change(2..9, "")]),
+            Err(EditError::OutOfBounds { .. })
+        ));
+    }
+
+    #[test]
+    fn pinning_appends_after_the_tag_and_updating_replaces_the_digest() {
+        let new: Digest = NEW.parse().unwrap();
+        let text = "FROM python:3.12-slim AS base # keep\r\n";
+        let e = extract_file("Dockerfile", text.as_bytes()).unwrap();
+        let c = set_digest(&e.references[0], &new).unwrap();
+        let out = apply(text.as_bytes(), &[c]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("FROM python:3.12-slim@{NEW} AS base # keep\r\n")
+        );
+
+        let text = format!("FROM python:3.12-slim@{OLD}\n");
+        let e = extract_file("Dockerfile", text.as_bytes()).unwrap();
+        let f = &e.references[0];
+        verify(text.as_bytes(), &[f]).unwrap();
+        let out = apply(text.as_bytes(), &[set_digest(f, &new).unwrap()]).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), format!("FROM python:3.12-slim@{NEW}\n"));
+        assert_eq!(set_digest(f, &OLD.parse().unwrap()), None);
+    }
+
+    #[test]
+    fn verify_catches_a_file_that_moved() {
+        let text = "FROM python:3.12\n";
+        let e = extract_file("Dockerfile", text.as_bytes()).unwrap();
+        assert!(matches!(
+            verify(b"FROM node:20\n", &[&e.references[0]]),
+            Err(EditError::Stale { .. })
+        ));
+    }
+
+    /// Generated files: random filler around references; after edits, the bytes outside
+    /// the changed spans are identical and each span holds the new digest.
+    fn filler() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("\n".to_string()),
+                Just("\r\n".to_string()),
+                Just("# comment FROM x:1\n".to_string()),
+                Just("RUN echo hi \\\n  && true\n".to_string()),
+                Just("ENV A=b\n".to_string()),
+                Just("   \t".to_string()),
+                "x[a-zA-Z ]{0,12}\n",
+            ],
+            0..4,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn only_the_digest_spans_change(
+            parts in prop::collection::vec((filler(), "[a-z]{1,8}", "[a-z0-9.]{1,6}", any::<bool>(), any::<bool>()), 1..6),
+            tail in filler(),
+        ) {
+            let new: Digest = NEW.parse().unwrap();
+            let mut text = String::new();
+            for (pre, name, tag, pinned, crlf) in &parts {
+                text.push_str(pre);
+                if !text.is_empty() && !text.ends_with('\n') { text.push('\n'); }
+                text.push_str(&format!("FROM {name}:{tag}"));
+                if *pinned { text.push('@'); text.push_str(OLD); }
+                text.push_str(if *crlf { " AS s\r\n" } else { "\n" });
+            }
+            text.push_str(&tail);
+            let bytes = text.as_bytes();
+            let e = extract_file("Dockerfile", bytes).unwrap();
+            prop_assert_eq!(e.references.len(), parts.len());
+            let changes: Vec<Change> = e.references.iter().filter_map(|f| set_digest(f, &new)).collect();
+            let out = apply(bytes, &changes).unwrap();
+
+            // Walk both buffers: outside the changes they must match byte for byte.
+            let mut sorted = changes.clone();
+            sorted.sort_by_key(|c| c.range.start);
+            let (mut i, mut j) = (0usize, 0usize);
+            for c in &sorted {
+                let keep = c.range.start - i;
+                prop_assert_eq!(&bytes[i..c.range.start], &out[j..j + keep]);
+                j += keep;
+                prop_assert_eq!(&out[j..j + c.text.len()], c.text.as_bytes());
+                j += c.text.len();
+                i = c.range.end;
+            }
+            prop_assert_eq!(&bytes[i..], &out[j..]);
+
+            // And a rescan of the result finds every reference pinned to the new digest.
+            let again = extract_file("Dockerfile", &out).unwrap();
+            prop_assert_eq!(again.references.len(), parts.len());
+            for f in &again.references {
+                prop_assert_eq!(f.reference.digest.as_ref(), Some(&new));
+            }
+        }
+    }
+}

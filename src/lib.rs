@@ -2,3 +2,5 @@
 pub mod edit;
 pub mod extract;
 pub mod reference;
+pub mod cli;
+pub mod scan;

@@ -1,0 +1,40 @@
+//! Command-line interface: one submodule per subcommand.
+
+pub mod scan;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "digestif", version, about = "Keeps container image references pinned by digest")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the image references in a directory tree.
+    Scan(scan::ScanArgs),
+}
+
+/// Output format for commands a script may read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Exit codes: 0 ok, 1 findings with `--check`, 2 usage or I/O error.
+pub const EXIT_FINDINGS: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Scan(args) => scan::run(args),
+        }
+    }
+}
