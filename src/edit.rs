@@ -17,10 +17,16 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EditError {
     #[error("change {start}..{end} is outside the file ({len} bytes)")]
-    OutOfBounds { start: usize, end: usize, len: usize },
+    OutOfBounds {
+        start: usize,
+        end: usize,
+        len: usize,
+    },
     #[error("changes {a:?} and {b:?} overlap")]
     Overlap { a: Range<usize>, b: Range<usize> },
-    #[error("the file changed since it was scanned: expected {expected:?} at {start}, found {found:?}")]
+    #[error(
+        "the file changed since it was scanned: expected {expected:?} at {start}, found {found:?}"
+    )]
     Stale {
         start: usize,
         expected: String,
@@ -153,7 +159,10 @@ mod tests {
         let f = &e.references[0];
         verify(text.as_bytes(), &[f]).unwrap();
         let out = apply(text.as_bytes(), &[set_digest(f, &new).unwrap()]).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), format!("FROM python:3.12-slim@{NEW}\n"));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("FROM python:3.12-slim@{NEW}\n")
+        );
         assert_eq!(set_digest(f, &OLD.parse().unwrap()), None);
     }
 

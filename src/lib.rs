@@ -1,6 +1,7 @@
 //! digestif: keeps container image references pinned by digest.
+pub mod cli;
 pub mod edit;
 pub mod extract;
 pub mod reference;
-pub mod cli;
+pub mod repo_config;
 pub mod scan;

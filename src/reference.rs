@@ -232,13 +232,13 @@ pub fn parse_with_parts(text: &str) -> Result<(Reference, Parts), ReferenceError
     }
 
     let (registry, path) = split_registry(name);
-    if let Some(host) = registry {
-        if !valid_host(host) {
-            return Err(ReferenceError::InvalidHost {
-                text: err_text(),
-                host: host.to_string(),
-            });
-        }
+    if let Some(host) = registry
+        && !valid_host(host)
+    {
+        return Err(ReferenceError::InvalidHost {
+            text: err_text(),
+            host: host.to_string(),
+        });
     }
     validate_path(path, text)?;
 
@@ -312,15 +312,17 @@ fn valid_host(host: &str) -> bool {
             None => (host, None),
         }
     };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() {
-            return false;
-        }
+    if let Some(p) = port
+        && (p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err())
+    {
+        return false;
     }
     !hostname.is_empty()
         && hostname.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -338,10 +340,9 @@ fn validate_path(path: &str, text: &str) -> Result<(), ReferenceError> {
                 text: text.to_string(),
             });
         }
-        if let Some(ch) = component
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
-        {
+        if let Some(ch) = component.chars().find(|c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        }) {
             return Err(ReferenceError::InvalidName {
                 text: text.to_string(),
                 ch,
@@ -392,8 +393,7 @@ fn valid_tag(tag: &str) -> bool {
     !b.is_empty()
         && b.len() <= TAG_LENGTH_MAX
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b
-            .iter()
+        && b.iter()
             .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
@@ -437,13 +437,22 @@ mod tests {
     #[test]
     fn hosts_with_ports_and_other_registries() {
         let r = p("localhost:5000/x");
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("localhost:5000", "x"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("localhost:5000", "x")
+        );
         assert_eq!(r.tag.as_deref(), Some("latest"));
         let r = p("host:5000/a/b:v1");
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("host:5000", "a/b"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("host:5000", "a/b")
+        );
         assert_eq!(r.tag.as_deref(), Some("v1"));
         let r = p("ghcr.io/o/i:1.0");
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("ghcr.io", "o/i"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("ghcr.io", "o/i")
+        );
         let r = p("localhost/x");
         assert_eq!(r.registry, "localhost");
         let r = p("[::1]:5000/x:1");
@@ -474,15 +483,27 @@ mod tests {
 
     #[test]
     fn invalid_names_get_precise_errors() {
-        assert!(matches!(Reference::parse("Nginx"), Err(ReferenceError::Uppercase { .. })));
+        assert!(matches!(
+            Reference::parse("Nginx"),
+            Err(ReferenceError::Uppercase { .. })
+        ));
         assert!(matches!(
             Reference::parse("docker.io/Library/x"),
             Err(ReferenceError::Uppercase { .. })
         ));
-        assert!(matches!(Reference::parse("a//b"), Err(ReferenceError::EmptyComponent { .. })));
-        assert!(matches!(Reference::parse("a/"), Err(ReferenceError::EmptyComponent { .. })));
+        assert!(matches!(
+            Reference::parse("a//b"),
+            Err(ReferenceError::EmptyComponent { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a/"),
+            Err(ReferenceError::EmptyComponent { .. })
+        ));
         assert!(matches!(Reference::parse(""), Err(ReferenceError::Empty)));
-        assert!(matches!(Reference::parse(":tag"), Err(ReferenceError::Empty)));
+        assert!(matches!(
+            Reference::parse(":tag"),
+            Err(ReferenceError::Empty)
+        ));
         assert!(matches!(
             Reference::parse("x@sha256:abc"),
             Err(ReferenceError::InvalidDigest { .. })
@@ -496,8 +517,14 @@ mod tests {
             Reference::parse("x@md5:abc"),
             Err(ReferenceError::InvalidDigest { .. })
         ));
-        assert!(matches!(Reference::parse("x:-bad"), Err(ReferenceError::InvalidTag { .. })));
-        assert!(matches!(Reference::parse("x:"), Err(ReferenceError::InvalidTag { .. })));
+        assert!(matches!(
+            Reference::parse("x:-bad"),
+            Err(ReferenceError::InvalidTag { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("x:"),
+            Err(ReferenceError::InvalidTag { .. })
+        ));
         assert!(matches!(
             Reference::parse("a..b/c"),
             Err(ReferenceError::InvalidHost { .. })
@@ -506,11 +533,23 @@ mod tests {
             Reference::parse("host:99999/c"),
             Err(ReferenceError::InvalidHost { .. })
         ));
-        assert!(matches!(Reference::parse("a b"), Err(ReferenceError::InvalidName { .. })));
-        assert!(matches!(Reference::parse("-a"), Err(ReferenceError::InvalidName { .. })));
-        assert!(matches!(Reference::parse("a___b"), Err(ReferenceError::InvalidName { .. })));
+        assert!(matches!(
+            Reference::parse("a b"),
+            Err(ReferenceError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("-a"),
+            Err(ReferenceError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a___b"),
+            Err(ReferenceError::InvalidName { .. })
+        ));
         let long = "a".repeat(256);
-        assert!(matches!(Reference::parse(&long), Err(ReferenceError::NameTooLong { .. })));
+        assert!(matches!(
+            Reference::parse(&long),
+            Err(ReferenceError::NameTooLong { .. })
+        ));
         let e = Reference::parse("x@sha256:abc").unwrap_err().to_string();
         assert!(e.contains("64 hex characters"), "{e}");
     }

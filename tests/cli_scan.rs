@@ -18,8 +18,19 @@ fn digestif(args: &[&str]) -> std::process::Output {
 #[test]
 fn json_output_matches_the_golden_file() {
     let root = fixtures().join("repo");
-    let out = digestif(&["scan", "--offline", "--format", "json", root.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = digestif(&[
+        "scan",
+        "--offline",
+        "--format",
+        "json",
+        root.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let actual: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let golden = fixtures().join("repo.expected.json");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -43,7 +54,13 @@ fn json_output_matches_the_golden_file() {
 #[test]
 fn gitignored_and_unrelated_files_are_not_read() {
     let root = fixtures().join("repo");
-    let out = digestif(&["scan", "--offline", "--format", "json", root.to_str().unwrap()]);
+    let out = digestif(&[
+        "scan",
+        "--offline",
+        "--format",
+        "json",
+        root.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("should-not-appear"));
     assert!(!text.contains("README.md"));
@@ -67,7 +84,11 @@ fn text_output_is_an_aligned_table() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("LOCATION"), "{text}");
     let kind_col = lines[0].find("KIND").unwrap();
-    for l in lines.iter().skip(1).take_while(|l| !l.starts_with("skipped") && l.contains(':')) {
+    for l in lines
+        .iter()
+        .skip(1)
+        .take_while(|l| !l.starts_with("skipped") && l.contains(':'))
+    {
         if l.contains(" references, ") {
             break;
         }
@@ -88,11 +109,24 @@ fn check_fails_on_unpinned_references_and_passes_when_all_are_pinned() {
     let pinned = "FROM python:3.12-slim@sha256:a866731a6b71c4a194a845d86e06568725e430ed21271324873d91eb9e2a0c81\n";
     std::fs::write(dir.path().join("Dockerfile"), pinned).unwrap();
     let path = dir.path().to_str().unwrap();
-    assert_eq!(digestif(&["scan", "--offline", "--check", path]).status.code(), Some(0));
+    assert_eq!(
+        digestif(&["scan", "--offline", "--check", path])
+            .status
+            .code(),
+        Some(0)
+    );
     std::fs::write(dir.path().join("Dockerfile.dev"), "FROM python:3.12-slim\n").unwrap();
-    assert_eq!(digestif(&["scan", "--offline", "--check", path]).status.code(), Some(1));
+    assert_eq!(
+        digestif(&["scan", "--offline", "--check", path])
+            .status
+            .code(),
+        Some(1)
+    );
     // Without --check, findings are not failures.
-    assert_eq!(digestif(&["scan", "--offline", path]).status.code(), Some(0));
+    assert_eq!(
+        digestif(&["scan", "--offline", path]).status.code(),
+        Some(0)
+    );
 }
 
 #[test]

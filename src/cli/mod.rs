@@ -1,5 +1,6 @@
 //! Command-line interface: one submodule per subcommand.
 
+pub mod config;
 pub mod scan;
 
 use std::process::ExitCode;
@@ -7,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "digestif", version, about = "Keeps container image references pinned by digest")]
+#[command(
+    name = "digestif",
+    version,
+    about = "Keeps container image references pinned by digest"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -17,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// List the image references in a directory tree.
     Scan(scan::ScanArgs),
+    /// Validate a repository configuration file (.github/digestif.yml).
+    CheckConfig(config::CheckConfigArgs),
+    /// Print the JSON Schema of the repository configuration file.
+    ConfigSchema,
 }
 
 /// Output format for commands a script may read.
@@ -35,6 +44,8 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Scan(args) => scan::run(args),
+            Command::CheckConfig(args) => config::check(args),
+            Command::ConfigSchema => config::schema(),
         }
     }
 }

@@ -186,14 +186,19 @@ impl Source<'_> {
     pub fn push(&self, out: &mut Extraction, start: usize, image: &str, context: Context) {
         match self.found(start, image, context) {
             Ok(f) => out.references.push(f),
-            Err(e) => out.errors.push(self.error(Some(self.line_of(start)), e.to_string())),
+            Err(e) => out
+                .errors
+                .push(self.error(Some(self.line_of(start)), e.to_string())),
         }
     }
 }
 
 pub fn line_of(text: &str, offset: usize) -> usize {
     let offset = offset.min(text.len());
-    1 + text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count()
+    1 + text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 /// Which extractor, if any, reads the file at `path` (relative, `/`-separated).
@@ -305,8 +310,14 @@ mod tests {
         ] {
             assert_eq!(kind_for_path(p), Some(Kind::Compose), "{p}");
         }
-        assert_eq!(kind_for_path(".github/workflows/ci.yml"), Some(Kind::Actions));
-        assert_eq!(kind_for_path(".github/workflows/sub/ci.yml"), Some(Kind::Kubernetes));
+        assert_eq!(
+            kind_for_path(".github/workflows/ci.yml"),
+            Some(Kind::Actions)
+        );
+        assert_eq!(
+            kind_for_path(".github/workflows/sub/ci.yml"),
+            Some(Kind::Kubernetes)
+        );
         assert_eq!(kind_for_path("k8s/deploy.yaml"), Some(Kind::Kubernetes));
         assert_eq!(kind_for_path("README.md"), None);
     }

@@ -1,0 +1,47 @@
+//! `digestif check-config FILE` and `digestif config-schema`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::EXIT_FINDINGS;
+use crate::repo_config::{RepoConfig, json_schema};
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The configuration file, e.g. .github/digestif.yml.
+    pub file: PathBuf,
+}
+
+/// Prints every problem as `FILE:LINE:COLUMN: message`; exit 1 when there is one.
+pub fn check(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let name = args.file.display();
+    match RepoConfig::parse(&text) {
+        Ok(_) => {
+            println!("{name}: ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            let stderr = std::io::stderr();
+            let mut err = stderr.lock();
+            for e in &errors.0 {
+                match (e.line, e.column) {
+                    (Some(l), Some(c)) => writeln!(err, "{name}:{l}:{c}: {}", e.message)?,
+                    (Some(l), None) => writeln!(err, "{name}:{l}: {}", e.message)?,
+                    _ => writeln!(err, "{name}: {}", e.message)?,
+                }
+            }
+            Ok(ExitCode::from(EXIT_FINDINGS))
+        }
+    }
+}
+
+pub fn schema() -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(&json_schema())?);
+    Ok(ExitCode::SUCCESS)
+}
