@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod edit;
 pub mod extract;
+pub mod github;
 pub mod reference;
 pub mod repo_config;
 pub mod scan;
