@@ -6,3 +6,5 @@ pub mod github;
 pub mod reference;
 pub mod repo_config;
 pub mod scan;
+pub mod plan;
+pub mod render;

@@ -1,0 +1,364 @@
+//! What a pull request says: title, body and commit message. Pure text from plan data.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{PIN_BRANCH, Update, UpdateKey};
+use crate::repo_config::RepoConfig;
+
+const SHORT: usize = 7;
+const MARKER_START: &str = "<!-- digestif-state: ";
+const MARKER_END: &str = " -->";
+
+/// Where the PR lives, for links.
+#[derive(Debug, Clone)]
+pub struct RepoLinks {
+    /// `https://github.com/owner/repo`
+    pub html_url: String,
+    /// The base commit the PR was built on; file links point at it.
+    pub base_sha: String,
+}
+
+/// The machine state hidden in the PR body, so a PR explains itself even without the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineState {
+    pub v: u32,
+    pub branch: String,
+    pub updates: Vec<UpdateKey>,
+}
+
+fn image_tag(u: &Update) -> String {
+    let r = &u.found.reference;
+    match &r.tag {
+        Some(t) => format!("{}:{t}", r.familiar_name()),
+        None => r.familiar_name(),
+    }
+}
+
+fn with_prefix(config: &RepoConfig, title: String) -> String {
+    match &config.commit_message_prefix {
+        Some(p) if p.ends_with(':') => format!("{p} {title}"),
+        Some(p) => format!("{p}: {title}"),
+        None => title,
+    }
+}
+
+/// `Update python:3.12-slim digest to 4f1c2a9`, `Update 3 container image digests`, or
+/// `Pin container image digests`.
+pub fn title(config: &RepoConfig, branch: &str, updates: &[Update]) -> String {
+    let t = if branch == PIN_BRANCH {
+        "Pin container image digests".to_string()
+    } else {
+        let first = updates.first();
+        let same = first.is_some_and(|f| {
+            updates
+                .iter()
+                .all(|u| image_tag(u) == image_tag(f) && u.new_digest == f.new_digest)
+        });
+        match first {
+            Some(f) if same => format!(
+                "Update {} digest to {}",
+                image_tag(f),
+                f.new_digest.short(SHORT)
+            ),
+            _ => format!("Update {} container image digests", updates.len()),
+        }
+    };
+    with_prefix(config, t)
+}
+
+/// Title, then one line per change.
+pub fn commit_message(config: &RepoConfig, branch: &str, updates: &[Update]) -> String {
+    let mut m = title(config, branch, updates);
+    m.push_str("\n\n");
+    for u in updates {
+        let _ = writeln!(
+            m,
+            "- {}:{} {} {} -> {}",
+            u.found.file,
+            u.found.line,
+            image_tag(u),
+            old_short(u),
+            u.new_digest.short(SHORT)
+        );
+    }
+    m
+}
+
+fn old_short(u: &Update) -> String {
+    match &u.found.reference.digest {
+        Some(d) => d.short(SHORT).to_string(),
+        None => "(tag only)".to_string(),
+    }
+}
+
+/// The PR body: a table per reference, full digests, why-lines, footer and hidden state.
+pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Update]) -> String {
+    let mut b = String::new();
+    if branch == PIN_BRANCH {
+        b.push_str(
+            "This PR pins container images to the digest their tag points at today, so builds \
+             are reproducible. digestif will propose a new digest when the tag moves.\n\n",
+        );
+    } else {
+        b.push_str(
+            "This PR updates container image digests to what their tags point at now.\n\n",
+        );
+    }
+    b.push_str("| File | Image | Digest | Platforms | Created | Source |\n");
+    b.push_str("|---|---|---|---|---|---|\n");
+    for u in updates {
+        let file = format!(
+            "[{f}:{l}]({url}/blob/{sha}/{f}#L{l})",
+            f = u.found.file,
+            l = u.found.line,
+            url = links.html_url,
+            sha = links.base_sha
+        );
+        let info = u.info.as_ref();
+        let platforms = info
+            .filter(|i| !i.platforms.is_empty())
+            .map(|i| i.platforms.join(", "))
+            .unwrap_or_else(|| "–".into());
+        let created = info
+            .and_then(|i| i.created.as_deref())
+            .map(|c| c.get(..10).unwrap_or(c).to_string())
+            .unwrap_or_else(|| "–".into());
+        let source = info.map(source_cell).unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            b,
+            "| {file} | `{}` | `{}` → `{}` | {platforms} | {created} | {source} |",
+            image_tag(u),
+            old_short(u),
+            u.new_digest.short(SHORT)
+        );
+    }
+
+    let why: Vec<String> = updates.iter().filter_map(why_line).collect();
+    if !why.is_empty() {
+        b.push('\n');
+        for w in why {
+            let _ = writeln!(b, "- {w}");
+        }
+    }
+
+    b.push_str("\n<details><summary>Full digests</summary>\n\n");
+    for u in updates {
+        let _ = writeln!(b, "- `{}:{}` `{}`", u.found.file, u.found.line, image_tag(u));
+        if let Some(old) = &u.found.reference.digest {
+            let _ = writeln!(b, "  - old: `{old}`");
+        }
+        let _ = writeln!(b, "  - new: `{}`", u.new_digest);
+    }
+    b.push_str("\n</details>\n\n---\n\n");
+
+    let _ = write!(b, "Schedule: {}", config.schedule);
+    if config.timezone != chrono_tz::UTC {
+        let _ = write!(b, " ({})", config.timezone.name());
+    }
+    if !config.min_age.is_zero() {
+        let _ = write!(b, " · min-age: {}", human_duration(config.min_age));
+    }
+    b.push_str(
+        "\n\nComment to act on this PR: `@digestif rebase` (regenerate it and hand it back to \
+         digestif), `@digestif recreate` (reopen a closed PR), `@digestif ignore this digest`, \
+         `@digestif ignore this image`, `@digestif unignore IMAGE`. Closing it without merging \
+         means \"not these digests\": digestif proposes again only when the digest moves.\n",
+    );
+    let state = MachineState {
+        v: 1,
+        branch: branch.to_string(),
+        updates: updates.iter().map(Update::key).collect(),
+    };
+    b.push('\n');
+    b.push_str(&marker(&state));
+    b.push('\n');
+    b
+}
+
+fn source_cell(i: &crate::plan::ImageInfo) -> String {
+    match (&i.source, &i.revision) {
+        (Some(src), Some(rev)) if src.starts_with("https://") => {
+            let short = rev.get(..SHORT).unwrap_or(rev);
+            let base = src.trim_end_matches('/').trim_end_matches(".git");
+            if base.starts_with("https://github.com/") {
+                format!("[{short}]({base}/commit/{rev})")
+            } else {
+                format!("[source]({base}) `{short}`")
+            }
+        }
+        (Some(src), None) if src.starts_with("https://") => format!("[source]({src})"),
+        (_, Some(rev)) => format!("`{}`", rev.get(..SHORT).unwrap_or(rev)),
+        _ => "–".to_string(),
+    }
+}
+
+fn why_line(u: &Update) -> Option<String> {
+    let at = format!("`{}:{}`", u.found.file, u.found.line);
+    match (&u.platform_pin, &u.found.context.arg) {
+        (Some(p), Some(arg)) => Some(format!(
+            "{at} is pinned to the {p} manifest through `ARG {arg}`: the new digest is {p}'s \
+             manifest in the tag's current index, written at the `ARG` default."
+        )),
+        (Some(p), None) => Some(format!(
+            "{at} is pinned to the {p} manifest, so the new digest is {p}'s manifest in the \
+             tag's current index (not the multi-platform index)."
+        )),
+        (None, Some(arg)) => Some(format!(
+            "{at} is the default of `ARG {arg}`, which a `FROM ${arg}` uses: the digest is \
+             updated at the `ARG`."
+        )),
+        (None, None) => None,
+    }
+}
+
+fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 604_800 == 0 => format!("{}w", s / 604_800),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s => format!("{}m", s / 60),
+    }
+}
+
+/// The hidden marker. `--` would end an HTML comment early, so `-` is escaped in the JSON.
+pub fn marker(state: &MachineState) -> String {
+    let json = serde_json::to_string(state)
+        .unwrap_or_default()
+        .replace('-', "\\u002d");
+    format!("{MARKER_START}{json}{MARKER_END}")
+}
+
+/// Reads the hidden state back from a PR body.
+pub fn parse_marker(body: &str) -> Option<MachineState> {
+    let start = body.find(MARKER_START)? + MARKER_START.len();
+    let end = start + body[start..].find(MARKER_END)?;
+    serde_json::from_str(&body[start..end]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::extract_file;
+    use crate::plan::ImageInfo;
+    use crate::reference::Digest;
+
+    fn d(n: u8) -> Digest {
+        format!("sha256:{}", format!("{n:x}").repeat(64)).parse().unwrap()
+    }
+
+    fn updates(file: &str, text: &str, new: &[Digest]) -> Vec<Update> {
+        let e = extract_file(file, text.as_bytes()).unwrap();
+        e.references
+            .into_iter()
+            .zip(new)
+            .map(|(found, n)| Update {
+                found,
+                new_digest: n.clone(),
+                platform_pin: None,
+                info: None,
+            })
+            .collect()
+    }
+
+    fn links() -> RepoLinks {
+        RepoLinks {
+            html_url: "https://github.com/octo/app".into(),
+            base_sha: "0123456789abcdef0123456789abcdef01234567".into(),
+        }
+    }
+
+    #[test]
+    fn titles() {
+        let cfg = RepoConfig::default();
+        let one = updates(
+            "Dockerfile",
+            &format!("FROM python:3.12-slim@{}\n", d(1)),
+            &[d(4)],
+        );
+        assert_eq!(
+            title(&cfg, "digestif/all", &one),
+            "Update python:3.12-slim digest to 4444444"
+        );
+        let three = updates(
+            "Dockerfile",
+            &format!("FROM a:1@{0}\nFROM b:1@{0}\nFROM ghcr.io/o/c:2@{0}\n", d(1)),
+            &[d(2), d(3), d(4)],
+        );
+        assert_eq!(
+            title(&cfg, "digestif/all", &three),
+            "Update 3 container image digests"
+        );
+        let cfg = RepoConfig::parse("commit-message: {prefix: \"chore(deps)\"}\n").unwrap();
+        assert_eq!(
+            title(&cfg, "digestif/all", &three),
+            "chore(deps): Update 3 container image digests"
+        );
+        let pin = updates("Dockerfile", "FROM node:20\n", &[d(5)]);
+        assert_eq!(
+            title(&cfg, PIN_BRANCH, &pin),
+            "chore(deps): Pin container image digests"
+        );
+    }
+
+    #[test]
+    fn body_snapshot() {
+        let cfg = RepoConfig::parse("schedule: weekly\ntimezone: Europe/Berlin\nmin-age: 3d\n")
+            .unwrap();
+        let text = format!(
+            "ARG BASE=python:3.12-slim@{}\nFROM ${{BASE}}\nFROM --platform=linux/arm64 ghcr.io/acme/app:1.4@{}\n",
+            d(1),
+            d(2)
+        );
+        let mut u = updates("build/Dockerfile", &text, &[d(3), d(4)]);
+        u[0].info = Some(ImageInfo {
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            created: Some("2026-11-20T08:15:00Z".into()),
+            revision: Some("9fceb02d0ae598e95dc970b74767f19372d61af8".into()),
+            source: Some("https://github.com/docker-library/python".into()),
+        });
+        u[1].platform_pin = Some("linux/arm64".into());
+        let b = body(&cfg, &links(), "digestif/all", &u);
+        insta::assert_snapshot!(b);
+        let state = parse_marker(&b).unwrap();
+        assert_eq!(state.branch, "digestif/all");
+        assert_eq!(state.updates, u.iter().map(Update::key).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_marker_survives_html_comment_breakers() {
+        let state = MachineState {
+            v: 1,
+            branch: "digestif/file-a--b".into(),
+            updates: vec![UpdateKey {
+                file: "a--b/-->Dockerfile".into(),
+                image: "docker.io/library/x".into(),
+                tag: None,
+                old: None,
+                new: d(1).to_string(),
+            }],
+        };
+        let m = marker(&state);
+        assert_eq!(m.matches("-->").count(), 1);
+        assert!(m.ends_with("-->"));
+        assert_eq!(parse_marker(&format!("text\n{m}\n")), Some(state));
+        assert_eq!(parse_marker("no marker"), None);
+    }
+
+    #[test]
+    fn commit_message_lists_each_change() {
+        let cfg = RepoConfig::default();
+        let u = updates(
+            "Dockerfile",
+            &format!("FROM a:1@{}\nFROM b:1\n", d(1)),
+            &[d(2), d(3)],
+        );
+        let m = commit_message(&cfg, "digestif/all", &u);
+        assert_eq!(
+            m,
+            "Update 2 container image digests\n\n- Dockerfile:1 a:1 1111111 -> 2222222\n- Dockerfile:2 b:1 (tag only) -> 3333333\n"
+        );
+    }
+}
