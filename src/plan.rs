@@ -66,7 +66,9 @@ impl Update {
 }
 
 /// The machine state of one update, as recorded on a PR (hidden marker and store).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct UpdateKey {
     pub file: String,
     pub image: String,
@@ -219,10 +221,7 @@ fn branch_safe(s: &str) -> String {
         out.push(c);
     }
     let trimmed = out.trim_matches(|c| c == '-' || c == '.');
-    trimmed
-        .strip_suffix(".lock")
-        .unwrap_or(trimmed)
-        .to_string()
+    trimmed.strip_suffix(".lock").unwrap_or(trimmed).to_string()
 }
 
 /// Decides what should happen now.
@@ -265,9 +264,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
         // Pinning adopts what is already in use, so the cooldown applies to moves only.
         if !update.is_pin() && !config.min_age.is_zero() {
             let first = c.first_seen.unwrap_or(input.now);
-            let min_age = chrono::Duration::from_std(config.min_age)
-                .unwrap_or(chrono::Duration::MAX);
-            let until = first.checked_add_signed(min_age).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let min_age =
+                chrono::Duration::from_std(config.min_age).unwrap_or(chrono::Duration::MAX);
+            let until = first
+                .checked_add_signed(min_age)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
             if until > input.now {
                 waiting.push((update, until));
                 continue;
@@ -305,10 +306,15 @@ pub fn plan(input: &Input<'_>) -> Plan {
     // 2. Group by branch.
     let mut groups: BTreeMap<String, Vec<Update>> = BTreeMap::new();
     for u in eligible {
-        groups.entry(branch_for(&u, config.group)).or_default().push(u);
+        groups
+            .entry(branch_for(&u, config.group))
+            .or_default()
+            .push(u);
     }
     for g in groups.values_mut() {
-        g.sort_by(|a, b| (&a.found.file, a.found.span.start).cmp(&(&b.found.file, b.found.span.start)));
+        g.sort_by(|a, b| {
+            (&a.found.file, a.found.span.start).cmp(&(&b.found.file, b.found.span.start))
+        });
     }
     let mut waiting_groups: BTreeMap<String, (Vec<UpdateKey>, DateTime<Utc>)> = BTreeMap::new();
     for (u, until) in waiting {
@@ -334,7 +340,8 @@ pub fn plan(input: &Input<'_>) -> Plan {
         if pr.human_edited {
             open_count += 1;
             if !pr.handoff_notified {
-                out.actions.push(Action::NotifyHandoff { number: pr.number });
+                out.actions
+                    .push(Action::NotifyHandoff { number: pr.number });
             }
             continue;
         }
@@ -436,7 +443,9 @@ mod tests {
     use std::time::Duration;
 
     fn d(n: u8) -> Digest {
-        format!("sha256:{}", format!("{n:02x}").repeat(32)).parse().unwrap()
+        format!("sha256:{}", format!("{n:02x}").repeat(32))
+            .parse()
+            .unwrap()
     }
 
     /// References from a Dockerfile, each resolved to `proposed`.
@@ -522,7 +531,10 @@ mod tests {
                 "digestif/docker.io-library-python-3.12"
             ]
         );
-        assert_eq!(branches(Group::File), vec!["digestif/file-build-Dockerfile"]);
+        assert_eq!(
+            branches(Group::File),
+            vec!["digestif/file-build-Dockerfile"]
+        );
         assert_eq!(
             branches(Group::None),
             vec![
@@ -584,7 +596,10 @@ mod tests {
         assert_eq!(plan(&input(&cfg, &c, &prs, &[], &blobs)).actions, vec![]);
         let prs = [open_pr("digestif/all", vec![key(d(2))])];
         let p = plan(&input(&cfg, &c, &prs, &[], &blobs));
-        assert!(matches!(&p.actions[..], [Action::Update { number: 7, .. }]), "{p:?}");
+        assert!(
+            matches!(&p.actions[..], [Action::Update { number: 7, .. }]),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -624,7 +639,11 @@ mod tests {
         let cfg = RepoConfig::default();
         let blobs = BTreeMap::new();
         // Upstream went back: the file still pins d(1) and the registry agrees.
-        let c = candidates("Dockerfile", &format!("FROM python:3.12@{}\n", d(1)), &[None]);
+        let c = candidates(
+            "Dockerfile",
+            &format!("FROM python:3.12@{}\n", d(1)),
+            &[None],
+        );
         let p = plan(&input(&cfg, &c, &prs, &[], &blobs));
         assert_eq!(
             p.actions,
@@ -635,11 +654,18 @@ mod tests {
             }]
         );
         // Someone applied the update by hand.
-        let c = candidates("Dockerfile", &format!("FROM python:3.12@{}\n", d(3)), &[None]);
+        let c = candidates(
+            "Dockerfile",
+            &format!("FROM python:3.12@{}\n", d(3)),
+            &[None],
+        );
         let p = plan(&input(&cfg, &c, &prs, &[], &blobs));
         assert!(matches!(
             &p.actions[..],
-            [Action::Close { reason: CloseReason::AlreadyApplied, .. }]
+            [Action::Close {
+                reason: CloseReason::AlreadyApplied,
+                ..
+            }]
         ));
     }
 
@@ -653,7 +679,11 @@ mod tests {
             new: d(3).to_string(),
         };
         let prs = [open_pr("digestif/all", vec![key])];
-        let mut c = candidates("Dockerfile", &format!("FROM python:3.12@{}\n", d(1)), &[None]);
+        let mut c = candidates(
+            "Dockerfile",
+            &format!("FROM python:3.12@{}\n", d(1)),
+            &[None],
+        );
         c[0].unknown = true;
         let blobs = BTreeMap::new();
         let p = plan(&input(&RepoConfig::default(), &c, &prs, &[], &blobs));
@@ -706,12 +736,7 @@ mod tests {
 
     #[test]
     fn limits_leave_the_rest_pending() {
-        let text = format!(
-            "FROM a:1@{}\nFROM b:1@{}\nFROM c:1@{}\n",
-            d(1),
-            d(1),
-            d(1)
-        );
+        let text = format!("FROM a:1@{}\nFROM b:1@{}\nFROM c:1@{}\n", d(1), d(1), d(1));
         let c = candidates("Dockerfile", &text, &[Some(d(2)), Some(d(2)), Some(d(2))]);
         let blobs = BTreeMap::new();
         let cfg = RepoConfig {

@@ -102,9 +102,7 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
              are reproducible. digestif will propose a new digest when the tag moves.\n\n",
         );
     } else {
-        b.push_str(
-            "This PR updates container image digests to what their tags point at now.\n\n",
-        );
+        b.push_str("This PR updates container image digests to what their tags point at now.\n\n");
     }
     b.push_str("| File | Image | Digest | Platforms | Created | Source |\n");
     b.push_str("|---|---|---|---|---|---|\n");
@@ -145,7 +143,13 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
 
     b.push_str("\n<details><summary>Full digests</summary>\n\n");
     for u in updates {
-        let _ = writeln!(b, "- `{}:{}` `{}`", u.found.file, u.found.line, image_tag(u));
+        let _ = writeln!(
+            b,
+            "- `{}:{}` `{}`",
+            u.found.file,
+            u.found.line,
+            image_tag(u)
+        );
         if let Some(old) = &u.found.reference.digest {
             let _ = writeln!(b, "  - old: `{old}`");
         }
@@ -246,7 +250,9 @@ mod tests {
     use crate::reference::Digest;
 
     fn d(n: u8) -> Digest {
-        format!("sha256:{}", format!("{n:x}").repeat(64)).parse().unwrap()
+        format!("sha256:{}", format!("{n:x}").repeat(64))
+            .parse()
+            .unwrap()
     }
 
     fn updates(file: &str, text: &str, new: &[Digest]) -> Vec<Update> {
@@ -305,8 +311,8 @@ mod tests {
 
     #[test]
     fn body_snapshot() {
-        let cfg = RepoConfig::parse("schedule: weekly\ntimezone: Europe/Berlin\nmin-age: 3d\n")
-            .unwrap();
+        let cfg =
+            RepoConfig::parse("schedule: weekly\ntimezone: Europe/Berlin\nmin-age: 3d\n").unwrap();
         let text = format!(
             "ARG BASE=python:3.12-slim@{}\nFROM ${{BASE}}\nFROM --platform=linux/arm64 ghcr.io/acme/app:1.4@{}\n",
             d(1),
