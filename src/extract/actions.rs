@@ -74,11 +74,11 @@ mod tests {
     use crate::extract::Kind;
 
     fn run(text: &str) -> Extraction {
-        extract(&Source {
-            file: ".github/workflows/ci.yml",
+        extract(&Source::new(
+            ".github/workflows/ci.yml",
             text,
-            kind: Kind::Actions,
-        })
+            Kind::Actions,
+        ))
     }
 
     /// (span text, line, stage, location) of each reference.

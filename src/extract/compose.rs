@@ -46,11 +46,7 @@ mod tests {
     use crate::extract::Kind;
 
     fn run(text: &str) -> Extraction {
-        extract(&Source {
-            file: "compose.yaml",
-            text,
-            kind: Kind::Compose,
-        })
+        extract(&Source::new("compose.yaml", text, Kind::Compose))
     }
 
     /// (span text, line, stage, location) of each reference.

@@ -43,7 +43,7 @@ use std::ops::Range;
 
 use thiserror::Error;
 
-use super::{Context, Extraction, Found, Skipped, Source};
+use super::{Context, Extraction, Found, LineIndex, Skipped, Source};
 use crate::reference::{self, ReferenceError};
 
 /// Why (part of) a Dockerfile cannot be read. The scan goes on after each.
@@ -128,8 +128,8 @@ impl fmt::Display for Skip {
 
 pub fn extract(source: &Source<'_>) -> Extraction {
     let scan = scan(source.text);
-    let lines = LineIndex::new(source.text);
-    let mut resolver = Resolver::new(source, &lines, &scan);
+    let lines = &source.lines;
+    let mut resolver = Resolver::new(source, lines, &scan);
     for instruction in &scan.instructions {
         resolver.apply(instruction);
     }
@@ -143,27 +143,6 @@ pub fn extract(source: &Source<'_>) -> Extraction {
     out.skipped.sort_by_key(|s| s.line);
     out.errors.sort_by_key(|e| e.line);
     out
-}
-
-/// 1-based line numbers by binary search. `Source::line_of` counts newlines from the start
-/// of the file on every call, which made a 1 MiB file with thousands of references take
-/// seconds; this gives the same numbers.
-struct LineIndex {
-    /// Offset where each line starts.
-    starts: Vec<usize>,
-}
-
-impl LineIndex {
-    fn new(text: &str) -> Self {
-        let newlines = text.match_indices('\n').map(|(i, _)| i + 1);
-        LineIndex {
-            starts: std::iter::once(0).chain(newlines).collect(),
-        }
-    }
-
-    fn line_of(&self, offset: usize) -> usize {
-        self.starts.partition_point(|&s| s <= offset)
-    }
 }
 
 /// Text cut out of the file, with the file offset of each of its bytes: an instruction is
@@ -1129,11 +1108,7 @@ mod tests {
     const D: &str = "sha256:a866731a6b71c4a194a845d86e06568725e430ed21271324873d91eb9e2a0c81";
 
     fn run(text: &str) -> Extraction {
-        extract(&Source {
-            file: "Dockerfile",
-            text,
-            kind: Kind::Dockerfile,
-        })
+        extract(&Source::new("Dockerfile", text, Kind::Dockerfile))
     }
 
     fn texts(e: &Extraction) -> Vec<&str> {

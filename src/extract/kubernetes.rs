@@ -203,11 +203,7 @@ mod tests {
     use crate::extract::Kind;
 
     fn run(text: &str) -> Extraction {
-        extract(&Source {
-            file: "deploy.yaml",
-            text,
-            kind: Kind::Kubernetes,
-        })
+        extract(&Source::new("deploy.yaml", text, Kind::Kubernetes))
     }
 
     /// (span text, line, container name, location) of each reference.

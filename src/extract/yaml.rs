@@ -712,11 +712,7 @@ mod tests {
     #[test]
     fn collector_skips_non_strings_and_dedupes_shared_text() {
         let text = "a: &x nginx:1\nb: *x\nc: [1]\nd:\ne: '{{ .Values.x }}'\n";
-        let source = Source {
-            file: "f.yaml",
-            text,
-            kind: Kind::Compose,
-        };
+        let source = Source::new("f.yaml", text, Kind::Compose);
         let yaml = Yaml::parse(text);
         let mut c = Collector::new(&source, &yaml);
         let root = yaml.documents()[0];
@@ -765,11 +761,7 @@ mod tests {
             (Kind::Kubernetes, crate::extract::kubernetes::extract),
             (Kind::Actions, crate::extract::actions::extract),
         ] {
-            let source = Source {
-                file: "f.yaml",
-                text,
-                kind,
-            };
+            let source = Source::new("f.yaml", text, kind);
             let out = extract(&source);
             for f in &out.references {
                 assert_eq!(text.get(f.span.clone()), Some(f.text.as_str()));
@@ -829,11 +821,7 @@ mod tests {
     #[test]
     fn the_seed_yields_every_kind() {
         check_all(SEED);
-        let source = Source {
-            file: "f.yaml",
-            text: SEED,
-            kind: Kind::Kubernetes,
-        };
+        let source = Source::new("f.yaml", SEED, Kind::Kubernetes);
         let out = crate::extract::kubernetes::extract(&source);
         let texts: Vec<_> = out.references.iter().map(|f| f.text.as_str()).collect();
         assert_eq!(texts, ["nginx:1.25", "x:1"]);
