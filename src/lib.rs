@@ -3,6 +3,7 @@ pub mod cli;
 pub mod edit;
 pub mod extract;
 pub mod github;
+pub mod jobs;
 pub mod plan;
 pub mod reference;
 pub mod render;

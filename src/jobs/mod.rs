@@ -1,0 +1,267 @@
+//! The work digestif does in the background, as durable jobs: what each webhook delivery
+//! asks for ([`for_event`]) and the handlers that carry it out.
+//!
+//! A job's payload is a [`Work`] value serialised as JSON; its kind column is
+//! [`Work::kind`]. Work that must not run twice at once (a repository scan) carries a
+//! uniqueness key, so a burst of pushes queues one scan.
+
+use serde::{Deserialize, Serialize};
+
+use crate::github::webhook::Event;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Work {
+    /// Reconcile an installation and its repositories with GitHub (created, unsuspended,
+    /// repositories added or removed), or forget it (deleted) / pause it (suspended).
+    SyncInstallation {
+        installation_id: i64,
+        action: String,
+    },
+    /// Read a repository's config and files, resolve its references, store the result.
+    ScanRepo {
+        installation_id: i64,
+        repository_id: i64,
+        reason: String,
+    },
+    /// `repository` renamed, archived, unarchived, deleted, transferred …
+    RepositoryEvent {
+        installation_id: i64,
+        repository_id: i64,
+        full_name: String,
+        action: String,
+        archived: bool,
+    },
+    /// A pull request was closed, merged, reopened or edited.
+    PullRequestEvent {
+        installation_id: i64,
+        repository_id: i64,
+        number: i64,
+        branch: String,
+        action: String,
+        merged: bool,
+        sender: String,
+    },
+    /// Someone pushed to one of digestif's branches.
+    BotBranchPush {
+        installation_id: i64,
+        repository_id: i64,
+        branch: String,
+        head_sha: String,
+        sender: String,
+        sender_type: String,
+    },
+    /// A comment that mentions digestif on one of its pull requests.
+    Comment {
+        installation_id: i64,
+        repository_id: i64,
+        issue_number: i64,
+        comment_id: i64,
+        body: String,
+        sender: String,
+    },
+}
+
+impl Work {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Work::SyncInstallation { .. } => "sync_installation",
+            Work::ScanRepo { .. } => "scan_repo",
+            Work::RepositoryEvent { .. } => "repository_event",
+            Work::PullRequestEvent { .. } => "handle_pr_event",
+            Work::BotBranchPush { .. } => "handle_push",
+            Work::Comment { .. } => "handle_comment",
+        }
+    }
+
+    /// Jobs with the same key are never queued twice at once.
+    pub fn unique_key(&self) -> Option<String> {
+        match self {
+            Work::SyncInstallation {
+                installation_id, ..
+            } => Some(format!("sync_installation:{installation_id}")),
+            Work::ScanRepo { repository_id, .. } => Some(format!("scan_repo:{repository_id}")),
+            // Each of these events is a fact to record in order; none may be merged away.
+            _ => None,
+        }
+    }
+}
+
+/// The work a delivery asks for. Pure: no I/O, so the webhook handler can record the
+/// delivery and its jobs in one transaction and answer at once.
+pub fn for_event(event: &Event) -> Vec<Work> {
+    match event {
+        Event::Ping | Event::Ignored { .. } => Vec::new(),
+        Event::Installation {
+            action,
+            installation_id,
+            ..
+        } => vec![Work::SyncInstallation {
+            installation_id: *installation_id,
+            action: action.clone(),
+        }],
+        Event::InstallationRepositories {
+            installation_id, ..
+        } => vec![Work::SyncInstallation {
+            installation_id: *installation_id,
+            action: "repositories_changed".into(),
+        }],
+        Event::PushRelevant {
+            installation_id,
+            repository,
+            ..
+        } => vec![Work::ScanRepo {
+            installation_id: *installation_id,
+            repository_id: repository.id,
+            reason: "push".into(),
+        }],
+        Event::PushToBotBranch {
+            installation_id,
+            repository,
+            branch,
+            head_sha,
+            sender,
+        } => vec![Work::BotBranchPush {
+            installation_id: *installation_id,
+            repository_id: repository.id,
+            branch: branch.clone(),
+            head_sha: head_sha.clone(),
+            sender: sender.login.clone(),
+            sender_type: sender.kind.clone(),
+        }],
+        Event::PullRequest {
+            action,
+            installation_id,
+            repository,
+            number,
+            branch,
+            merged,
+            sender,
+        } => vec![Work::PullRequestEvent {
+            installation_id: *installation_id,
+            repository_id: repository.id,
+            number: *number,
+            branch: branch.clone(),
+            action: action.clone(),
+            merged: *merged,
+            sender: sender.login.clone(),
+        }],
+        Event::IssueComment {
+            installation_id,
+            repository,
+            issue_number,
+            comment_id,
+            body,
+            sender,
+            is_pull_request,
+        } => {
+            if *is_pull_request && mentions_digestif(body) {
+                vec![Work::Comment {
+                    installation_id: *installation_id,
+                    repository_id: repository.id,
+                    issue_number: *issue_number,
+                    comment_id: *comment_id,
+                    body: body.clone(),
+                    sender: sender.login.clone(),
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        // The dashboard issue arrives with the pull-request issue; until then an edited
+        // issue asks nothing of us.
+        Event::IssueEdited { .. } => Vec::new(),
+        Event::Repository {
+            action,
+            installation_id,
+            repository,
+        } => vec![Work::RepositoryEvent {
+            installation_id: *installation_id,
+            repository_id: repository.id,
+            full_name: repository.full_name.clone(),
+            action: action.clone(),
+            archived: repository.archived,
+        }],
+    }
+}
+
+fn mentions_digestif(body: &str) -> bool {
+    body.lines()
+        .any(|l| l.trim_start().to_ascii_lowercase().starts_with("@digestif"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::webhook::{Account, Repository, Sender};
+
+    fn repo() -> Repository {
+        Repository {
+            id: 7,
+            full_name: "acme/widgets".into(),
+            default_branch: Some("main".into()),
+            archived: false,
+        }
+    }
+
+    #[test]
+    fn installation_events_sync_the_installation_once() {
+        let e = Event::Installation {
+            action: "created".into(),
+            installation_id: 3,
+            account: Account {
+                login: "acme".into(),
+                kind: "Organization".into(),
+            },
+            repositories: vec![],
+        };
+        let w = for_event(&e);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].kind(), "sync_installation");
+        assert_eq!(w[0].unique_key().as_deref(), Some("sync_installation:3"));
+    }
+
+    #[test]
+    fn push_scans_with_a_per_repo_key() {
+        let e = Event::PushRelevant {
+            installation_id: 3,
+            repository: repo(),
+            head_sha: "abc".into(),
+        };
+        let w = for_event(&e);
+        assert_eq!(w[0].kind(), "scan_repo");
+        assert_eq!(w[0].unique_key().as_deref(), Some("scan_repo:7"));
+    }
+
+    #[test]
+    fn only_comments_addressed_to_digestif_on_prs_become_jobs() {
+        let c = |body: &str, pr: bool| Event::IssueComment {
+            installation_id: 3,
+            repository: repo(),
+            issue_number: 5,
+            comment_id: 9,
+            body: body.into(),
+            sender: Sender {
+                login: "alice".into(),
+                kind: "User".into(),
+            },
+            is_pull_request: pr,
+        };
+        assert_eq!(for_event(&c("@digestif rebase", true)).len(), 1);
+        assert_eq!(for_event(&c("thanks!\n@Digestif recreate", true)).len(), 1);
+        assert!(for_event(&c("looks good", true)).is_empty());
+        assert!(for_event(&c("@digestif rebase", false)).is_empty());
+    }
+
+    #[test]
+    fn payload_round_trips_as_json() {
+        let w = Work::ScanRepo {
+            installation_id: 1,
+            repository_id: 2,
+            reason: "schedule".into(),
+        };
+        let text = serde_json::to_string(&w).expect("json");
+        assert!(text.contains("\"type\":\"scan_repo\""), "{text}");
+        assert_eq!(serde_json::from_str::<Work>(&text).expect("back"), w);
+    }
+}
