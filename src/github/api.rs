@@ -226,6 +226,7 @@ pub struct GitHubApp {
     installations: Mutex<HashMap<u64, Octocrab>>,
     policy: RetryPolicy,
     gauge: Arc<RateLimitGauge>,
+    bot_login: tokio::sync::OnceCell<String>,
 }
 
 impl GitHubApp {
@@ -255,7 +256,23 @@ impl GitHubApp {
             installations: Mutex::new(HashMap::new()),
             policy,
             gauge: Arc::new(RateLimitGauge::default()),
+            bot_login: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The login GitHub shows for the App's own actions: `<slug>[bot]`.
+    pub async fn bot_login(&self) -> Result<String, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct App {
+            slug: String,
+        }
+        self.bot_login
+            .get_or_try_init(|| async {
+                let app: App = self.as_app().get("/app").await?;
+                Ok(format!("{}[bot]", app.slug))
+            })
+            .await
+            .cloned()
     }
 
     pub fn app_id(&self) -> u64 {

@@ -1,6 +1,7 @@
 //! GitHub: webhook deliveries in, REST calls out (as the App and as its installations).
 
 pub mod api;
+pub mod issues;
 pub mod repo;
 pub mod webhook;
 

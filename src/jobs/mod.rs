@@ -42,6 +42,13 @@ pub enum Work {
         merged: bool,
         sender: String,
     },
+    /// Validate the config file a pull request proposes and report it as a check run.
+    CheckConfig {
+        installation_id: i64,
+        repository_id: i64,
+        number: i64,
+        head_sha: String,
+    },
     /// Someone pushed to one of digestif's branches.
     BotBranchPush {
         installation_id: i64,
@@ -70,6 +77,7 @@ impl Work {
             Work::RepositoryEvent { .. } => "repository_event",
             Work::PullRequestEvent { .. } => "handle_pr_event",
             Work::BotBranchPush { .. } => "handle_push",
+            Work::CheckConfig { .. } => "check_config",
             Work::Comment { .. } => "handle_comment",
         }
     }
@@ -81,6 +89,11 @@ impl Work {
                 installation_id, ..
             } => Some(format!("sync_installation:{installation_id}")),
             Work::ScanRepo { repository_id, .. } => Some(format!("scan_repo:{repository_id}")),
+            Work::CheckConfig {
+                repository_id,
+                head_sha,
+                ..
+            } => Some(format!("check_config:{repository_id}:{head_sha}")),
             // Each of these events is a fact to record in order; none may be merged away.
             _ => None,
         }
@@ -145,6 +158,17 @@ pub fn for_event(event: &Event) -> Vec<Work> {
             action: action.clone(),
             merged: *merged,
             sender: sender.login.clone(),
+        }],
+        Event::PullRequestHead {
+            installation_id,
+            repository,
+            number,
+            head_sha,
+        } => vec![Work::CheckConfig {
+            installation_id: *installation_id,
+            repository_id: repository.id,
+            number: *number,
+            head_sha: head_sha.clone(),
         }],
         Event::IssueComment {
             installation_id,
