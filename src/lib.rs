@@ -9,3 +9,4 @@ pub mod reference;
 pub mod render;
 pub mod repo_config;
 pub mod scan;
+pub mod settings;
