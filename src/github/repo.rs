@@ -96,6 +96,22 @@ pub async fn branch_head(
     }
 }
 
+/// The root tree of commit `sha`.
+pub async fn commit_tree(api: &Api, full_name: &str, sha: &str) -> Result<String, ApiError> {
+    #[derive(Deserialize)]
+    struct Commit {
+        tree: TreeRef,
+    }
+    #[derive(Deserialize)]
+    struct TreeRef {
+        sha: String,
+    }
+    let c: Commit = api
+        .get(&format!("/repos/{full_name}/git/commits/{sha}"))
+        .await?;
+    Ok(c.tree.sha)
+}
+
 pub async fn tree(api: &Api, full_name: &str, tree_sha: &str) -> Result<Tree, ApiError> {
     api.get(&format!(
         "/repos/{full_name}/git/trees/{tree_sha}?recursive=1"
