@@ -8,3 +8,5 @@ pub mod reference;
 pub mod render;
 pub mod repo_config;
 pub mod scan;
+pub mod schedule;
+pub mod store;
