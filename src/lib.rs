@@ -9,4 +9,6 @@ pub mod reference;
 pub mod render;
 pub mod repo_config;
 pub mod scan;
+pub mod schedule;
 pub mod settings;
+pub mod store;
