@@ -9,8 +9,7 @@ use super::{Work, scan};
 use crate::github::api::{ApiError, GitHubApp};
 use crate::registry::Resolver;
 use crate::schedule::Clock;
-use crate::store::worker::JobError;
-use crate::store::{Job, NewRepository, Store, StoreError};
+use crate::store::{Job, JobError, NewRepository, Store, StoreError};
 
 /// Everything a job may use.
 #[derive(Clone)]
@@ -85,9 +84,8 @@ impl Handler {
                 repository_id,
                 branch,
                 sender,
-                sender_type,
                 ..
-            } => self.bot_branch_push(repository_id, &branch, &sender, &sender_type).await,
+            } => self.bot_branch_push(repository_id, &branch, &sender).await,
             // Commands are answered by the pull-request writer; until it runs here the
             // comment is only recorded by the delivery.
             Work::Comment { .. } => Ok(()),
@@ -258,10 +256,9 @@ impl Handler {
         repository_id: i64,
         branch: &str,
         sender: &str,
-        sender_type: &str,
     ) -> Result<(), JobError> {
         let bot = self.github.bot_login().await?;
-        if sender.eq_ignore_ascii_case(&bot) || (sender_type == "Bot" && sender.starts_with("digestif")) {
+        if sender.eq_ignore_ascii_case(&bot) {
             return Ok(());
         }
         let now = self.clock.now();

@@ -5,9 +5,16 @@
 //! [`Work::kind`]. Work that must not run twice at once (a repository scan) carries a
 //! uniqueness key, so a burst of pushes queues one scan.
 
+pub mod handler;
+pub mod resolve;
+pub mod scan;
+
 use serde::{Deserialize, Serialize};
 
 use crate::github::webhook::Event;
+use crate::store::{JobKind, NewJob};
+
+pub use handler::Handler;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -33,6 +40,7 @@ pub enum Work {
         archived: bool,
     },
     /// A pull request was closed, merged, reopened or edited.
+    #[serde(rename = "handle_pr_event")]
     PullRequestEvent {
         installation_id: i64,
         repository_id: i64,
@@ -50,6 +58,7 @@ pub enum Work {
         head_sha: String,
     },
     /// Someone pushed to one of digestif's branches.
+    #[serde(rename = "handle_push")]
     BotBranchPush {
         installation_id: i64,
         repository_id: i64,
@@ -59,6 +68,7 @@ pub enum Work {
         sender_type: String,
     },
     /// A comment that mentions digestif on one of its pull requests.
+    #[serde(rename = "handle_comment")]
     Comment {
         installation_id: i64,
         repository_id: i64,
@@ -80,6 +90,33 @@ impl Work {
             Work::CheckConfig { .. } => "check_config",
             Work::Comment { .. } => "handle_comment",
         }
+    }
+
+    /// The durable job: kind column, payload without the kind, uniqueness key.
+    pub fn to_job(&self) -> NewJob {
+        let mut payload = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(obj) = payload.as_object_mut() {
+            obj.remove("type");
+        }
+        NewJob {
+            kind: JobKind(std::borrow::Cow::Borrowed(self.kind())),
+            payload,
+            unique_key: self.unique_key(),
+            run_at: None,
+            max_attempts: crate::store::DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// Reads a job back from its kind and payload.
+    pub fn from_job(kind: &str, payload: &serde_json::Value) -> Result<Work, serde_json::Error> {
+        let mut value = payload.clone();
+        match value.as_object_mut() {
+            Some(obj) => {
+                obj.insert("type".into(), serde_json::Value::String(kind.to_string()));
+            }
+            None => value = serde_json::json!({ "type": kind }),
+        }
+        serde_json::from_value(value)
     }
 
     /// Jobs with the same key are never queued twice at once.
@@ -119,12 +156,7 @@ pub fn for_event(event: &Event) -> Vec<Work> {
             installation_id: *installation_id,
             action: "repositories_changed".into(),
         }],
-        Event::PushRelevant {
-            installation_id,
-            repository,
-            ..
-        } => vec![Work::ScanRepo {
-            installation_id: *installation_id,
+        Event::PushRelevant { repository, .. } => vec![Work::ScanRepo {
             repository_id: repository.id,
             reason: "push".into(),
         }],
@@ -280,12 +312,34 @@ mod tests {
     #[test]
     fn payload_round_trips_as_json() {
         let w = Work::ScanRepo {
-            installation_id: 1,
             repository_id: 2,
             reason: "schedule".into(),
         };
-        let text = serde_json::to_string(&w).expect("json");
-        assert!(text.contains("\"type\":\"scan_repo\""), "{text}");
-        assert_eq!(serde_json::from_str::<Work>(&text).expect("back"), w);
+        let job = w.to_job();
+        assert_eq!(job.kind.as_str(), "scan_repo");
+        assert_eq!(job.unique_key.as_deref(), Some("scan_repo:2"));
+        assert_eq!(Work::from_job(job.kind.as_str(), &job.payload).expect("back"), w);
+        // The scheduler's own scan jobs read back the same way.
+        let scheduled = NewJob::scan_repo(2, "schedule");
+        assert_eq!(
+            Work::from_job(scheduled.kind.as_str(), &scheduled.payload).expect("scheduled"),
+            w
+        );
+        assert_eq!(scheduled.unique_key, job.unique_key);
+        for w in [
+            Work::SyncInstallation { installation_id: 1, action: "created".into() },
+            Work::CheckConfig { installation_id: 1, repository_id: 2, number: 3, head_sha: "abc".into() },
+            Work::BotBranchPush {
+                installation_id: 1,
+                repository_id: 2,
+                branch: "digestif/all".into(),
+                head_sha: "abc".into(),
+                sender: "alice".into(),
+                sender_type: "User".into(),
+            },
+        ] {
+            let job = w.to_job();
+            assert_eq!(Work::from_job(job.kind.as_str(), &job.payload).expect("round trip"), w);
+        }
     }
 }

@@ -15,8 +15,7 @@ use crate::github::issues::{self, Annotation, CheckRun};
 use crate::github::repo::{self, Tree};
 use crate::render;
 use crate::repo_config::{CONFIG_PATHS, ConfigErrors, RepoConfig};
-use crate::store::worker::JobError;
-use crate::store::{CachedFile, RepoConfigUpdate, Repository};
+use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository};
 
 /// Bumped when extractors change what they find, so cached "nothing here" verdicts are
 /// not trusted across an upgrade.
@@ -99,7 +98,8 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
             }
         }
     }
-    let records = super::resolve::resolve_and_record(h, &config, &extraction).await?;
+    let resolved = super::resolve::resolve_all(h, &extraction).await?;
+    let records = super::resolve::records(&config, &resolved);
     let stale = records.iter().filter(|r| r.status == "stale").count();
     h.store.replace_references(repo.id, &records, now).await?;
     let problems: Vec<String> = extraction
@@ -178,7 +178,14 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
         });
     }
     h.store
-        .replace_cached_files(repo.id, &head.commit_sha, head.etag.as_deref(), EXTRACTOR_VERSION, &files)
+        .replace_cached_files(
+            repo.id,
+            &head.commit_sha,
+            head.etag.as_deref(),
+            EXTRACTOR_VERSION,
+            &files,
+            h.clock.now(),
+        )
         .await?;
     Ok(split_config(head.commit_sha, files))
 }

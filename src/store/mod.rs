@@ -25,6 +25,7 @@
 //!   (`digestif trigger`) wrote in between; an immediate one waits for the busy timeout.
 
 mod claim;
+mod files;
 mod jobs;
 mod model;
 pub mod testing;
@@ -45,6 +46,7 @@ pub use jobs::{
     DEFAULT_MAX_ATTEMPTS, FailOutcome, Job, JobCounts, JobKind, JobState, NewJob, RetryPolicy,
     scan_repo_key,
 };
+pub use files::{CachedFile, ScanState};
 pub use model::*;
 pub use worker::{JobError, JobHandler, Worker, WorkerOptions, default_owner};
 
