@@ -1,6 +1,7 @@
 //! Command-line interface: one submodule per subcommand.
 
 pub mod config;
+pub mod db;
 pub mod scan;
 
 use std::process::ExitCode;
@@ -26,6 +27,12 @@ pub enum Command {
     CheckConfig(config::CheckConfigArgs),
     /// Print the JSON Schema of the repository configuration file.
     ConfigSchema,
+    /// Create or upgrade the database schema.
+    Migrate(db::MigrateArgs),
+    /// List the job queue (or only dead jobs) for operators.
+    Jobs(db::JobsArgs),
+    /// Enqueue a scan of OWNER/REPO now (works beside a running server).
+    Trigger(db::TriggerArgs),
 }
 
 /// Output format for commands a script may read.
@@ -46,6 +53,9 @@ impl Cli {
             Command::Scan(args) => scan::run(args),
             Command::CheckConfig(args) => config::check(args),
             Command::ConfigSchema => config::schema(),
+            Command::Migrate(args) => db::migrate(args),
+            Command::Jobs(args) => db::jobs(args),
+            Command::Trigger(args) => db::trigger(args),
         }
     }
 }

@@ -608,11 +608,14 @@ impl Store {
 
     pub async fn references_for_repo(&self, repository_id: i64) -> Result<Vec<ImageRefRecord>> {
         let sql = "SELECT file, line, image, tag, digest, status, current_digest, message
-                   FROM image_refs WHERE repository_id = $1 ORDER BY file, line, id";
-        Ok(on_pool!(self, |p| sqlx::query_as(sql)
+                   FROM image_refs WHERE repository_id = $1 ORDER BY id";
+        let mut refs: Vec<ImageRefRecord> = on_pool!(self, |p| sqlx::query_as(sql)
             .bind(repository_id)
             .fetch_all(p)
-            .await)?)
+            .await)?;
+        // Sorted here: PostgreSQL's text order follows the database's collation.
+        refs.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        Ok(refs)
     }
 
     /// Records that `tag` pointed at `digest` and returns when digestif first saw that,
