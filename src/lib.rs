@@ -5,6 +5,7 @@ pub mod extract;
 pub mod github;
 pub mod plan;
 pub mod reference;
+pub mod registry;
 pub mod render;
 pub mod repo_config;
 pub mod scan;
