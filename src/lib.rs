@@ -6,6 +6,7 @@ pub mod github;
 pub mod jobs;
 pub mod plan;
 pub mod reference;
+pub mod registry;
 pub mod render;
 pub mod repo_config;
 pub mod scan;
