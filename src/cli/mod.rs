@@ -1,6 +1,7 @@
 //! Command-line interface: one submodule per subcommand.
 
 pub mod config;
+pub mod healthcheck;
 pub mod scan;
 
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ pub enum Command {
     CheckConfig(config::CheckConfigArgs),
     /// Print the JSON Schema of the repository configuration file.
     ConfigSchema,
+    /// Exit 0 when the server's health endpoint answers 200 (for container health checks).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// Output format for commands a script may read.
@@ -46,6 +49,7 @@ impl Cli {
             Command::Scan(args) => scan::run(args),
             Command::CheckConfig(args) => config::check(args),
             Command::ConfigSchema => config::schema(),
+            Command::Healthcheck(args) => healthcheck::run(args),
         }
     }
 }
