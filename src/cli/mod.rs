@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod db;
+pub mod healthcheck;
 pub mod scan;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ pub enum Command {
     Jobs(db::JobsArgs),
     /// Enqueue a scan of OWNER/REPO now (works beside a running server).
     Trigger(db::TriggerArgs),
+    /// Exit 0 when the server's health endpoint answers 200 (for container health checks).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// Output format for commands a script may read.
@@ -56,6 +59,7 @@ impl Cli {
             Command::Migrate(args) => db::migrate(args),
             Command::Jobs(args) => db::jobs(args),
             Command::Trigger(args) => db::trigger(args),
+            Command::Healthcheck(args) => healthcheck::run(args),
         }
     }
 }
