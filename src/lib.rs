@@ -11,5 +11,7 @@ pub mod render;
 pub mod repo_config;
 pub mod scan;
 pub mod schedule;
+pub mod server;
 pub mod settings;
 pub mod store;
+pub mod web;

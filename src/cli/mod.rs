@@ -4,6 +4,7 @@ pub mod config;
 pub mod db;
 pub mod healthcheck;
 pub mod scan;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ pub enum Command {
     Jobs(db::JobsArgs),
     /// Enqueue a scan of OWNER/REPO now (works beside a running server).
     Trigger(db::TriggerArgs),
+    /// Run the GitHub App server (webhooks, scheduled scans, job workers).
+    Serve(crate::settings::ServeArgs),
     /// Exit 0 when the server's health endpoint answers 200 (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -60,6 +63,7 @@ impl Cli {
             Command::Jobs(args) => db::jobs(args),
             Command::Trigger(args) => db::trigger(args),
             Command::Healthcheck(args) => healthcheck::run(args),
+            Command::Serve(args) => serve::run(args),
         }
     }
 }

@@ -35,7 +35,9 @@ impl From<ApiError> for JobError {
                     + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::minutes(1)),
             },
             // GitHub said no for good: retrying the same request cannot help.
-            ApiError::Status { status, .. } if matches!(status, 400 | 401 | 403 | 404 | 410 | 422) => {
+            ApiError::Status { status, .. }
+                if matches!(status, 400 | 401 | 403 | 404 | 410 | 422) =>
+            {
                 JobError::Permanent(e.to_string())
             }
             ApiError::Settings(_) | ApiError::Decode { .. } => JobError::Permanent(e.to_string()),
@@ -46,8 +48,9 @@ impl From<ApiError> for JobError {
 
 impl Handler {
     pub async fn handle(&self, job: Job) -> Result<(), JobError> {
-        let work = Work::from_job(job.kind.as_str(), &job.payload)
-            .map_err(|e| JobError::Permanent(format!("job {} ({}): {e}", job.id, job.kind.as_str())))?;
+        let work = Work::from_job(job.kind.as_str(), &job.payload).map_err(|e| {
+            JobError::Permanent(format!("job {} ({}): {e}", job.id, job.kind.as_str()))
+        })?;
         let span = tracing::info_span!("job", id = job.id, kind = job.kind.as_str());
         let _guard = span.enter();
         drop(_guard);
@@ -56,7 +59,9 @@ impl Handler {
                 installation_id,
                 action,
             } => self.sync_installation(installation_id, &action).await,
-            Work::ScanRepo { repository_id, .. } => scan::scan_repository(self, repository_id).await,
+            Work::ScanRepo { repository_id, .. } => {
+                scan::scan_repository(self, repository_id).await
+            }
             Work::RepositoryEvent {
                 installation_id,
                 repository_id,
@@ -64,8 +69,14 @@ impl Handler {
                 action,
                 archived,
             } => {
-                self.repository_event(installation_id, repository_id, &full_name, &action, archived)
-                    .await
+                self.repository_event(
+                    installation_id,
+                    repository_id,
+                    &full_name,
+                    &action,
+                    archived,
+                )
+                .await
             }
             Work::CheckConfig {
                 installation_id,
@@ -79,7 +90,10 @@ impl Handler {
                 action,
                 merged,
                 ..
-            } => self.pull_request_event(repository_id, number, &action, merged).await,
+            } => {
+                self.pull_request_event(repository_id, number, &action, merged)
+                    .await
+            }
             Work::BotBranchPush {
                 repository_id,
                 branch,
@@ -93,11 +107,17 @@ impl Handler {
     }
 
     /// Brings an installation and its repository list in line with GitHub.
-    pub async fn sync_installation(&self, installation_id: i64, action: &str) -> Result<(), JobError> {
+    pub async fn sync_installation(
+        &self,
+        installation_id: i64,
+        action: &str,
+    ) -> Result<(), JobError> {
         let now = self.clock.now();
         match action {
             "deleted" => {
-                self.store.mark_installation_deleted(installation_id, now).await?;
+                self.store
+                    .mark_installation_deleted(installation_id, now)
+                    .await?;
                 self.github.forget_installation(installation_id as u64);
                 tracing::info!(installation_id, "installation deleted; its data is removed");
                 return Ok(());
@@ -129,11 +149,18 @@ impl Handler {
             .await?
         else {
             // Gone on GitHub: the uninstall event may have been lost.
-            self.store.mark_installation_deleted(installation_id, now).await?;
+            self.store
+                .mark_installation_deleted(installation_id, now)
+                .await?;
             return Ok(());
         };
         self.store
-            .upsert_installation(installation_id, &inst.account.login, &inst.account.kind, now)
+            .upsert_installation(
+                installation_id,
+                &inst.account.login,
+                &inst.account.kind,
+                now,
+            )
             .await?;
         self.store
             .set_installation_suspended(installation_id, inst.suspended_at.is_some(), now)
@@ -153,7 +180,10 @@ impl Handler {
         let repos: Vec<Repo> = api
             .get_all("/installation/repositories", Some("repositories"))
             .await?;
-        let known = self.store.repositories_of_installation(installation_id).await?;
+        let known = self
+            .store
+            .repositories_of_installation(installation_id)
+            .await?;
         for r in &repos {
             let existed = known.iter().any(|k| k.id == r.id);
             self.store
@@ -171,11 +201,14 @@ impl Handler {
             if !existed && !r.archived {
                 // A newly added repository is scanned at once, not at its next slot.
                 self.store
-                    .enqueue(&Work::ScanRepo {
-                        repository_id: r.id,
-                        reason: "installed".into(),
-                    }
-                    .to_job(), now)
+                    .enqueue(
+                        &Work::ScanRepo {
+                            repository_id: r.id,
+                            reason: "installed".into(),
+                        }
+                        .to_job(),
+                        now,
+                    )
                     .await?;
             }
         }
@@ -185,7 +218,11 @@ impl Handler {
                 tracing::info!(repository = %k.full_name, "repository no longer in the installation; removed");
             }
         }
-        tracing::info!(installation_id, repositories = repos.len(), "installation synced");
+        tracing::info!(
+            installation_id,
+            repositories = repos.len(),
+            "installation synced"
+        );
         Ok(())
     }
 
@@ -236,12 +273,12 @@ impl Handler {
         action: &str,
         merged: bool,
     ) -> Result<(), JobError> {
-        use crate::store::PrStateRecord;
+        use crate::store::PrStatus;
         let now = self.clock.now();
         let state = match (action, merged) {
-            ("closed", true) => PrStateRecord::Merged,
-            ("closed", false) => PrStateRecord::Closed,
-            ("reopened", _) => PrStateRecord::Open,
+            ("closed", true) => PrStatus::Merged,
+            ("closed", false) => PrStatus::Closed,
+            ("reopened", _) => PrStatus::Open,
             _ => return Ok(()),
         };
         // A PR the store does not know is not ours (or predates the store): nothing to do.
@@ -264,9 +301,14 @@ impl Handler {
         let now = self.clock.now();
         if let Some(pr) = self.store.pr_by_branch(repository_id, branch).await? {
             self.store
-                .mark_pr_human_edited(repository_id, pr.number, true, now)
+                .mark_pr_human_edited(repository_id, pr.number, now)
                 .await?;
-            tracing::info!(repository_id, branch, sender, "a person pushed to digestif's branch; hands off");
+            tracing::info!(
+                repository_id,
+                branch,
+                sender,
+                "a person pushed to digestif's branch; hands off"
+            );
         }
         Ok(())
     }

@@ -23,12 +23,14 @@ pub enum Work {
     /// repositories added or removed), or forget it (deleted) / pause it (suspended).
     SyncInstallation {
         installation_id: i64,
+        #[serde(default)]
         action: String,
     },
     /// Read a repository's config and files, resolve its references, store the result.
+    /// (The scheduler enqueues these too, with the same payload.)
     ScanRepo {
-        installation_id: i64,
         repository_id: i64,
+        #[serde(default)]
         reason: String,
     },
     /// `repository` renamed, archived, unarchived, deleted, transferred …
@@ -318,7 +320,10 @@ mod tests {
         let job = w.to_job();
         assert_eq!(job.kind.as_str(), "scan_repo");
         assert_eq!(job.unique_key.as_deref(), Some("scan_repo:2"));
-        assert_eq!(Work::from_job(job.kind.as_str(), &job.payload).expect("back"), w);
+        assert_eq!(
+            Work::from_job(job.kind.as_str(), &job.payload).expect("back"),
+            w
+        );
         // The scheduler's own scan jobs read back the same way.
         let scheduled = NewJob::scan_repo(2, "schedule");
         assert_eq!(
@@ -327,8 +332,16 @@ mod tests {
         );
         assert_eq!(scheduled.unique_key, job.unique_key);
         for w in [
-            Work::SyncInstallation { installation_id: 1, action: "created".into() },
-            Work::CheckConfig { installation_id: 1, repository_id: 2, number: 3, head_sha: "abc".into() },
+            Work::SyncInstallation {
+                installation_id: 1,
+                action: "created".into(),
+            },
+            Work::CheckConfig {
+                installation_id: 1,
+                repository_id: 2,
+                number: 3,
+                head_sha: "abc".into(),
+            },
             Work::BotBranchPush {
                 installation_id: 1,
                 repository_id: 2,
@@ -339,7 +352,10 @@ mod tests {
             },
         ] {
             let job = w.to_job();
-            assert_eq!(Work::from_job(job.kind.as_str(), &job.payload).expect("round trip"), w);
+            assert_eq!(
+                Work::from_job(job.kind.as_str(), &job.payload).expect("round trip"),
+                w
+            );
         }
     }
 }

@@ -77,7 +77,11 @@ pub fn records(config: &RepoConfig, resolved: &[Resolved]) -> Vec<ImageRefRecord
             let ignored = config.is_ignored(
                 &f.reference.name(),
                 f.reference.tag.as_deref(),
-                r.resolution.current.as_ref().map(|d| d.to_string()).as_deref(),
+                r.resolution
+                    .current
+                    .as_ref()
+                    .map(|d| d.to_string())
+                    .as_deref(),
             );
             ImageRefRecord {
                 file: f.file.clone(),

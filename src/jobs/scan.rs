@@ -45,7 +45,8 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
         Some(i) if i.deleted_at.is_none() && i.suspended_at.is_none() => {}
         _ => return Ok(()),
     }
-    let span = tracing::info_span!("scan", repo = %repo.full_name, installation = repo.installation_id);
+    let span =
+        tracing::info_span!("scan", repo = %repo.full_name, installation = repo.installation_id);
     let _g = span.enter();
     drop(_g);
     let api = h.github.installation(repo.installation_id as u64)?;
@@ -65,7 +66,8 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
         Some((path, text)) => match RepoConfig::parse(text) {
             Ok(c) => c,
             Err(errors) => {
-                report_config_error(h, &api, &repo, path, text, &snapshot.head_sha, &errors).await?;
+                report_config_error(h, &api, &repo, path, text, &snapshot.head_sha, &errors)
+                    .await?;
                 return Ok(());
             }
         },
@@ -146,8 +148,7 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
     if tree.truncated {
         tracing::warn!(repo = %repo.full_name, "tree truncated by GitHub; scanning the part it returned");
     }
-    let by_path: HashMap<&str, &CachedFile> =
-        cached.iter().map(|c| (c.path.as_str(), c)).collect();
+    let by_path: HashMap<&str, &CachedFile> = cached.iter().map(|c| (c.path.as_str(), c)).collect();
     let mut files = Vec::new();
     for entry in wanted(&tree) {
         if let Some(c) = by_path.get(entry.path.as_str()) {
@@ -162,7 +163,9 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
         let content = match String::from_utf8(bytes) {
             Ok(text) if is_config => Some(text),
             Ok(text) => extract::extract_file(&entry.path, text.as_bytes())
-                .filter(|e| !(e.references.is_empty() && e.skipped.is_empty() && e.errors.is_empty()))
+                .filter(|e| {
+                    !(e.references.is_empty() && e.skipped.is_empty() && e.errors.is_empty())
+                })
                 .map(|_| text),
             Err(e) => {
                 // Not UTF-8: keep the extractor's verdict (an error it reports) reproducible.
@@ -257,13 +260,24 @@ async fn report_config_error(
     Ok(())
 }
 
-async fn close_config_issue(h: &Handler, api: &Api, repo: &Repository, head_sha: &str) -> Result<(), JobError> {
+async fn close_config_issue(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    head_sha: &str,
+) -> Result<(), JobError> {
     let bot = h.github.bot_login().await?;
     if let Some(issue) =
         issues::find_open_issue(api, &repo.full_name, render::CONFIG_ISSUE_TITLE, &bot).await?
     {
         let short = &head_sha[..head_sha.len().min(7)];
-        issues::comment(api, &repo.full_name, issue.number, &render::config_fixed_comment(short)).await?;
+        issues::comment(
+            api,
+            &repo.full_name,
+            issue.number,
+            &render::config_fixed_comment(short),
+        )
+        .await?;
         issues::close_issue(api, &repo.full_name, issue.number).await?;
     }
     Ok(())
@@ -286,7 +300,11 @@ pub async fn check_config(
     let head = repo::tree(&api, &repo.full_name, &head_tree).await?;
     let branch = match &repo.default_branch {
         Some(b) => b.clone(),
-        None => repo::repository(&api, &repo.full_name).await?.default_branch,
+        None => {
+            repo::repository(&api, &repo.full_name)
+                .await?
+                .default_branch
+        }
     };
     let base = match repo::branch_head(&api, &repo.full_name, &branch, None).await? {
         Some(b) => repo::tree(&api, &repo.full_name, &b.tree_sha).await?,

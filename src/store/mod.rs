@@ -42,11 +42,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::types::Json;
 use tokio::sync::Notify;
 
+pub use files::{CachedFile, ScanState};
 pub use jobs::{
     DEFAULT_MAX_ATTEMPTS, FailOutcome, Job, JobCounts, JobKind, JobState, NewJob, RetryPolicy,
     scan_repo_key,
 };
-pub use files::{CachedFile, ScanState};
 pub use model::*;
 pub use worker::{JobError, JobHandler, Worker, WorkerOptions, default_owner};
 

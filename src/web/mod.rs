@@ -44,8 +44,14 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn github_webhook(State(state): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
-    let delivery = header(&headers, "x-github-delivery").unwrap_or("").to_string();
+async fn github_webhook(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let delivery = header(&headers, "x-github-delivery")
+        .unwrap_or("")
+        .to_string();
     let event = header(&headers, "x-github-event").unwrap_or("").to_string();
     let span = tracing::info_span!("webhook", delivery = %delivery, event = %event);
     let _enter = span.enter();
@@ -87,7 +93,11 @@ async fn github_webhook(State(state): State<WebState>, headers: HeaderMap, body:
     {
         Ok(true) => {
             tracing::info!(delivery = %delivery, event = %event, jobs = new_jobs.len(), "webhook accepted");
-            (StatusCode::ACCEPTED, format!("accepted, {} job(s)", new_jobs.len())).into_response()
+            (
+                StatusCode::ACCEPTED,
+                format!("accepted, {} job(s)", new_jobs.len()),
+            )
+                .into_response()
         }
         Ok(false) => {
             tracing::info!(delivery = %delivery, "redelivery ignored");
@@ -96,7 +106,11 @@ async fn github_webhook(State(state): State<WebState>, headers: HeaderMap, body:
         Err(e) => {
             // GitHub shows the failure and the operator can redeliver; nothing was recorded.
             tracing::error!(delivery = %delivery, error = %e, "webhook could not be recorded");
-            (StatusCode::SERVICE_UNAVAILABLE, "could not record the delivery").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not record the delivery",
+            )
+                .into_response()
         }
     }
 }
@@ -109,8 +123,22 @@ async fn readyz(State(state): State<WebState>) -> Response {
     let mut problems = Vec::new();
     if let Err(e) = state.store.ping().await {
         problems.push(format!("database: {e}"));
-    } else if let Err(e) = state.store.check_migrations().await {
-        problems.push(format!("migrations: {e}"));
+    } else {
+        match state.store.applied_migrations().await {
+            Ok(applied) => {
+                let missing: Vec<i64> = state
+                    .store
+                    .migrator()
+                    .iter()
+                    .map(|m| m.version)
+                    .filter(|v| !applied.contains(v))
+                    .collect();
+                if !missing.is_empty() {
+                    problems.push(format!("migrations not applied: {missing:?}"));
+                }
+            }
+            Err(e) => problems.push(format!("migrations: {e}")),
+        }
     }
     if !state.app_ready.load(Ordering::Relaxed) {
         problems.push("GitHub App credentials not loaded".to_string());
