@@ -1,7 +1,9 @@
 //! Command-line interface: one submodule per subcommand.
 
 pub mod config;
+pub mod resolve;
 pub mod scan;
+pub mod update;
 
 use std::process::ExitCode;
 
@@ -20,8 +22,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the image references in a directory tree.
+    /// List the image references in a directory tree, and what their registries say.
     Scan(scan::ScanArgs),
+    /// Rewrite stale digests (and with --pin, pin tag-only references) in place.
+    Update(update::UpdateArgs),
     /// Validate a repository configuration file (.github/digestif.yml).
     CheckConfig(config::CheckConfigArgs),
     /// Print the JSON Schema of the repository configuration file.
@@ -44,6 +48,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Scan(args) => scan::run(args),
+            Command::Update(args) => update::run(args),
             Command::CheckConfig(args) => config::check(args),
             Command::ConfigSchema => config::schema(),
         }

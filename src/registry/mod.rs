@@ -10,8 +10,10 @@
 //! - A platform pin stays a platform pin: the old manifest's config says its os/arch/variant
 //!   (the `FROM --platform` is the fallback when the old manifest is gone), and the entry of
 //!   the new index with that platform is proposed. None → [`Status::PlatformGone`].
-//! - No churn: when the index moved but every platform manifest the pin covers is the same,
-//!   the answer is [`Status::UnchangedContent`] and nothing is proposed.
+//! - No churn: when an index pin's index moved but every platform manifest it covers is the
+//!   same (a re-push, added attestations), the answer is [`Status::UnchangedContent`] and
+//!   nothing is proposed. A platform pin whose platform's manifest is still the tag's is
+//!   [`Status::UpToDate`]: whether the index around it moved cannot be told from the pin.
 //! - Digest-only references are [`Status::NotUpdatable`]; tag-only ones [`Status::Unpinned`]
 //!   with the tag's digest (an index digest for a multi-platform tag).
 //!
@@ -492,12 +494,11 @@ impl Resolver {
                     r.tag.as_deref().unwrap_or_default()
                 ));
             }
+            // The pin is still the tag's image for its platform. Whether the index around
+            // it moved since cannot be told from a platform pin, and needs no PR either way.
             Some((_, d)) if d == *pinned => {
-                out.status = Status::UnchangedContent;
+                out.status = Status::UpToDate;
                 out.current = Some(d);
-                out.message = Some(format!(
-                    "the index changed but its {platform} image did not"
-                ));
             }
             Some((_, d)) => out.current = Some(d),
         }
