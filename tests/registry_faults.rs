@@ -352,6 +352,18 @@ async fn server_mode_refuses_loopback_private_names_and_redirects_to_them() {
     assert!(r.message.unwrap().contains("SSRF guard"));
     assert!(target.received_requests().await.unwrap().is_empty());
 
+    // A name that does not resolve: a readable DNS error.
+    let mut nodns = config_for(&[]);
+    nodns.lookup = Some(dns(&[]));
+    nodns.insecure.insert("nowhere.test:5000".into());
+    let r = resolve(&Resolver::new(nodns).unwrap(), "nowhere.test:5000/app:1").await;
+    assert_eq!(r.status, Status::Error);
+    let msg = r.message.unwrap();
+    assert!(
+        msg.starts_with("nowhere.test:5000: cannot resolve host"),
+        "{msg}"
+    );
+
     // A name that resolves to 10.0.0.1 (and one to loopback): refused before connecting.
     c.lookup = Some(dns(&[
         ("internal.test", "10.0.0.1"),
