@@ -1,6 +1,8 @@
 //! `digestif scan` (resolving) and `digestif update` end to end: the built binary against a
 //! real distribution registry.
 
+// Only the registry half of tests/support (also `support::registry`): this binary needs
+// no fake GitHub.
 #[path = "support/registry.rs"]
 mod registry_support;
 

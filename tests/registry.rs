@@ -1,5 +1,7 @@
 //! The resolver against a real CNCF distribution registry with pushed synthetic images.
 
+// Only the registry half of tests/support (also `support::registry`): this binary needs
+// no fake GitHub.
 #[path = "support/registry.rs"]
 mod registry_support;
 
