@@ -1,5 +1,7 @@
 //! The resolver against a real CNCF distribution registry with pushed synthetic images.
 
+// Only the registry half of tests/support (also `support::registry`): this binary needs
+// no fake GitHub.
 #[path = "support/registry.rs"]
 mod registry_support;
 
@@ -138,14 +140,15 @@ async fn platform_pins_follow_their_platform_including_variants() {
     );
     assert_eq!(v7.platform.as_deref(), Some("linux/arm/v7"));
 
-    // arm64's manifest did not change although the list did.
+    // arm64's manifest did not change although the list did: nothing to do.
     let a64 = res
         .resolve(
             &parse(&reg.reference("multi", "3", Some(&arm64.digest))),
             None,
         )
         .await;
-    assert_eq!(a64.status, Status::UnchangedContent, "{a64:?}");
+    assert_eq!(a64.status, Status::UpToDate, "{a64:?}");
+    assert_eq!(a64.current, Some(digest(&arm64.digest)));
     assert_eq!(a64.proposed(), None);
 
     // The whole resolution cost one HEAD of the tag, whatever the number of references.
@@ -350,4 +353,48 @@ async fn one_head_per_tag_for_many_concurrent_references() {
         assert_eq!(r.unwrap().status, Status::UpToDate);
     }
     assert_eq!(res.requests_sent(), 1, "{:?}", res.counts());
+}
+
+#[tokio::test]
+async fn a_vanished_pinned_manifest_falls_back_to_the_from_platform() {
+    let reg = TestRegistry::start().await;
+    let amd = reg
+        .push_image("vanish", None, "linux/amd64", "1", false)
+        .await;
+    let arm = reg
+        .push_image("vanish", None, "linux/arm64", "1", false)
+        .await;
+    reg.push_index("vanish", "1", &[&amd, &arm], false, "a", false)
+        .await;
+    let amd2 = reg
+        .push_image("vanish", None, "linux/amd64", "2", false)
+        .await;
+    let arm2 = reg
+        .push_image("vanish", None, "linux/arm64", "2", false)
+        .await;
+    let new = reg
+        .push_index("vanish", "1", &[&amd2, &arm2], false, "b", false)
+        .await;
+    // The old arm64 manifest is deleted from the registry (garbage collected upstream).
+    let url = format!("http://{}/v2/vanish/manifests/{}", reg.addr, arm.digest);
+    let status = reqwest::Client::new()
+        .delete(url)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 202);
+
+    let res = resolver(reg.resolver_config());
+    let text = reg.reference("vanish", "1", Some(&arm.digest));
+    // `FROM --platform=linux/arm64` says which platform the pin was.
+    let r = res.resolve(&parse(&text), Some("linux/arm64")).await;
+    assert_eq!(r.status, Status::Stale, "{r:?}");
+    assert_eq!(r.current, Some(digest(&arm2.digest)));
+    assert_eq!(r.platform.as_deref(), Some("linux/arm64"));
+    // Without it, the tag's index is all there is to go on.
+    let r = res.resolve(&parse(&text), None).await;
+    assert_eq!(r.status, Status::Stale, "{r:?}");
+    assert_eq!(r.current, Some(digest(&new)));
+    assert!(r.message.unwrap().contains("no longer in the registry"));
 }

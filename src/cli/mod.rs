@@ -3,8 +3,10 @@
 pub mod config;
 pub mod db;
 pub mod healthcheck;
+pub mod resolve;
 pub mod scan;
 pub mod serve;
+pub mod update;
 
 use std::process::ExitCode;
 
@@ -23,8 +25,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the image references in a directory tree.
+    /// List the image references in a directory tree, and what their registries say.
     Scan(scan::ScanArgs),
+    /// Rewrite stale digests (and with --pin, pin tag-only references) in place.
+    Update(update::UpdateArgs),
     /// Validate a repository configuration file (.github/digestif.yml).
     CheckConfig(config::CheckConfigArgs),
     /// Print the JSON Schema of the repository configuration file.
@@ -57,6 +61,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Scan(args) => scan::run(args),
+            Command::Update(args) => update::run(args),
             Command::CheckConfig(args) => config::check(args),
             Command::ConfigSchema => config::schema(),
             Command::Migrate(args) => db::migrate(args),

@@ -240,7 +240,11 @@ impl Http {
             {
                 let asked = retry_after(resp.headers());
                 let cap = self.config.retry_after_cap;
-                let backoff = self.config.backoff_base * 2u32.saturating_pow(retries);
+                let backoff = self
+                    .config
+                    .backoff_base
+                    .checked_mul(2u32.saturating_pow(retries))
+                    .unwrap_or(cap);
                 let wait = asked.unwrap_or(backoff);
                 if retries < self.config.max_retries && wait <= cap {
                     retries += 1;
@@ -252,7 +256,9 @@ impl Http {
                 // Give up on this host until the server's window (or a cap) has passed,
                 // so the rest of this cycle's lookups to it do not pile on.
                 let block = wait.clamp(Duration::from_secs(1), cap.max(Duration::from_secs(1)));
-                lock(&self.blocked).insert(host.clone(), Instant::now() + block);
+                if let Some(until) = Instant::now().checked_add(block) {
+                    lock(&self.blocked).insert(host.clone(), until);
+                }
                 warn!(%host, %status, "registry rate limit: giving up for this cycle");
                 return Err(RegistryError::RateLimited {
                     host,

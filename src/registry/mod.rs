@@ -7,11 +7,13 @@
 //!   is the sha256 of the body) or a rule needs a manifest body.
 //! - An index pin stays an index pin: the pinned digest's `Content-Type` (HEAD by digest)
 //!   says which kind it is.
-//! - A platform pin stays a platform pin: the old manifest's config says its os/arch/variant
-//!   (the `FROM --platform` is the fallback when the old manifest is gone), and the entry of
-//!   the new index with that platform is proposed. None → [`Status::PlatformGone`].
-//! - No churn: when the index moved but every platform manifest the pin covers is the same,
-//!   the answer is [`Status::UnchangedContent`] and nothing is proposed.
+//! - A platform pin stays a platform pin: the `FROM --platform` says its os/arch/variant, or
+//!   else the old manifest's config (a manifest and a blob GET, once per digest), and the
+//!   entry of the new index with that platform is proposed. None → [`Status::PlatformGone`].
+//! - No churn: when an index pin's index moved but every platform manifest it covers is the
+//!   same (a re-push, added attestations), the answer is [`Status::UnchangedContent`] and
+//!   nothing is proposed. A platform pin whose platform's manifest is still the tag's is
+//!   [`Status::UpToDate`]: whether the index around it moved cannot be told from the pin.
 //! - Digest-only references are [`Status::NotUpdatable`]; tag-only ones [`Status::Unpinned`]
 //!   with the tag's digest (an index digest for a multi-platform tag).
 //!
@@ -446,22 +448,20 @@ impl Resolver {
             out.current = Some(head.digest.clone());
             return Ok(out);
         }
-        // The old manifest's config is the authority on its platform; the hint is the
-        // fallback when it cannot be read.
-        let platform = match self.config_of(r, pinned).await {
-            Ok(c) if !c.os.is_empty() && !c.architecture.is_empty() => {
-                Platform::new(&c.os, &c.architecture, c.variant.clone())
-            }
-            Ok(_) | Err(RegistryError::NotFound { .. }) => match hint {
-                Some(h) => h,
-                None => {
+        // The `FROM --platform` is the platform the build selects, and using it saves a
+        // manifest GET (a pull on Docker Hub); without it, the old manifest's config says.
+        let platform = match hint {
+            Some(h) => h,
+            None => {
+                let c = self.config_of(r, pinned).await?;
+                if c.os.is_empty() || c.architecture.is_empty() {
                     return Err(RegistryError::Invalid {
                         host: self.inner.http.endpoint(&r.registry).host,
-                        message: format!("cannot tell the platform of {pinned}"),
+                        message: format!("the config of {pinned} names no platform"),
                     });
                 }
-            },
-            Err(e) => return Err(e),
+                Platform::new(&c.os, &c.architecture, c.variant.clone())
+            }
         };
         self.platform_pin_to(r, pinned, head, platform).await
     }
@@ -492,12 +492,11 @@ impl Resolver {
                     r.tag.as_deref().unwrap_or_default()
                 ));
             }
+            // The pin is still the tag's image for its platform. Whether the index around
+            // it moved since cannot be told from a platform pin, and needs no PR either way.
             Some((_, d)) if d == *pinned => {
-                out.status = Status::UnchangedContent;
+                out.status = Status::UpToDate;
                 out.current = Some(d);
-                out.message = Some(format!(
-                    "the index changed but its {platform} image did not"
-                ));
             }
             Some((_, d)) => out.current = Some(d),
         }
