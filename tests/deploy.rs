@@ -307,6 +307,37 @@ fn the_image_s_healthcheck_command_works_with_the_image_s_settings() {
 }
 
 #[test]
+fn the_binary_links_only_what_the_runtime_image_has() {
+    // distroless/cc is glibc, libgcc and CA certificates: no OpenSSL, no libstdc++. The
+    // binary under test links like the release build (same crates, same target).
+    let runtime = stages().pop().unwrap();
+    assert!(
+        only(&runtime, "FROM")
+            .args
+            .starts_with("gcr.io/distroless/cc-")
+    );
+    let out = run(Command::new("ldd").arg(env!("CARGO_BIN_EXE_digestif")));
+    assert!(out.status.success(), "{}", text(&out));
+    let glibc_and_libgcc = [
+        "linux-vdso.so.1",
+        "libc.so.6",
+        "libm.so.6",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+        "libgcc_s.so.1",
+    ];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let lib = line.split_whitespace().next().unwrap_or_default();
+        let name = lib.rsplit('/').next().unwrap();
+        assert!(
+            glibc_and_libgcc.contains(&name) || name.starts_with("ld-linux"),
+            "{lib} is not in the runtime image"
+        );
+    }
+}
+
+#[test]
 fn the_build_context_keeps_what_cargo_needs() {
     let patterns: Vec<String> = read("deploy/Dockerfile.dockerignore")
         .lines()
