@@ -307,6 +307,37 @@ fn the_image_s_healthcheck_command_works_with_the_image_s_settings() {
 }
 
 #[test]
+fn the_binary_links_only_what_the_runtime_image_has() {
+    // distroless/cc is glibc, libgcc and CA certificates: no OpenSSL, no libstdc++. The
+    // binary under test links like the release build (same crates, same target).
+    let runtime = stages().pop().unwrap();
+    assert!(
+        only(&runtime, "FROM")
+            .args
+            .starts_with("gcr.io/distroless/cc-")
+    );
+    let out = run(Command::new("ldd").arg(env!("CARGO_BIN_EXE_digestif")));
+    assert!(out.status.success(), "{}", text(&out));
+    let glibc_and_libgcc = [
+        "linux-vdso.so.1",
+        "libc.so.6",
+        "libm.so.6",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+        "libgcc_s.so.1",
+    ];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let lib = line.split_whitespace().next().unwrap_or_default();
+        let name = lib.rsplit('/').next().unwrap();
+        assert!(
+            glibc_and_libgcc.contains(&name) || name.starts_with("ld-linux"),
+            "{lib} is not in the runtime image"
+        );
+    }
+}
+
+#[test]
 fn the_build_context_keeps_what_cargo_needs() {
     let patterns: Vec<String> = read("deploy/Dockerfile.dockerignore")
         .lines()
@@ -448,6 +479,103 @@ fn kubernetes_manifests_pass_strict_schema_validation() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn the_kustomization_renders_valid_manifests_with_its_image() {
+    let out = run(tool("kubectl").args(["kustomize", "deploy/kubernetes"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("rendered.yaml");
+    std::fs::write(&rendered, &out.stdout).unwrap();
+    let out = run(tool("kubernetes-validate").arg("--strict").arg(&rendered));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains("Couldn't find schema"), "{all}");
+    for resource in ["deployment", "service", "poddisruptionbudget"] {
+        assert!(
+            all.contains(&format!("passed for resource {resource}/digestif ")),
+            "{all}"
+        );
+    }
+    // The image comes from kustomization.yaml's `images:`.
+    let k = yaml("deploy/kubernetes/kustomization.yaml");
+    let image = format!(
+        "image: {}:{}",
+        k["images"][0]["name"].as_str().unwrap(),
+        k["images"][0]["newTag"].as_str().unwrap()
+    );
+    assert!(std::fs::read_to_string(&rendered).unwrap().contains(&image));
+}
+
+#[test]
+fn the_readme_s_secret_has_exactly_the_keys_the_deployment_reads() {
+    let readme = read("README.md");
+    let section = readme
+        .split("### Kubernetes")
+        .nth(1)
+        .expect("README: Kubernetes");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let command: String = block
+        .lines()
+        .skip_while(|l| !l.starts_with("kubectl create secret generic digestif"))
+        .scan(true, |more, line| {
+            let take = *more;
+            *more = line.ends_with('\\');
+            take.then_some(line)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        command.contains("--from-file=private-key.pem=github-app.pem"),
+        "{command}"
+    );
+
+    // Client-side only: no cluster is asked.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("github-app.pem"), "not a key\n").unwrap();
+    let path = format!(
+        "{}:{}",
+        tools().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(Command::new("bash")
+        .args(["-euo", "pipefail", "-c"])
+        .arg(format!("{command} --dry-run=client -o json"))
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig")));
+    assert!(out.status.success(), "{command}\n{}", text(&out));
+    let secret: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(secret["metadata"]["name"], "digestif");
+    let created: BTreeSet<&str> = secret["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+
+    let deployment = yaml("deploy/kubernetes/deployment.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let mut read_keys = BTreeSet::new();
+    for e in pod["containers"][0]["env"].as_array().unwrap() {
+        if let Some(key) = e["valueFrom"]["secretKeyRef"]["key"].as_str() {
+            read_keys.insert(key.to_string());
+        }
+    }
+    for v in pod["volumes"].as_array().unwrap() {
+        for item in v["secret"]["items"].as_array().into_iter().flatten() {
+            read_keys.insert(item["key"].as_str().unwrap().to_string());
+        }
+    }
+    let read_keys: BTreeSet<&str> = read_keys.iter().map(String::as_str).collect();
+    assert_eq!(created, read_keys);
 }
 
 #[test]
