@@ -89,10 +89,18 @@ impl Handler {
                 number,
                 action,
                 merged,
+                sender,
                 ..
             } => {
-                self.pull_request_event(repository_id, number, &action, merged)
-                    .await
+                super::pulls::pull_request_event(
+                    self,
+                    repository_id,
+                    number,
+                    &action,
+                    merged,
+                    &sender,
+                )
+                .await
             }
             Work::BotBranchPush {
                 repository_id,
@@ -100,9 +108,24 @@ impl Handler {
                 sender,
                 ..
             } => self.bot_branch_push(repository_id, &branch, &sender).await,
-            // Commands are answered by the pull-request writer; until it runs here the
-            // comment is only recorded by the delivery.
-            Work::Comment { .. } => Ok(()),
+            Work::Comment {
+                repository_id,
+                issue_number,
+                comment_id,
+                body,
+                sender,
+                ..
+            } => {
+                super::pulls::comment(
+                    self,
+                    repository_id,
+                    issue_number,
+                    comment_id,
+                    &body,
+                    &sender,
+                )
+                .await
+            }
         }
     }
 
@@ -263,28 +286,6 @@ impl Handler {
                     .await?;
             }
         }
-        Ok(())
-    }
-
-    async fn pull_request_event(
-        &self,
-        repository_id: i64,
-        number: i64,
-        action: &str,
-        merged: bool,
-    ) -> Result<(), JobError> {
-        use crate::store::PrStatus;
-        let now = self.clock.now();
-        let state = match (action, merged) {
-            ("closed", true) => PrStatus::Merged,
-            ("closed", false) => PrStatus::Closed,
-            ("reopened", _) => PrStatus::Open,
-            _ => return Ok(()),
-        };
-        // A PR the store does not know is not ours (or predates the store): nothing to do.
-        self.store
-            .set_pr_state(repository_id, number, state, now)
-            .await?;
         Ok(())
     }
 

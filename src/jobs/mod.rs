@@ -6,6 +6,7 @@
 //! uniqueness key, so a burst of pushes queues one scan.
 
 pub mod handler;
+pub mod pulls;
 pub mod resolve;
 pub mod scan;
 

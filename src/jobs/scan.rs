@@ -22,12 +22,14 @@ use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository};
 pub const EXTRACTOR_VERSION: i32 = 1;
 
 /// What one scan read from GitHub.
-struct Snapshot {
-    head_sha: String,
+pub struct Snapshot {
+    pub head_sha: String,
+    pub tree_sha: String,
     /// `(path, text)` of the config file, if the repository has one.
-    config: Option<(String, String)>,
+    pub config: Option<(String, String)>,
     /// Candidate files with their text (`None`: the file yields nothing).
-    files: Vec<CachedFile>,
+    pub files: Vec<CachedFile>,
+    pub branch: String,
 }
 
 pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobError> {
@@ -112,6 +114,19 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
             None => format!("{}: {}", e.file, e.message),
         })
         .collect();
+    let outcome =
+        super::pulls::update_pull_requests(h, &api, &repo, &config, &snapshot, &resolved).await;
+    let mut problems = problems;
+    match outcome {
+        Ok(o) => problems.extend(o.problems),
+        Err(e) => {
+            let message = e.to_string();
+            h.store
+                .record_scan_result(repo.id, "error", Some(&message), now)
+                .await?;
+            return Err(e);
+        }
+    }
     let error_text = (!problems.is_empty()).then(|| problems.join("\n"));
     h.store
         .record_scan_result(repo.id, "ok", error_text.as_deref(), now)
@@ -141,8 +156,8 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
     let head = repo::branch_head(api, &repo.full_name, &branch, etag.as_deref()).await?;
     let Some(head) = head else {
         // 304: the branch has not moved, so the cached files are exactly its candidates.
-        let head_sha = state.map(|s| s.head_sha).unwrap_or_default();
-        return Ok(split_config(head_sha, cached));
+        let (head_sha, tree_sha) = state.map(|s| (s.head_sha, s.tree_sha)).unwrap_or_default();
+        return Ok(split_config(branch, head_sha, tree_sha, cached));
     };
     let tree = repo::tree(api, &repo.full_name, &head.tree_sha).await?;
     if tree.truncated {
@@ -177,6 +192,7 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
         files.push(CachedFile {
             path: entry.path.clone(),
             blob_sha: entry.sha.clone(),
+            mode: entry.mode.clone(),
             content,
         });
     }
@@ -184,13 +200,14 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
         .replace_cached_files(
             repo.id,
             &head.commit_sha,
+            &head.tree_sha,
             head.etag.as_deref(),
             EXTRACTOR_VERSION,
             &files,
             h.clock.now(),
         )
         .await?;
-    Ok(split_config(head.commit_sha, files))
+    Ok(split_config(branch, head.commit_sha, head.tree_sha, files))
 }
 
 /// Tree entries worth reading: the config files and every file an extractor may read.
@@ -202,7 +219,12 @@ fn wanted(tree: &Tree) -> impl Iterator<Item = &repo::TreeEntry> {
     })
 }
 
-fn split_config(head_sha: String, files: Vec<CachedFile>) -> Snapshot {
+fn split_config(
+    branch: String,
+    head_sha: String,
+    tree_sha: String,
+    files: Vec<CachedFile>,
+) -> Snapshot {
     let config = CONFIG_PATHS.iter().find_map(|p| {
         files
             .iter()
@@ -212,8 +234,10 @@ fn split_config(head_sha: String, files: Vec<CachedFile>) -> Snapshot {
     // The config file stays in the list: no extractor reads it, so it yields nothing.
     Snapshot {
         head_sha,
+        tree_sha,
         config,
         files,
+        branch,
     }
 }
 

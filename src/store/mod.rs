@@ -25,6 +25,7 @@
 //!   (`digestif trigger`) wrote in between; an immediate one waits for the busy timeout.
 
 mod claim;
+mod decisions;
 mod files;
 mod jobs;
 mod model;
