@@ -209,7 +209,8 @@ mod tests {
 
     #[test]
     fn each_missing_or_bad_setting_is_named() {
-        let cases: Vec<(Box<dyn Fn(&mut ServeArgs)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut ServeArgs)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|a| a.app_id = None), "DIGESTIF_GITHUB_APP_ID"),
             (
                 Box::new(|a| a.app_id = Some("abc".into())),

@@ -35,11 +35,10 @@ impl From<ApiError> for JobError {
                     + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::minutes(1)),
             },
             // GitHub said no for good: retrying the same request cannot help.
-            ApiError::Status { status, .. }
-                if matches!(status, 400 | 401 | 403 | 404 | 410 | 422) =>
-            {
-                JobError::Permanent(e.to_string())
-            }
+            ApiError::Status {
+                status: 400 | 401 | 403 | 404 | 410 | 422,
+                ..
+            } => JobError::Permanent(e.to_string()),
             ApiError::Settings(_) | ApiError::Decode { .. } => JobError::Permanent(e.to_string()),
             _ => JobError::Transient(e.to_string()),
         }

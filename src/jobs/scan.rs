@@ -15,7 +15,7 @@ use crate::github::issues::{self, Annotation, CheckRun};
 use crate::github::repo::{self, Tree};
 use crate::render;
 use crate::repo_config::{CONFIG_PATHS, ConfigErrors, RepoConfig};
-use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository};
+use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository, ScanState};
 
 /// Bumped when extractors change what they find, so cached "nothing here" verdicts are
 /// not trusted across an upgrade.
@@ -96,10 +96,10 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
         if !config.includes_path(&f.path) {
             continue;
         }
-        if let Some(text) = &f.content {
-            if let Some(e) = extract::extract_file(&f.path, text.as_bytes()) {
-                extraction.merge(e);
-            }
+        if let Some(text) = &f.content
+            && let Some(e) = extract::extract_file(&f.path, text.as_bytes())
+        {
+            extraction.merge(e);
         }
     }
     let resolved = super::resolve::resolve_all(h, &extraction).await?;
@@ -166,11 +166,11 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
     let by_path: HashMap<&str, &CachedFile> = cached.iter().map(|c| (c.path.as_str(), c)).collect();
     let mut files = Vec::new();
     for entry in wanted(&tree) {
-        if let Some(c) = by_path.get(entry.path.as_str()) {
-            if c.blob_sha == entry.sha {
-                files.push((*c).clone());
-                continue;
-            }
+        if let Some(c) = by_path.get(entry.path.as_str())
+            && c.blob_sha == entry.sha
+        {
+            files.push((*c).clone());
+            continue;
         }
         let bytes = repo::blob(api, &repo.full_name, &entry.sha).await?;
         let is_config = CONFIG_PATHS.contains(&entry.path.as_str());
@@ -199,10 +199,12 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
     h.store
         .replace_cached_files(
             repo.id,
-            &head.commit_sha,
-            &head.tree_sha,
-            head.etag.as_deref(),
-            EXTRACTOR_VERSION,
+            &ScanState {
+                head_sha: head.commit_sha.clone(),
+                tree_sha: head.tree_sha.clone(),
+                head_etag: head.etag.clone(),
+                extractor_version: EXTRACTOR_VERSION,
+            },
             &files,
             h.clock.now(),
         )

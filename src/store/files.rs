@@ -44,14 +44,11 @@ impl Store {
             .await)?)
     }
 
-    /// Replaces the cache with what a scan of `head_sha` read.
+    /// Replaces the cache with what a scan of `head` read.
     pub async fn replace_cached_files(
         &self,
         repository_id: i64,
-        head_sha: &str,
-        tree_sha: &str,
-        head_etag: Option<&str>,
-        extractor_version: i32,
+        head: &ScanState,
         files: &[CachedFile],
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -82,10 +79,10 @@ impl Store {
                      updated_at = excluded.updated_at",
             )
             .bind(repository_id)
-            .bind(head_sha)
-            .bind(tree_sha)
-            .bind(head_etag)
-            .bind(extractor_version)
+            .bind(&head.head_sha)
+            .bind(&head.tree_sha)
+            .bind(head.head_etag.as_deref())
+            .bind(head.extractor_version)
             .bind(now)
             .execute(&mut *tx)
             .await?;
