@@ -334,8 +334,13 @@ fn every_dependency_the_release_build_compiles_supports_the_image_s_rust() {
         .filter_map(|id| {
             let p = packages[id];
             let needs = p["rust_version"].as_str()?;
-            (version(needs) > image_rust)
-                .then(|| format!("{} {} needs Rust {needs}", p["name"], p["version"]))
+            (version(needs) > image_rust).then(|| {
+                format!(
+                    "{} {} needs Rust {needs}",
+                    p["name"].as_str().unwrap(),
+                    p["version"].as_str().unwrap()
+                )
+            })
         })
         .collect();
     assert!(too_new.is_empty(), "the image has Rust {tag}: {too_new:#?}");
