@@ -15,14 +15,8 @@ use crate::repo_config::{Group, RepoConfig};
 /// Branch of the separate "pin digests" pull request.
 pub const PIN_BRANCH: &str = "digestif/pin";
 
-/// Facts about the new image for the PR body (from the registry).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageInfo {
-    pub platforms: Vec<String>,
-    pub created: Option<String>,
-    pub revision: Option<String>,
-    pub source: Option<String>,
-}
+/// Facts about the new image for the PR body: what the registry module fetches.
+pub type ImageInfo = crate::registry::Metadata;
 
 /// One reference with what the resolver proposes for it.
 #[derive(Debug, Clone)]

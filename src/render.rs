@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{PIN_BRANCH, Update, UpdateKey};
-use crate::repo_config::RepoConfig;
+use crate::repo_config::{ConfigErrors, RepoConfig};
 
 const SHORT: usize = 7;
 const MARKER_START: &str = "<!-- digestif-state: ";
@@ -242,6 +242,45 @@ pub fn parse_marker(body: &str) -> Option<MachineState> {
     serde_json::from_str(&body[start..end]).ok()
 }
 
+/// Title of the one issue that tells a repository its config file is invalid.
+pub const CONFIG_ISSUE_TITLE: &str = "digestif: configuration error";
+
+/// Body of the config-error issue: where the file is, every error with its line and
+/// column, and that nothing is updated until it is fixed.
+pub fn config_error_issue(path: &str, commit: &str, errors: &ConfigErrors) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "digestif could not read its configuration file `{path}` (at {commit}), so it is not \
+         updating this repository until the file is fixed.\n\n"
+    ));
+    out.push_str(&error_list(path, errors));
+    out.push_str(
+        "\nRun `digestif check-config FILE` locally to validate a change, or open a pull \
+         request: digestif checks the new file and reports on it. This issue closes itself \
+         when the file on the default branch is valid again.\n",
+    );
+    out
+}
+
+/// The errors as a Markdown list, each with its position.
+pub fn error_list(path: &str, errors: &ConfigErrors) -> String {
+    let mut out = String::new();
+    for e in &errors.0 {
+        let at = match (e.line, e.column) {
+            (Some(l), Some(c)) => format!("`{path}` line {l}, column {c}"),
+            (Some(l), None) => format!("`{path}` line {l}"),
+            _ => format!("`{path}`"),
+        };
+        out.push_str(&format!("- {at}: {}\n", e.message));
+    }
+    out
+}
+
+/// The comment that closes the config-error issue.
+pub fn config_fixed_comment(commit: &str) -> String {
+    format!("The configuration file is valid again as of {commit}; digestif is back at work.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +405,22 @@ mod tests {
             m,
             "Update 2 container image digests\n\n- Dockerfile:1 a:1 1111111 -> 2222222\n- Dockerfile:2 b:1 (tag only) -> 3333333\n"
         );
+    }
+
+    #[test]
+    fn config_issue_lists_every_error_with_its_position() {
+        let errors =
+            crate::repo_config::RepoConfig::parse("schedule: sometimes\ntimezone: Mars/Base\n")
+                .expect_err("invalid config");
+        let body = config_error_issue(".github/digestif.yml", "abc1234", &errors);
+        assert!(
+            body.contains("`.github/digestif.yml` line 1, column 11"),
+            "{body}"
+        );
+        assert!(
+            body.contains("`.github/digestif.yml` line 2, column 11"),
+            "{body}"
+        );
+        assert!(body.contains("abc1234"), "{body}");
     }
 }

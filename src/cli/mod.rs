@@ -1,8 +1,12 @@
 //! Command-line interface: one submodule per subcommand.
 
 pub mod config;
+pub mod db;
 pub mod healthcheck;
+pub mod resolve;
 pub mod scan;
+pub mod serve;
+pub mod update;
 
 use std::process::ExitCode;
 
@@ -21,12 +25,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the image references in a directory tree.
+    /// List the image references in a directory tree, and what their registries say.
     Scan(scan::ScanArgs),
+    /// Rewrite stale digests (and with --pin, pin tag-only references) in place.
+    Update(update::UpdateArgs),
     /// Validate a repository configuration file (.github/digestif.yml).
     CheckConfig(config::CheckConfigArgs),
     /// Print the JSON Schema of the repository configuration file.
     ConfigSchema,
+    /// Create or upgrade the database schema.
+    Migrate(db::MigrateArgs),
+    /// List the job queue (or only dead jobs) for operators.
+    Jobs(db::JobsArgs),
+    /// Enqueue a scan of OWNER/REPO now (works beside a running server).
+    Trigger(db::TriggerArgs),
+    /// Run the GitHub App server (webhooks, scheduled scans, job workers).
+    Serve(crate::settings::ServeArgs),
     /// Exit 0 when the server's health endpoint answers 200 (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -47,9 +61,14 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Scan(args) => scan::run(args),
+            Command::Update(args) => update::run(args),
             Command::CheckConfig(args) => config::check(args),
             Command::ConfigSchema => config::schema(),
+            Command::Migrate(args) => db::migrate(args),
+            Command::Jobs(args) => db::jobs(args),
+            Command::Trigger(args) => db::trigger(args),
             Command::Healthcheck(args) => healthcheck::run(args),
+            Command::Serve(args) => serve::run(args),
         }
     }
 }

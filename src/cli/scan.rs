@@ -8,8 +8,10 @@ use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
 
+use super::resolve::{RegistryArgs, resolve_all};
 use super::{EXIT_FINDINGS, Format};
 use crate::extract::{Context, Extraction, FileError, Found, Skipped};
+use crate::registry::{Resolution, Status};
 use crate::scan::{WalkOptions, scan_dir};
 
 #[derive(Debug, Args)]
@@ -22,12 +24,15 @@ pub struct ScanArgs {
     pub offline: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Exit with 1 when a reference is unpinned or stale, or a file could not be read.
+    /// Exit with 1 when a reference is unpinned or stale, or a file or registry could not
+    /// be read.
     #[arg(long)]
     pub check: bool,
     /// Also scan files that .gitignore excludes.
     #[arg(long)]
     pub no_ignore: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// One reference as `--format json` prints it. Field names are a stable interface.
@@ -86,11 +91,24 @@ impl ScanReport {
         }
     }
 
-    /// Whether `--check` should fail.
+    /// The report with what the registries said about each reference (same order).
+    pub fn resolved(e: &Extraction, resolutions: &[Resolution]) -> ScanReport {
+        let mut report = ScanReport::offline(e);
+        for (r, res) in report.references.iter_mut().zip(resolutions) {
+            r.current_digest = res.current.as_ref().map(|d| d.to_string());
+            r.status = Some(res.status.as_str().to_string());
+            r.message = res.message.clone();
+        }
+        report
+    }
+
+    /// Whether `--check` should fail: unpinned or stale references, and anything that could
+    /// not be checked (unreadable files, registry errors, rate limits).
     pub fn has_findings(&self) -> bool {
+        let failing = [Status::Stale, Status::Error, Status::RateLimited].map(Status::as_str);
         !self.errors.is_empty()
             || self.references.iter().any(|r| {
-                r.digest.is_none() || matches!(r.status.as_deref(), Some("stale" | "error"))
+                r.digest.is_none() || r.status.as_deref().is_some_and(|s| failing.contains(&s))
             })
     }
 }
@@ -103,9 +121,12 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         no_ignore: args.no_ignore,
     };
     let extraction = scan_dir(&args.path, &options);
-    // Resolution against registries arrives with the registry module; until then every
-    // scan is what `--offline` promises.
-    let report = ScanReport::offline(&extraction);
+    let report = if args.offline {
+        ScanReport::offline(&extraction)
+    } else {
+        let resolutions = resolve_all(&extraction.references, args.registry.config()?)?;
+        ScanReport::resolved(&extraction, &resolutions)
+    };
     print_report(&report, args.format)?;
     Ok(if args.check && report.has_findings() {
         ExitCode::from(EXIT_FINDINGS)
@@ -147,6 +168,7 @@ pub fn render_table(report: &ScanReport) -> String {
             .collect(),
     ];
     if with_status {
+        rows[0].push("CURRENT".into());
         rows[0].push("STATUS".into());
     }
     for r in &report.references {
@@ -161,6 +183,12 @@ pub fn render_table(report: &ScanReport) -> String {
                 .unwrap_or_else(|| "-".into()),
         ];
         if with_status {
+            row.push(
+                r.current_digest
+                    .as_deref()
+                    .map(short_digest)
+                    .unwrap_or_else(|| "-".into()),
+            );
             let mut s = r.status.clone().unwrap_or_default();
             if let Some(m) = &r.message {
                 s.push_str(&format!(" ({m})"));
@@ -195,7 +223,7 @@ pub fn render_table(report: &ScanReport) -> String {
     out
 }
 
-fn short_digest(d: &str) -> String {
+pub(crate) fn short_digest(d: &str) -> String {
     match d.split_once(':') {
         Some((algo, hex)) => format!("{algo}:{}", &hex[..hex.len().min(12)]),
         None => d.to_string(),

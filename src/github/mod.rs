@@ -1,3 +1,8 @@
-//! GitHub: webhook deliveries (and, with the App issue, the API calls digestif makes).
+//! GitHub: webhook deliveries in, REST calls out (as the App and as its installations).
 
+pub mod api;
+pub mod issues;
+pub mod repo;
 pub mod webhook;
+
+pub use api::{Api, ApiError, GitHubApp, RetryPolicy};

@@ -129,6 +129,13 @@ pub enum Event {
         merged: bool,
         sender: Sender,
     },
+    /// A pull request not opened by digestif was opened or got new commits.
+    PullRequestHead {
+        installation_id: i64,
+        repository: Repository,
+        number: i64,
+        head_sha: String,
+    },
     IssueComment {
         installation_id: i64,
         repository: Repository,
@@ -297,9 +304,19 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, WebhookError> {
             struct Head {
                 #[serde(rename = "ref")]
                 git_ref: String,
+                sha: String,
             }
             let p: P = serde_json::from_slice(body).map_err(bad)?;
             if !p.pull_request.head.git_ref.starts_with(BRANCH_PREFIX) {
+                // Someone else's PR: it may change digestif's config, which gets a check run.
+                if matches!(p.action.as_str(), "opened" | "synchronize" | "reopened") {
+                    return Ok(Event::PullRequestHead {
+                        installation_id: p.installation.id,
+                        repository: p.repository,
+                        number: p.number,
+                        head_sha: p.pull_request.head.sha,
+                    });
+                }
                 return Ok(Event::Ignored {
                     reason: "pull request not opened by digestif".into(),
                 });
@@ -561,7 +578,7 @@ mod tests {
     #[test]
     fn only_digestif_pull_requests_matter() {
         let pr = |head: &str| {
-            json!({"action": "closed", "number": 5, "pull_request": {"head": {"ref": head}, "merged": false},
+            json!({"action": "closed", "number": 5, "pull_request": {"head": {"ref": head, "sha": "abc"}, "merged": false},
                    "repository": repo(), "installation": {"id": 7}, "sender": {"login": "octocat", "type": "User"}})
             .to_string()
         };
@@ -576,5 +593,11 @@ mod tests {
         ));
         let e = parse("pull_request", pr("feature").as_bytes()).unwrap();
         assert!(matches!(e, Event::Ignored { .. }));
+        // Others' PRs matter when they get new commits: they may change the config.
+        let opened = pr("feature").replace("\"closed\"", "\"synchronize\"");
+        let e = parse("pull_request", opened.as_bytes()).unwrap();
+        assert!(
+            matches!(e, Event::PullRequestHead { number: 5, ref head_sha, .. } if head_sha == "abc")
+        );
     }
 }

@@ -1,0 +1,206 @@
+//! `digestif migrate`, `digestif jobs` and `digestif trigger`: operator commands that talk
+//! to the database directly, so they work beside a running server (or without one).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::Format;
+use crate::schedule::{Clock, SystemClock};
+use crate::store::{ConnectOptions, DEFAULT_DATABASE_URL, Job, JobState, NewJob, Store};
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// sqlite://PATH (the default, created when missing) or postgres://…
+    #[arg(long, env = "DIGESTIF_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Only dead jobs (attempts used up), with their errors.
+    #[arg(long, conflicts_with = "state")]
+    pub dead: bool,
+    /// Only jobs in this state.
+    #[arg(long, value_parser = ["queued", "running", "done", "dead"])]
+    pub state: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// Put this dead job back in the queue with fresh attempts.
+    #[arg(long, value_name = "ID")]
+    pub retry: Option<i64>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The repository, as OWNER/REPO.
+    pub repository: String,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn open(db: &DbArgs, migrate: bool) -> anyhow::Result<Store> {
+    let mut o = ConnectOptions::new(db.database_url.clone());
+    o.migrate = migrate;
+    o.max_connections = 2;
+    Store::connect_with(o)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&db.database_url)))
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Applies pending migrations and prints the versions applied.
+pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&args.db, false).await?;
+        let before = store.applied_migrations().await.unwrap_or_default();
+        store.migrate().await.context("migration failed")?;
+        let after = store.applied_migrations().await?;
+        let new: Vec<i64> = after
+            .iter()
+            .copied()
+            .filter(|v| !before.contains(v))
+            .collect();
+        let latest = after.last().copied().unwrap_or(0);
+        if new.is_empty() {
+            println!("database is up to date (version {latest})");
+        } else {
+            for v in &new {
+                let desc = store
+                    .migrator()
+                    .iter()
+                    .find(|m| m.version == *v)
+                    .map(|m| m.description.to_string())
+                    .unwrap_or_default();
+                println!("applied {v:04} {desc}");
+            }
+            println!("database is at version {latest}");
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Lists jobs (or retries a dead one).
+pub fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&args.db, true).await?;
+        let clock = SystemClock;
+        if let Some(id) = args.retry {
+            if store.retry_dead_job(id, clock.now()).await? {
+                println!("job {id} queued again");
+                return Ok(ExitCode::SUCCESS);
+            }
+            anyhow::bail!("job {id} is not dead (or does not exist)");
+        }
+        let state = if args.dead {
+            Some(JobState::Dead)
+        } else {
+            args.state.as_deref().map(str::parse).transpose()?
+        };
+        let jobs = store.list_jobs(state, args.limit).await?;
+        let counts = store.job_counts().await?;
+        match args.format {
+            Format::Json => {
+                let list: Vec<serde_json::Value> = jobs.iter().map(job_json).collect();
+                let out = serde_json::json!({
+                    "counts": {"queued": counts.queued, "running": counts.running,
+                               "done": counts.done, "dead": counts.dead},
+                    "jobs": list,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
+            Format::Text => {
+                println!(
+                    "queued {}  running {}  done {}  dead {}",
+                    counts.queued, counts.running, counts.done, counts.dead
+                );
+                if !jobs.is_empty() {
+                    println!(
+                        "{:>8}  {:<8}  {:<18}  {:>8}  {:<25}  payload / error",
+                        "id", "state", "kind", "attempts", "run at"
+                    );
+                }
+                for j in &jobs {
+                    println!(
+                        "{:>8}  {:<8}  {:<18}  {:>4}/{:<3}  {:<25}  {}",
+                        j.id,
+                        j.state.as_str(),
+                        j.kind,
+                        j.attempts,
+                        j.max_attempts,
+                        j.run_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        j.payload.0
+                    );
+                    if let Some(e) = &j.last_error {
+                        println!("{:>8}  error: {e}", "");
+                    }
+                }
+            }
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn job_json(j: &Job) -> serde_json::Value {
+    serde_json::json!({
+        "id": j.id, "kind": j.kind, "state": j.state.as_str(), "payload": j.payload.0,
+        "unique_key": j.unique_key, "run_at": j.run_at, "attempts": j.attempts,
+        "max_attempts": j.max_attempts, "lease_owner": j.lease_owner,
+        "lease_expires_at": j.lease_expires_at, "last_error": j.last_error,
+        "created_at": j.created_at, "finished_at": j.finished_at,
+    })
+}
+
+/// Enqueues a scan of one repository now; a running server picks it up on its next poll.
+pub fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&args.db, true).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let Some(repo) = store.repository_by_full_name(&args.repository).await? else {
+            anyhow::bail!(
+                "repository {} is not known to digestif (is the App installed on it?)",
+                args.repository
+            );
+        };
+        let id = store
+            .enqueue(&NewJob::scan_repo(repo.id, "trigger"), clock.now())
+            .await?;
+        println!("queued scan of {} as job {id}", repo.full_name);
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,186 @@
+//! Reading a repository through the Git Data API: the branch head, the whole tree in one
+//! call, and blobs by sha (so unchanged files are never downloaded twice).
+
+use base64::Engine;
+use serde::Deserialize;
+
+use super::api::{Api, ApiError, Conditional};
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct RepoInfo {
+    pub id: i64,
+    pub full_name: String,
+    pub default_branch: String,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+/// A branch head: the commit and its root tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub commit_sha: String,
+    pub tree_sha: String,
+    pub etag: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub path: String,
+    pub mode: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sha: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tree {
+    pub sha: String,
+    pub tree: Vec<TreeEntry>,
+    /// GitHub stops at 100,000 entries / 7 MB; a truncated tree is scanned as far as it goes.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+impl Tree {
+    /// Regular files (blobs that are not symlinks or submodules).
+    pub fn files(&self) -> impl Iterator<Item = &TreeEntry> {
+        self.tree
+            .iter()
+            .filter(|e| e.kind == "blob" && e.mode != "120000")
+    }
+
+    pub fn file(&self, path: &str) -> Option<&TreeEntry> {
+        self.files().find(|e| e.path == path)
+    }
+}
+
+pub async fn repository(api: &Api, full_name: &str) -> Result<RepoInfo, ApiError> {
+    api.get(&format!("/repos/{full_name}")).await
+}
+
+/// The head of `branch`. With the ETag of an earlier answer, `Ok(None)` means unchanged
+/// (GitHub's 304, which does not count against the rate limit).
+pub async fn branch_head(
+    api: &Api,
+    full_name: &str,
+    branch: &str,
+    etag: Option<&str>,
+) -> Result<Option<Head>, ApiError> {
+    #[derive(Deserialize)]
+    struct Branch {
+        commit: BranchCommit,
+    }
+    #[derive(Deserialize)]
+    struct BranchCommit {
+        sha: String,
+        commit: CommitBody,
+    }
+    #[derive(Deserialize)]
+    struct CommitBody {
+        tree: Sha,
+    }
+    #[derive(Deserialize)]
+    struct Sha {
+        sha: String,
+    }
+    let path = format!("/repos/{full_name}/branches/{}", encode_path(branch));
+    match api.get_conditional::<Branch>(&path, etag).await? {
+        Conditional::NotModified => Ok(None),
+        Conditional::Fresh { value, etag } => Ok(Some(Head {
+            commit_sha: value.commit.sha,
+            tree_sha: value.commit.commit.tree.sha,
+            etag,
+        })),
+    }
+}
+
+/// The root tree of commit `sha`.
+pub async fn commit_tree(api: &Api, full_name: &str, sha: &str) -> Result<String, ApiError> {
+    #[derive(Deserialize)]
+    struct Commit {
+        tree: TreeRef,
+    }
+    #[derive(Deserialize)]
+    struct TreeRef {
+        sha: String,
+    }
+    let c: Commit = api
+        .get(&format!("/repos/{full_name}/git/commits/{sha}"))
+        .await?;
+    Ok(c.tree.sha)
+}
+
+pub async fn tree(api: &Api, full_name: &str, tree_sha: &str) -> Result<Tree, ApiError> {
+    api.get(&format!(
+        "/repos/{full_name}/git/trees/{tree_sha}?recursive=1"
+    ))
+    .await
+}
+
+pub async fn blob(api: &Api, full_name: &str, sha: &str) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    struct Blob {
+        content: String,
+        encoding: String,
+    }
+    let path = format!("/repos/{full_name}/git/blobs/{sha}");
+    let blob: Blob = api.get(&path).await?;
+    if blob.encoding != "base64" {
+        return Ok(blob.content.into_bytes());
+    }
+    // GitHub wraps base64 at 60 columns.
+    let clean: String = blob
+        .content
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(clean)
+        .map_err(|e| ApiError::Decode {
+            path,
+            message: format!("blob is not base64: {e}"),
+        })
+}
+
+/// Percent-encodes a branch or file path for a URL path, keeping `/`.
+pub fn encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_only_what_needs_it() {
+        assert_eq!(encode_path("digestif/all"), "digestif/all");
+        assert_eq!(encode_path("a b#c"), "a%20b%23c");
+    }
+
+    #[test]
+    fn symlinks_and_submodules_are_not_files() {
+        let tree: Tree = serde_json::from_value(serde_json::json!({
+            "sha": "t", "truncated": false,
+            "tree": [
+                {"path": "Dockerfile", "mode": "100644", "type": "blob", "sha": "a", "size": 3},
+                {"path": "link", "mode": "120000", "type": "blob", "sha": "b"},
+                {"path": "sub", "mode": "160000", "type": "commit", "sha": "c"},
+                {"path": "dir", "mode": "040000", "type": "tree", "sha": "d"}
+            ]
+        }))
+        .expect("tree json");
+        let files: Vec<_> = tree.files().map(|e| e.path.as_str()).collect();
+        assert_eq!(files, ["Dockerfile"]);
+    }
+}

@@ -1,0 +1,315 @@
+//! Carries out jobs: dispatch by kind, and the handlers that keep the store in line with
+//! GitHub (installations, repositories, pull-request events).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{Work, scan};
+use crate::github::api::{ApiError, GitHubApp};
+use crate::registry::Resolver;
+use crate::schedule::Clock;
+use crate::store::{Job, JobError, NewRepository, Store, StoreError};
+
+/// Everything a job may use.
+#[derive(Clone)]
+pub struct Handler {
+    pub store: Store,
+    pub github: Arc<GitHubApp>,
+    pub resolver: Arc<Resolver>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        JobError::Transient(format!("database: {e}"))
+    }
+}
+
+impl From<ApiError> for JobError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::RateLimited { retry_in } => JobError::RetryAt {
+                message: e.to_string(),
+                at: chrono::Utc::now()
+                    + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::minutes(1)),
+            },
+            // GitHub said no for good: retrying the same request cannot help.
+            ApiError::Status { status, .. }
+                if matches!(status, 400 | 401 | 403 | 404 | 410 | 422) =>
+            {
+                JobError::Permanent(e.to_string())
+            }
+            ApiError::Settings(_) | ApiError::Decode { .. } => JobError::Permanent(e.to_string()),
+            _ => JobError::Transient(e.to_string()),
+        }
+    }
+}
+
+impl Handler {
+    pub async fn handle(&self, job: Job) -> Result<(), JobError> {
+        let work = Work::from_job(job.kind.as_str(), &job.payload).map_err(|e| {
+            JobError::Permanent(format!("job {} ({}): {e}", job.id, job.kind.as_str()))
+        })?;
+        let span = tracing::info_span!("job", id = job.id, kind = job.kind.as_str());
+        let _guard = span.enter();
+        drop(_guard);
+        match work {
+            Work::SyncInstallation {
+                installation_id,
+                action,
+            } => self.sync_installation(installation_id, &action).await,
+            Work::ScanRepo { repository_id, .. } => {
+                scan::scan_repository(self, repository_id).await
+            }
+            Work::RepositoryEvent {
+                installation_id,
+                repository_id,
+                full_name,
+                action,
+                archived,
+            } => {
+                self.repository_event(
+                    installation_id,
+                    repository_id,
+                    &full_name,
+                    &action,
+                    archived,
+                )
+                .await
+            }
+            Work::CheckConfig {
+                installation_id,
+                repository_id,
+                number,
+                head_sha,
+            } => scan::check_config(self, installation_id, repository_id, number, &head_sha).await,
+            Work::PullRequestEvent {
+                repository_id,
+                number,
+                action,
+                merged,
+                ..
+            } => {
+                self.pull_request_event(repository_id, number, &action, merged)
+                    .await
+            }
+            Work::BotBranchPush {
+                repository_id,
+                branch,
+                sender,
+                ..
+            } => self.bot_branch_push(repository_id, &branch, &sender).await,
+            // Commands are answered by the pull-request writer; until it runs here the
+            // comment is only recorded by the delivery.
+            Work::Comment { .. } => Ok(()),
+        }
+    }
+
+    /// Brings an installation and its repository list in line with GitHub.
+    pub async fn sync_installation(
+        &self,
+        installation_id: i64,
+        action: &str,
+    ) -> Result<(), JobError> {
+        let now = self.clock.now();
+        match action {
+            "deleted" => {
+                self.store
+                    .mark_installation_deleted(installation_id, now)
+                    .await?;
+                self.github.forget_installation(installation_id as u64);
+                tracing::info!(installation_id, "installation deleted; its data is removed");
+                return Ok(());
+            }
+            "suspend" => {
+                self.store
+                    .set_installation_suspended(installation_id, true, now)
+                    .await?;
+                self.github.forget_installation(installation_id as u64);
+                return Ok(());
+            }
+            _ => {}
+        }
+        #[derive(Deserialize)]
+        struct Installation {
+            account: Account,
+            #[serde(default)]
+            suspended_at: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Account {
+            login: String,
+            #[serde(rename = "type", default)]
+            kind: String,
+        }
+        let app = self.github.as_app();
+        let Some(inst): Option<Installation> = app
+            .get_opt(&format!("/app/installations/{installation_id}"))
+            .await?
+        else {
+            // Gone on GitHub: the uninstall event may have been lost.
+            self.store
+                .mark_installation_deleted(installation_id, now)
+                .await?;
+            return Ok(());
+        };
+        self.store
+            .upsert_installation(
+                installation_id,
+                &inst.account.login,
+                &inst.account.kind,
+                now,
+            )
+            .await?;
+        self.store
+            .set_installation_suspended(installation_id, inst.suspended_at.is_some(), now)
+            .await?;
+        if inst.suspended_at.is_some() {
+            return Ok(());
+        }
+        #[derive(Deserialize)]
+        struct Repo {
+            id: i64,
+            full_name: String,
+            default_branch: Option<String>,
+            #[serde(default)]
+            archived: bool,
+        }
+        let api = self.github.installation(installation_id as u64)?;
+        let repos: Vec<Repo> = api
+            .get_all("/installation/repositories", Some("repositories"))
+            .await?;
+        let known = self
+            .store
+            .repositories_of_installation(installation_id)
+            .await?;
+        for r in &repos {
+            let existed = known.iter().any(|k| k.id == r.id);
+            self.store
+                .upsert_repository(
+                    &NewRepository {
+                        id: r.id,
+                        installation_id,
+                        full_name: &r.full_name,
+                        default_branch: r.default_branch.as_deref(),
+                        archived: Some(r.archived),
+                    },
+                    now,
+                )
+                .await?;
+            if !existed && !r.archived {
+                // A newly added repository is scanned at once, not at its next slot.
+                self.store
+                    .enqueue(
+                        &Work::ScanRepo {
+                            repository_id: r.id,
+                            reason: "installed".into(),
+                        }
+                        .to_job(),
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        for k in known {
+            if !repos.iter().any(|r| r.id == k.id) {
+                self.store.remove_repository(k.id).await?;
+                tracing::info!(repository = %k.full_name, "repository no longer in the installation; removed");
+            }
+        }
+        tracing::info!(
+            installation_id,
+            repositories = repos.len(),
+            "installation synced"
+        );
+        Ok(())
+    }
+
+    async fn repository_event(
+        &self,
+        installation_id: i64,
+        repository_id: i64,
+        full_name: &str,
+        action: &str,
+        archived: bool,
+    ) -> Result<(), JobError> {
+        let now = self.clock.now();
+        match action {
+            "deleted" | "transferred" => {
+                self.store.remove_repository(repository_id).await?;
+            }
+            "renamed" => {
+                self.store
+                    .rename_repository(repository_id, full_name, now)
+                    .await?;
+            }
+            "archived" | "unarchived" => {
+                self.store
+                    .set_repository_archived(repository_id, archived, now)
+                    .await?;
+            }
+            _ => {
+                // Anything else may change what we know (default branch, privacy): re-sync.
+                self.store
+                    .enqueue(
+                        &Work::SyncInstallation {
+                            installation_id,
+                            action: "repository_changed".into(),
+                        }
+                        .to_job(),
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pull_request_event(
+        &self,
+        repository_id: i64,
+        number: i64,
+        action: &str,
+        merged: bool,
+    ) -> Result<(), JobError> {
+        use crate::store::PrStatus;
+        let now = self.clock.now();
+        let state = match (action, merged) {
+            ("closed", true) => PrStatus::Merged,
+            ("closed", false) => PrStatus::Closed,
+            ("reopened", _) => PrStatus::Open,
+            _ => return Ok(()),
+        };
+        // A PR the store does not know is not ours (or predates the store): nothing to do.
+        self.store
+            .set_pr_state(repository_id, number, state, now)
+            .await?;
+        Ok(())
+    }
+
+    async fn bot_branch_push(
+        &self,
+        repository_id: i64,
+        branch: &str,
+        sender: &str,
+    ) -> Result<(), JobError> {
+        let bot = self.github.bot_login().await?;
+        if sender.eq_ignore_ascii_case(&bot) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        if let Some(pr) = self.store.pr_by_branch(repository_id, branch).await? {
+            self.store
+                .mark_pr_human_edited(repository_id, pr.number, now)
+                .await?;
+            tracing::info!(
+                repository_id,
+                branch,
+                sender,
+                "a person pushed to digestif's branch; hands off"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,380 @@
+//! The scan job: read a repository's default branch through the Git Data API, read its
+//! config, extract references from candidate files, resolve them, store the result.
+//!
+//! GitHub traffic per scan is kept small: the branch head is a conditional request (a 304
+//! costs nothing against the rate limit and means "same files as last time"), the tree is
+//! one recursive call, and only blobs whose sha changed since the last scan are fetched —
+//! the store keeps the text of each candidate file by blob sha.
+
+use std::collections::HashMap;
+
+use super::handler::Handler;
+use crate::extract::{self, Extraction};
+use crate::github::api::Api;
+use crate::github::issues::{self, Annotation, CheckRun};
+use crate::github::repo::{self, Tree};
+use crate::render;
+use crate::repo_config::{CONFIG_PATHS, ConfigErrors, RepoConfig};
+use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository};
+
+/// Bumped when extractors change what they find, so cached "nothing here" verdicts are
+/// not trusted across an upgrade.
+pub const EXTRACTOR_VERSION: i32 = 1;
+
+/// What one scan read from GitHub.
+struct Snapshot {
+    head_sha: String,
+    /// `(path, text)` of the config file, if the repository has one.
+    config: Option<(String, String)>,
+    /// Candidate files with their text (`None`: the file yields nothing).
+    files: Vec<CachedFile>,
+}
+
+pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobError> {
+    let now = h.clock.now();
+    let Some(repo) = h.store.repository(repository_id).await? else {
+        return Ok(());
+    };
+    if repo.archived {
+        h.store
+            .record_scan_result(repo.id, "archived", None, now)
+            .await?;
+        return Ok(());
+    }
+    match h.store.installation(repo.installation_id).await? {
+        Some(i) if i.deleted_at.is_none() && i.suspended_at.is_none() => {}
+        _ => return Ok(()),
+    }
+    let span =
+        tracing::info_span!("scan", repo = %repo.full_name, installation = repo.installation_id);
+    let _g = span.enter();
+    drop(_g);
+    let api = h.github.installation(repo.installation_id as u64)?;
+    let snapshot = match read_repository(h, &api, &repo).await {
+        Ok(s) => s,
+        Err(e) => {
+            let message = e.to_string();
+            h.store
+                .record_scan_result(repo.id, "error", Some(&message), now)
+                .await?;
+            return Err(e);
+        }
+    };
+    // The config decides everything else: an invalid one stops here, said where people look.
+    let config = match &snapshot.config {
+        None => RepoConfig::default(),
+        Some((path, text)) => match RepoConfig::parse(text) {
+            Ok(c) => c,
+            Err(errors) => {
+                report_config_error(h, &api, &repo, path, text, &snapshot.head_sha, &errors)
+                    .await?;
+                return Ok(());
+            }
+        },
+    };
+    let tz = config.timezone.name().to_string();
+    h.store
+        .set_repo_config(
+            repo.id,
+            &RepoConfigUpdate {
+                text: snapshot.config.as_ref().map(|(_, t)| t.as_str()),
+                error: None,
+                schedule: &config.schedule,
+                timezone: &tz,
+            },
+            now,
+        )
+        .await?;
+    if repo.config_error.is_some() {
+        close_config_issue(h, &api, &repo, &snapshot.head_sha).await?;
+    }
+
+    let mut extraction = Extraction::default();
+    for f in &snapshot.files {
+        if !config.includes_path(&f.path) {
+            continue;
+        }
+        if let Some(text) = &f.content {
+            if let Some(e) = extract::extract_file(&f.path, text.as_bytes()) {
+                extraction.merge(e);
+            }
+        }
+    }
+    let resolved = super::resolve::resolve_all(h, &extraction).await?;
+    let records = super::resolve::records(&config, &resolved);
+    let stale = records.iter().filter(|r| r.status == "stale").count();
+    h.store.replace_references(repo.id, &records, now).await?;
+    let problems: Vec<String> = extraction
+        .errors
+        .iter()
+        .map(|e| match e.line {
+            Some(l) => format!("{}:{l}: {}", e.file, e.message),
+            None => format!("{}: {}", e.file, e.message),
+        })
+        .collect();
+    let error_text = (!problems.is_empty()).then(|| problems.join("\n"));
+    h.store
+        .record_scan_result(repo.id, "ok", error_text.as_deref(), now)
+        .await?;
+    tracing::info!(
+        repo = %repo.full_name,
+        references = records.len(),
+        stale,
+        file_errors = problems.len(),
+        "scan stored"
+    );
+    Ok(())
+}
+
+/// Reads the default branch: head (conditional), tree, config, candidate files by blob sha.
+async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Snapshot, JobError> {
+    let branch = match &repo.default_branch {
+        Some(b) => b.clone(),
+        None => repo::repository(api, &repo.full_name).await?.default_branch,
+    };
+    let cached = h.store.cached_files(repo.id).await?;
+    let state = h.store.scan_state(repo.id).await?;
+    let etag = state
+        .as_ref()
+        .filter(|s| s.extractor_version == EXTRACTOR_VERSION)
+        .and_then(|s| s.head_etag.clone());
+    let head = repo::branch_head(api, &repo.full_name, &branch, etag.as_deref()).await?;
+    let Some(head) = head else {
+        // 304: the branch has not moved, so the cached files are exactly its candidates.
+        let head_sha = state.map(|s| s.head_sha).unwrap_or_default();
+        return Ok(split_config(head_sha, cached));
+    };
+    let tree = repo::tree(api, &repo.full_name, &head.tree_sha).await?;
+    if tree.truncated {
+        tracing::warn!(repo = %repo.full_name, "tree truncated by GitHub; scanning the part it returned");
+    }
+    let by_path: HashMap<&str, &CachedFile> = cached.iter().map(|c| (c.path.as_str(), c)).collect();
+    let mut files = Vec::new();
+    for entry in wanted(&tree) {
+        if let Some(c) = by_path.get(entry.path.as_str()) {
+            if c.blob_sha == entry.sha {
+                files.push((*c).clone());
+                continue;
+            }
+        }
+        let bytes = repo::blob(api, &repo.full_name, &entry.sha).await?;
+        let is_config = CONFIG_PATHS.contains(&entry.path.as_str());
+        // Keep text only where it matters: the config, and files that yield something.
+        let content = match String::from_utf8(bytes) {
+            Ok(text) if is_config => Some(text),
+            Ok(text) => extract::extract_file(&entry.path, text.as_bytes())
+                .filter(|e| {
+                    !(e.references.is_empty() && e.skipped.is_empty() && e.errors.is_empty())
+                })
+                .map(|_| text),
+            Err(e) => {
+                // Not UTF-8: keep the extractor's verdict (an error it reports) reproducible.
+                let bytes = e.into_bytes();
+                extract::extract_file(&entry.path, &bytes)
+                    .map(|_| String::from_utf8_lossy(&bytes).into_owned())
+            }
+        };
+        files.push(CachedFile {
+            path: entry.path.clone(),
+            blob_sha: entry.sha.clone(),
+            content,
+        });
+    }
+    h.store
+        .replace_cached_files(
+            repo.id,
+            &head.commit_sha,
+            head.etag.as_deref(),
+            EXTRACTOR_VERSION,
+            &files,
+            h.clock.now(),
+        )
+        .await?;
+    Ok(split_config(head.commit_sha, files))
+}
+
+/// Tree entries worth reading: the config files and every file an extractor may read.
+fn wanted(tree: &Tree) -> impl Iterator<Item = &repo::TreeEntry> {
+    tree.files().filter(|e| {
+        CONFIG_PATHS.contains(&e.path.as_str())
+            || (extract::kind_for_path(&e.path).is_some()
+                && e.size.is_none_or(|s| s <= extract::MAX_FILE_SIZE as u64))
+    })
+}
+
+fn split_config(head_sha: String, files: Vec<CachedFile>) -> Snapshot {
+    let config = CONFIG_PATHS.iter().find_map(|p| {
+        files
+            .iter()
+            .find(|f| f.path == *p)
+            .and_then(|f| f.content.clone().map(|t| (f.path.clone(), t)))
+    });
+    // The config file stays in the list: no extractor reads it, so it yields nothing.
+    Snapshot {
+        head_sha,
+        config,
+        files,
+    }
+}
+
+async fn report_config_error(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    path: &str,
+    text: &str,
+    head_sha: &str,
+    errors: &ConfigErrors,
+) -> Result<(), JobError> {
+    let now = h.clock.now();
+    let message = errors.to_string();
+    // Keep the last valid schedule: a broken file must not change when we look again.
+    h.store
+        .set_repo_config(
+            repo.id,
+            &RepoConfigUpdate {
+                text: Some(text),
+                error: Some(&message),
+                schedule: &repo.schedule,
+                timezone: &repo.timezone,
+            },
+            now,
+        )
+        .await?;
+    let short = &head_sha[..head_sha.len().min(7)];
+    let body = render::config_error_issue(path, short, errors);
+    let bot = h.github.bot_login().await?;
+    match issues::find_open_issue(api, &repo.full_name, render::CONFIG_ISSUE_TITLE, &bot).await? {
+        Some(issue) if issue.body.as_deref() == Some(body.as_str()) => {}
+        Some(issue) => {
+            issues::set_issue_body(api, &repo.full_name, issue.number, &body).await?;
+        }
+        None => {
+            issues::create_issue(api, &repo.full_name, render::CONFIG_ISSUE_TITLE, &body).await?;
+        }
+    }
+    h.store
+        .record_scan_result(repo.id, "config-error", Some(&message), now)
+        .await?;
+    tracing::warn!(repo = %repo.full_name, errors = errors.0.len(), "invalid config; repository not updated");
+    Ok(())
+}
+
+async fn close_config_issue(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    head_sha: &str,
+) -> Result<(), JobError> {
+    let bot = h.github.bot_login().await?;
+    if let Some(issue) =
+        issues::find_open_issue(api, &repo.full_name, render::CONFIG_ISSUE_TITLE, &bot).await?
+    {
+        let short = &head_sha[..head_sha.len().min(7)];
+        issues::comment(
+            api,
+            &repo.full_name,
+            issue.number,
+            &render::config_fixed_comment(short),
+        )
+        .await?;
+        issues::close_issue(api, &repo.full_name, issue.number).await?;
+    }
+    Ok(())
+}
+
+/// Validates the config a pull request proposes and reports it as a check run, when the
+/// pull request changes it.
+pub async fn check_config(
+    h: &Handler,
+    installation_id: i64,
+    repository_id: i64,
+    number: i64,
+    head_sha: &str,
+) -> Result<(), JobError> {
+    let Some(repo) = h.store.repository(repository_id).await? else {
+        return Ok(());
+    };
+    let api = h.github.installation(installation_id as u64)?;
+    let head_tree = repo::commit_tree(&api, &repo.full_name, head_sha).await?;
+    let head = repo::tree(&api, &repo.full_name, &head_tree).await?;
+    let branch = match &repo.default_branch {
+        Some(b) => b.clone(),
+        None => {
+            repo::repository(&api, &repo.full_name)
+                .await?
+                .default_branch
+        }
+    };
+    let base = match repo::branch_head(&api, &repo.full_name, &branch, None).await? {
+        Some(b) => repo::tree(&api, &repo.full_name, &b.tree_sha).await?,
+        None => return Ok(()),
+    };
+    let config_blob = |t: &Tree| -> Option<(String, String)> {
+        CONFIG_PATHS
+            .iter()
+            .find_map(|p| t.file(p).map(|e| (e.path.clone(), e.sha.clone())))
+    };
+    let proposed = config_blob(&head);
+    if proposed == config_blob(&base) {
+        return Ok(());
+    }
+    let name = "digestif: configuration";
+    let Some((path, sha)) = proposed else {
+        let run = CheckRun {
+            name,
+            head_sha,
+            success: true,
+            title: "No configuration file: defaults apply",
+            summary: "This change removes digestif's configuration file; digestif will use its defaults.",
+            annotations: &[],
+        };
+        issues::completed_check_run(&api, &repo.full_name, &run).await?;
+        return Ok(());
+    };
+    let bytes = repo::blob(&api, &repo.full_name, &sha).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    match RepoConfig::parse(&text) {
+        Ok(_) => {
+            let summary = format!("`{path}` is a valid digestif configuration.");
+            let run = CheckRun {
+                name,
+                head_sha,
+                success: true,
+                title: "Configuration is valid",
+                summary: &summary,
+                annotations: &[],
+            };
+            issues::completed_check_run(&api, &repo.full_name, &run).await?;
+        }
+        Err(errors) => {
+            let annotations: Vec<Annotation> = errors
+                .0
+                .iter()
+                .map(|e| Annotation {
+                    path: path.clone(),
+                    start_line: e.line.unwrap_or(1),
+                    end_line: e.line.unwrap_or(1),
+                    annotation_level: "failure",
+                    message: e.message.clone(),
+                })
+                .collect();
+            let summary = format!(
+                "digestif cannot use this configuration; merged as is, it would stop updating the repository.\n\n{}",
+                render::error_list(&path, &errors)
+            );
+            let title = format!("{} error(s) in {path}", errors.0.len());
+            let run = CheckRun {
+                name,
+                head_sha,
+                success: false,
+                title: &title,
+                summary: &summary,
+                annotations: &annotations,
+            };
+            issues::completed_check_run(&api, &repo.full_name, &run).await?;
+        }
+    }
+    tracing::info!(repo = %repo.full_name, number, "config check reported");
+    Ok(())
+}

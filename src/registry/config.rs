@@ -1,0 +1,408 @@
+//! Operator settings for talking to registries: plain-HTTP hosts, mirrors, the SSRF guard,
+//! credentials (Docker `config.json`), extra CA roots, limits and timeouts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use thiserror::Error;
+
+use crate::reference::DOCKER_HUB;
+
+/// Where Docker Hub's registry API actually lives (`docker.io` is only the name in files).
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+/// Docker Hub's token service: a credential for `docker.io` may go there.
+pub const DOCKER_HUB_AUTH: &str = "auth.docker.io";
+
+/// Name resolution, replaceable so tests can make a name resolve to any address.
+pub trait Lookup: Send + Sync + 'static {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
+}
+
+/// The system resolver (getaddrinfo through tokio).
+#[derive(Debug, Default)]
+pub struct SystemLookup;
+
+impl Lookup for SystemLookup {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>> {
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            Ok(addrs.map(|a| a.ip()).collect())
+        })
+    }
+}
+
+/// A password or token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Credentials for one registry host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub username: String,
+    pub password: Secret,
+    /// Token-realm hosts other than the registry itself that may receive these credentials.
+    pub token_hosts: BTreeSet<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    DockerConfig { path: PathBuf, message: String },
+    #[error("{var}: {message}")]
+    Env { var: &'static str, message: String },
+    #[error("{0}")]
+    Client(String),
+}
+
+/// How the resolver behaves. `Default` is the local CLI: no SSRF guard, no credentials.
+#[derive(Clone)]
+pub struct RegistryConfig {
+    /// Hosts (`host` or `host:port`) spoken to over plain HTTP. Everything else is HTTPS.
+    pub insecure: BTreeSet<String>,
+    /// Registry name in files → host the lookups go to (`docker.io` → `mirror.corp:5000`).
+    pub mirrors: BTreeMap<String, String>,
+    /// Refuse private, loopback, link-local and unspecified addresses (server mode).
+    pub ssrf_guard: bool,
+    /// Hosts exempt from the SSRF guard (matched on the host name, port ignored).
+    pub allow_private: BTreeSet<String>,
+    /// Credentials by registry host (`docker.io` for Docker Hub).
+    pub credentials: BTreeMap<String, Credential>,
+    /// Extra trusted roots (PEM), on top of the system's.
+    pub extra_roots_pem: Vec<Vec<u8>>,
+    /// Requests in flight to one host at most.
+    pub per_host_limit: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// The longest `Retry-After` honoured; a longer one gives up for this cycle at once.
+    pub retry_after_cap: Duration,
+    /// Retries after a 429/503 before giving up for this cycle.
+    pub max_retries: u32,
+    /// First backoff when the server names no `Retry-After`; doubles per retry, with jitter.
+    pub backoff_base: Duration,
+    /// How long a tag's answer is reused (the "cycle"): see the module docs.
+    pub cache_ttl: Duration,
+    /// Name resolution; `None` is the system resolver.
+    pub lookup: Option<Arc<dyn Lookup>>,
+    pub user_agent: String,
+}
+
+impl fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("insecure", &self.insecure)
+            .field("mirrors", &self.mirrors)
+            .field("ssrf_guard", &self.ssrf_guard)
+            .field("allow_private", &self.allow_private)
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .field("per_host_limit", &self.per_host_limit)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            insecure: BTreeSet::new(),
+            mirrors: BTreeMap::new(),
+            ssrf_guard: false,
+            allow_private: BTreeSet::new(),
+            credentials: BTreeMap::new(),
+            extra_roots_pem: Vec::new(),
+            per_host_limit: 8,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(20),
+            retry_after_cap: Duration::from_secs(30),
+            max_retries: 2,
+            backoff_base: Duration::from_millis(500),
+            cache_ttl: Duration::from_secs(300),
+            lookup: None,
+            user_agent: concat!("digestif/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// Environment variables the operator sets.
+pub const ENV_INSECURE: &str = "DIGESTIF_INSECURE_REGISTRIES";
+pub const ENV_MIRRORS: &str = "DIGESTIF_REGISTRY_MIRRORS";
+pub const ENV_ALLOW_PRIVATE: &str = "DIGESTIF_ALLOW_PRIVATE_REGISTRIES";
+pub const ENV_CA_FILE: &str = "DIGESTIF_REGISTRY_CA_FILE";
+pub const ENV_TOKEN_HOSTS: &str = "DIGESTIF_REGISTRY_TOKEN_HOSTS";
+
+impl RegistryConfig {
+    /// Settings from the process environment and the Docker config file.
+    pub fn from_env() -> Result<RegistryConfig, ConfigError> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let docker = std::env::var_os("DOCKER_CONFIG").map(PathBuf::from);
+        Self::from_vars(|k| std::env::var(k).ok(), docker, home)
+    }
+
+    /// Settings from `var` (an environment), `DOCKER_CONFIG` and `HOME`.
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+        docker_config_dir: Option<PathBuf>,
+        home: Option<PathBuf>,
+    ) -> Result<RegistryConfig, ConfigError> {
+        let mut c = RegistryConfig::default();
+        let list = |name: &str| -> Vec<String> {
+            var(name)
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        c.insecure.extend(list(ENV_INSECURE));
+        c.allow_private.extend(list(ENV_ALLOW_PRIVATE));
+        for pair in list(ENV_MIRRORS) {
+            let (from, to) = pair.split_once('=').ok_or_else(|| ConfigError::Env {
+                var: ENV_MIRRORS,
+                message: format!("{pair:?} is not REGISTRY=MIRROR"),
+            })?;
+            c.mirrors
+                .insert(normalize_host(from.trim()), to.trim().to_string());
+        }
+        if let Some(path) = var(ENV_CA_FILE).filter(|p| !p.is_empty()) {
+            let pem = std::fs::read(&path).map_err(|source| ConfigError::Read {
+                path: path.clone().into(),
+                source,
+            })?;
+            c.extra_roots_pem.push(pem);
+        }
+        let path = docker_config_dir
+            .map(|d| d.join("config.json"))
+            .or_else(|| home.map(|h| h.join(".docker/config.json")));
+        if let Some(path) = path
+            && path.exists()
+        {
+            c.credentials = load_docker_config(&path)?;
+        }
+        for pair in list(ENV_TOKEN_HOSTS) {
+            let (registry, token_host) = pair.split_once('=').ok_or_else(|| ConfigError::Env {
+                var: ENV_TOKEN_HOSTS,
+                message: format!("{pair:?} is not REGISTRY=TOKEN_HOST"),
+            })?;
+            if let Some(cred) = c.credentials.get_mut(&normalize_host(registry.trim())) {
+                cred.token_hosts.insert(token_host.trim().to_string());
+            }
+        }
+        Ok(c)
+    }
+
+    /// The host lookups for `registry` (as named in files) go to.
+    pub fn api_host(&self, registry: &str) -> String {
+        if let Some(m) = self.mirrors.get(registry) {
+            return m.clone();
+        }
+        if registry == DOCKER_HUB {
+            DOCKER_HUB_API.to_string()
+        } else {
+            registry.to_string()
+        }
+    }
+
+    /// Whether `host` (`host:port`) is spoken to over plain HTTP.
+    pub fn is_insecure(&self, host: &str) -> bool {
+        self.insecure.contains(host)
+    }
+
+    /// The credential that belongs to `api_host`, if any.
+    pub fn credential_for(&self, api_host: &str) -> Option<&Credential> {
+        self.credentials.get(&normalize_host(api_host))
+    }
+
+    /// Whether the SSRF guard lets `host` (name without port) reach private addresses.
+    pub fn private_allowed(&self, host: &str) -> bool {
+        let bare = strip_port(host);
+        self.allow_private.iter().any(|a| strip_port(a) == bare)
+            || self.mirrors.values().any(|m| strip_port(m) == bare)
+    }
+}
+
+/// `host:port` → `host` (IPv6 literals in brackets keep their brackets off).
+pub fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
+        _ => host,
+    }
+}
+
+/// A `config.json` key (`https://index.docker.io/v1/`, `ghcr.io`, `http://h:5000`) as the
+/// host name references use; Docker Hub's several names all become `docker.io`.
+pub fn normalize_host(key: &str) -> String {
+    let k = key
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | DOCKER_HUB_API | DOCKER_HUB => DOCKER_HUB.to_string(),
+        _ => host,
+    }
+}
+
+/// Reads `auths` of a Docker `config.json`: `auth` (base64 `user:password`) or
+/// `username`/`password`. Credential helpers are not run.
+pub fn load_docker_config(path: &Path) -> Result<BTreeMap<String, Credential>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_docker_config(&text).map_err(|message| ConfigError::DockerConfig {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+pub fn parse_docker_config(text: &str) -> Result<BTreeMap<String, Credential>, String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        auths: BTreeMap<String, Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        auth: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    }
+    let file: File = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut out = BTreeMap::new();
+    for (key, e) in file.auths {
+        let (username, password) = match (e.auth.filter(|a| !a.is_empty()), e.username) {
+            (Some(auth), _) => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .map_err(|_| format!("auths.{key}.auth is not base64"))?;
+                let raw =
+                    String::from_utf8(raw).map_err(|_| format!("auths.{key}.auth is not UTF-8"))?;
+                let (u, p) = raw
+                    .split_once(':')
+                    .ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
+                (u.to_string(), p.to_string())
+            }
+            (None, Some(u)) => (u, e.password.unwrap_or_default()),
+            // An entry with neither is how Docker records a credential helper's hosts.
+            (None, None) => continue,
+        };
+        let host = normalize_host(&key);
+        let mut token_hosts = BTreeSet::new();
+        if host == DOCKER_HUB {
+            token_hosts.insert(DOCKER_HUB_AUTH.to_string());
+        }
+        out.insert(
+            host,
+            Credential {
+                username,
+                password: Secret::new(password),
+                token_hosts,
+            },
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_config_auth_and_username_forms() {
+        let text = r#"{"auths": {
+            "https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz"},
+            "registry.example.com:5000": {"username": "bob", "password": "pw"},
+            "helper.example.com": {}
+        }, "credsStore": "desktop"}"#;
+        let c = parse_docker_config(text).unwrap();
+        assert_eq!(c.len(), 2);
+        let hub = &c["docker.io"];
+        assert_eq!(
+            (hub.username.as_str(), hub.password.expose()),
+            ("user", "pass")
+        );
+        assert!(hub.token_hosts.contains(DOCKER_HUB_AUTH));
+        assert_eq!(c["registry.example.com:5000"].password.expose(), "pw");
+        assert!(format!("{:?}", c).contains("***"));
+        assert!(!format!("{:?}", c).contains("pass\""));
+        assert!(parse_docker_config(r#"{"auths":{"x":{"auth":"!!"}}}"#).is_err());
+    }
+
+    #[test]
+    fn env_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths":{"reg.example.com":{"username":"u","password":"p"}}}"#,
+        )
+        .unwrap();
+        let vars = |k: &str| match k {
+            ENV_INSECURE => Some("a:5000, b".to_string()),
+            ENV_MIRRORS => Some("docker.io=mirror.corp:5000".to_string()),
+            ENV_ALLOW_PRIVATE => Some("internal.corp".to_string()),
+            ENV_TOKEN_HOSTS => Some("reg.example.com=auth.example.com".to_string()),
+            _ => None,
+        };
+        let c = RegistryConfig::from_vars(vars, Some(dir.path().into()), None).unwrap();
+        assert!(c.is_insecure("a:5000") && c.is_insecure("b") && !c.is_insecure("a"));
+        assert_eq!(c.api_host("docker.io"), "mirror.corp:5000");
+        assert_eq!(c.api_host("ghcr.io"), "ghcr.io");
+        assert!(c.private_allowed("internal.corp:443"));
+        assert!(c.private_allowed("mirror.corp"));
+        assert!(!c.private_allowed("evil.example"));
+        let cred = c.credential_for("reg.example.com").unwrap();
+        assert!(cred.token_hosts.contains("auth.example.com"));
+        let bad = RegistryConfig::from_vars(
+            |k| (k == ENV_MIRRORS).then(|| "nope".to_string()),
+            None,
+            None,
+        );
+        assert!(bad.is_err());
+        assert_eq!(
+            RegistryConfig::default().api_host("docker.io"),
+            DOCKER_HUB_API
+        );
+    }
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("a.b:5000"), "a.b");
+        assert_eq!(strip_port("a.b"), "a.b");
+        assert_eq!(strip_port("[::1]:5000"), "::1");
+    }
+}

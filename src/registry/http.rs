@@ -1,0 +1,586 @@
+//! One HTTP exchange with a registry: per-host limits, auth challenges, 429/503 backoff,
+//! the SSRF guard's checks, and a count of every request sent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use super::RegistryError;
+use super::config::{ConfigError, Credential, RegistryConfig, strip_port};
+use super::guard::{self, GuardResolver, Refused};
+
+/// What a request was for, as counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequestKind {
+    ManifestHead,
+    ManifestGet,
+    Blob,
+    Token,
+}
+
+impl RequestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::ManifestHead => "manifest-head",
+            RequestKind::ManifestGet => "manifest-get",
+            RequestKind::Blob => "blob",
+            RequestKind::Token => "token",
+        }
+    }
+}
+
+/// Requests sent, by host, method, kind and status (`0`: no response).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RequestCount {
+    pub host: String,
+    pub method: String,
+    pub kind: RequestKind,
+    pub status: u16,
+    pub count: u64,
+}
+
+/// Where a registry's API is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host[:port]` as contacted (after the mirror mapping).
+    pub host: String,
+    pub scheme: &'static str,
+}
+
+impl Endpoint {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}://{}{}", self.scheme, self.host, path)
+    }
+}
+
+/// Bodies larger than this are refused: no manifest or image config is near it.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// (host, method, kind, status)
+type CountKey = (String, &'static str, RequestKind, u16);
+
+pub struct Http {
+    pub config: Arc<RegistryConfig>,
+    client: reqwest::Client,
+    counts: Mutex<BTreeMap<CountKey, u64>>,
+    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Hosts that rate-limited us: skipped until the instant.
+    blocked: Mutex<HashMap<String, Instant>>,
+    /// Bearer tokens by (host, scope), with their expiry.
+    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Hosts that asked for Basic auth: later requests send it up front.
+    basic: Mutex<std::collections::HashSet<String>>,
+}
+
+/// Locks a mutex, recovering from a poisoned one: every value kept under these locks is
+/// valid on its own, so a panic elsewhere must not stop resolution.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Http {
+    pub fn new(config: Arc<RegistryConfig>) -> Result<Http, ConfigError> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .user_agent(config.user_agent.clone())
+            .redirect(guard::redirect_policy(config.clone()));
+        if config.ssrf_guard {
+            // Through a proxy the proxy resolves and connects: nothing here could check it.
+            b = b.no_proxy();
+        }
+        if config.ssrf_guard || config.lookup.is_some() {
+            b = b.dns_resolver(Arc::new(GuardResolver::new(config.clone())));
+        }
+        let mut roots = Vec::new();
+        for pem in &config.extra_roots_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ConfigError::Client(format!("extra CA certificates: {e}")))?;
+            roots.extend(certs);
+        }
+        if !roots.is_empty() {
+            b = b.tls_certs_merge(roots);
+        }
+        let client = b
+            .build()
+            .map_err(|e| ConfigError::Client(format!("HTTP client: {e}")))?;
+        Ok(Http {
+            config,
+            client,
+            counts: Mutex::default(),
+            limits: Mutex::default(),
+            blocked: Mutex::default(),
+            tokens: Mutex::default(),
+            basic: Mutex::default(),
+        })
+    }
+
+    pub fn endpoint(&self, registry: &str) -> Endpoint {
+        let host = self.config.api_host(registry);
+        let scheme = if self.config.is_insecure(&host) {
+            "http"
+        } else {
+            "https"
+        };
+        Endpoint { host, scheme }
+    }
+
+    pub fn counts(&self) -> Vec<RequestCount> {
+        lock(&self.counts)
+            .iter()
+            .map(|((host, method, kind, status), n)| RequestCount {
+                host: host.clone(),
+                method: method.to_string(),
+                kind: *kind,
+                status: *status,
+                count: *n,
+            })
+            .collect()
+    }
+
+    fn count(&self, host: &str, method: &Method, kind: RequestKind, status: u16) {
+        let method: &'static str = if method == Method::HEAD {
+            "HEAD"
+        } else {
+            "GET"
+        };
+        *lock(&self.counts)
+            .entry((host.to_string(), method, kind, status))
+            .or_default() += 1;
+    }
+
+    fn permit_pool(&self, host: &str) -> Arc<Semaphore> {
+        lock(&self.limits)
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_host_limit.max(1))))
+            .clone()
+    }
+
+    /// Sends `method path` to the registry at `ep` for `repo`, authenticating as the
+    /// registry asks. Returns the response whatever its status, except for rate limits
+    /// (retried, then `RateLimited`) and transport failures.
+    pub async fn send(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+        kind: RequestKind,
+    ) -> Result<Response, RegistryError> {
+        let host = ep.host.clone();
+        if let Some(until) = lock(&self.blocked).get(&host).copied()
+            && until > Instant::now()
+        {
+            return Err(RegistryError::RateLimited {
+                host,
+                detail: "gave up on this host for this cycle".into(),
+            });
+        }
+        let url = reqwest::Url::parse(&ep.url(path)).map_err(|e| RegistryError::Invalid {
+            host: host.clone(),
+            message: format!("bad URL: {e}"),
+        })?;
+        guard::check_url(&self.config, &url).map_err(|reason| RegistryError::Refused {
+            host: host.clone(),
+            reason,
+        })?;
+        let pool = self.permit_pool(&host);
+        let _permit = pool.acquire().await.map_err(|_| RegistryError::Transport {
+            host: host.clone(),
+            message: "shutting down".into(),
+        })?;
+        let scope = format!("repository:{repo}:pull");
+        let mut authed = false;
+        let mut retries = 0u32;
+        loop {
+            let mut req = self.client.request(method.clone(), url.clone());
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            if let Some(auth) = self.cached_auth(&host, &scope) {
+                req = req.header(AUTHORIZATION, auth);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.count(&host, &method, kind, 0);
+                    return Err(transport_error(&host, &e));
+                }
+            };
+            let status = resp.status();
+            self.count(&host, &method, kind, status.as_u16());
+            guard::check_remote(&self.config, &host, resp.remote_addr()).map_err(|reason| {
+                RegistryError::Refused {
+                    host: host.clone(),
+                    reason,
+                }
+            })?;
+            if status == StatusCode::UNAUTHORIZED && !authed {
+                authed = true;
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(parse_challenge);
+                if self.answer_challenge(ep, &scope, challenge).await? {
+                    continue;
+                }
+                return Ok(resp);
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                let asked = retry_after(resp.headers());
+                let cap = self.config.retry_after_cap;
+                let backoff = self
+                    .config
+                    .backoff_base
+                    .checked_mul(2u32.saturating_pow(retries))
+                    .unwrap_or(cap);
+                let wait = asked.unwrap_or(backoff);
+                if retries < self.config.max_retries && wait <= cap {
+                    retries += 1;
+                    let wait = wait + jitter(self.config.backoff_base);
+                    debug!(%host, %status, ?wait, "registry asks us to slow down");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                // Give up on this host until the server's window (or a cap) has passed,
+                // so the rest of this cycle's lookups to it do not pile on.
+                let block = wait.clamp(Duration::from_secs(1), cap.max(Duration::from_secs(1)));
+                if let Some(until) = Instant::now().checked_add(block) {
+                    lock(&self.blocked).insert(host.clone(), until);
+                }
+                warn!(%host, %status, "registry rate limit: giving up for this cycle");
+                return Err(RegistryError::RateLimited {
+                    host,
+                    detail: match asked {
+                        Some(a) => format!("{status}, Retry-After {}s", a.as_secs()),
+                        None => status.to_string(),
+                    },
+                });
+            }
+            return Ok(resp);
+        }
+    }
+
+    fn cached_auth(&self, host: &str, scope: &str) -> Option<String> {
+        let key = (host.to_string(), scope.to_string());
+        if let Some((token, exp)) = lock(&self.tokens).get(&key)
+            && *exp > Instant::now()
+        {
+            return Some(format!("Bearer {token}"));
+        }
+        if lock(&self.basic).contains(host) {
+            return self.config.credential_for(host).map(basic_header);
+        }
+        None
+    }
+
+    /// Acts on a 401's challenge. `Ok(true)` when the request should be sent again.
+    async fn answer_challenge(
+        &self,
+        ep: &Endpoint,
+        scope: &str,
+        challenge: Option<Challenge>,
+    ) -> Result<bool, RegistryError> {
+        let cred = self.config.credential_for(&ep.host);
+        match challenge {
+            Some(c) if c.scheme.eq_ignore_ascii_case("basic") => {
+                if cred.is_none() {
+                    return Ok(false);
+                }
+                lock(&self.basic).insert(ep.host.clone());
+                Ok(true)
+            }
+            Some(c) if c.scheme.eq_ignore_ascii_case("bearer") => {
+                let Some(realm) = c.params.get("realm") else {
+                    return Ok(false);
+                };
+                let token = self.fetch_token(ep, realm, &c.params, scope, cred).await?;
+                let mut tokens = lock(&self.tokens);
+                if tokens.len() > 10_000 {
+                    tokens.retain(|_, (_, exp)| *exp > Instant::now());
+                }
+                tokens.insert((ep.host.clone(), scope.to_string()), token);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        ep: &Endpoint,
+        realm: &str,
+        params: &BTreeMap<String, String>,
+        scope: &str,
+        cred: Option<&Credential>,
+    ) -> Result<(String, Instant), RegistryError> {
+        let host = ep.host.clone();
+        let bad = |message: String| RegistryError::Invalid {
+            host: host.clone(),
+            message,
+        };
+        let mut url = reqwest::Url::parse(realm).map_err(|e| bad(format!("token realm: {e}")))?;
+        let realm_host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(bad("token realm has no host".into())),
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if self.config.is_insecure(&realm_host) || ep.scheme == "http" => {}
+            other => return Err(bad(format!("token realm uses {other}, refused"))),
+        }
+        guard::check_url(&self.config, &url).map_err(|reason| RegistryError::Refused {
+            host: realm_host.clone(),
+            reason: format!("token realm: {reason}"),
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(service) = params.get("service") {
+                q.append_pair("service", service);
+            }
+            q.append_pair("scope", params.get("scope").map_or(scope, |s| s.as_str()));
+        }
+        // Credentials go to the realm only when it is the registry host itself or a host
+        // the operator listed for this credential; anywhere else the request is anonymous.
+        // Hosts compare as `host[:port]`, like web origins.
+        let send_cred = cred.filter(|c| {
+            realm_host == ep.host
+                || c.token_hosts.contains(&realm_host)
+                || c.token_hosts.contains(strip_port(&realm_host))
+        });
+        if cred.is_some() && send_cred.is_none() {
+            debug!(%host, realm = %realm_host, "token realm on another host: asking anonymously");
+        }
+        let mut req = self.client.get(url);
+        if let Some(c) = send_cred {
+            req = req.header(AUTHORIZATION, basic_header(c));
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.count(&realm_host, &Method::GET, RequestKind::Token, 0);
+                return Err(transport_error(&realm_host, &e));
+            }
+        };
+        self.count(
+            &realm_host,
+            &Method::GET,
+            RequestKind::Token,
+            resp.status().as_u16(),
+        );
+        guard::check_remote(&self.config, &realm_host, resp.remote_addr()).map_err(|reason| {
+            RegistryError::Refused {
+                host: realm_host.clone(),
+                reason,
+            }
+        })?;
+        match resp.status() {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(RegistryError::Unauthorized {
+                    host,
+                    detail: if cred.is_some() {
+                        "credentials rejected by the token service".into()
+                    } else {
+                        "the token service wants credentials".into()
+                    },
+                });
+            }
+            s => return Err(bad(format!("token service answered {s}"))),
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenBody {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let body = read_body(&realm_host, resp).await?;
+        let t: TokenBody =
+            serde_json::from_slice(&body).map_err(|e| bad(format!("token response: {e}")))?;
+        let token = t
+            .token
+            .or(t.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| bad("token response has no token".into()))?;
+        // Tokens default to 60 s (distribution spec); renew a little early.
+        let life = Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, 3600) - 5);
+        Ok((token, Instant::now() + life))
+    }
+}
+
+fn basic_header(c: &Credential) -> String {
+    let raw = format!("{}:{}", c.username, c.password.expose());
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// Reads a body up to `MAX_BODY` bytes.
+pub async fn read_body(host: &str, mut resp: Response) -> Result<Vec<u8>, RegistryError> {
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > MAX_BODY {
+                    return Err(RegistryError::Invalid {
+                        host: host.to_string(),
+                        message: format!("response larger than {MAX_BODY} bytes"),
+                    });
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => return Err(transport_error(host, &e)),
+        }
+    }
+}
+
+/// A readable error for a request that got no response.
+pub fn transport_error(host: &str, e: &reqwest::Error) -> RegistryError {
+    let host = host.to_string();
+    // The guard's refusal may sit anywhere in the source chain.
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut chain = Vec::new();
+    while let Some(s) = src {
+        if let Some(r) = s.downcast_ref::<Refused>() {
+            return RegistryError::Refused {
+                host,
+                reason: r.0.clone(),
+            };
+        }
+        let text = s.to_string();
+        if !chain.iter().any(|c: &String| c.contains(&text)) {
+            chain.push(text);
+        }
+        src = s.source();
+    }
+    if e.is_timeout() {
+        return RegistryError::Timeout { host };
+    }
+    let detail = chain.last().cloned().unwrap_or_default();
+    let lower = chain.join(": ").to_ascii_lowercase();
+    let message = if lower.contains("certificate") || lower.contains("tls") {
+        format!("TLS error: {detail}")
+    } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve") {
+        format!("cannot resolve host: {detail}")
+    } else if e.is_redirect() {
+        format!("redirect failed: {detail}")
+    } else if e.is_connect() {
+        format!("cannot connect: {detail}")
+    } else {
+        detail
+    };
+    RegistryError::Transport { host, message }
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
+    Some(Duration::from_secs(secs as u64))
+}
+
+fn jitter(base: Duration) -> Duration {
+    let ms = base.as_millis().min(1000) as u64;
+    Duration::from_millis(rand::random_range(0..=ms / 2 + 1))
+}
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub scheme: String,
+    pub params: BTreeMap<String, String>,
+}
+
+/// Parses `Bearer realm="…",service="…",scope="repository:a:pull,push"` (quoted values may
+/// hold commas).
+pub fn parse_challenge(text: &str) -> Challenge {
+    let text = text.trim();
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    let mut params = BTreeMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().copied() {
+                if c == ',' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+    Challenge {
+        scheme: scheme.to_string(),
+        params,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse_with_commas_in_quotes() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/python:pull,push""#,
+        );
+        assert_eq!(c.scheme, "Bearer");
+        assert_eq!(c.params["realm"], "https://auth.docker.io/token");
+        assert_eq!(c.params["service"], "registry.docker.io");
+        assert_eq!(c.params["scope"], "repository:library/python:pull,push");
+        let b = parse_challenge(r#"Basic realm="Registry Realm""#);
+        assert_eq!(b.scheme, "Basic");
+        assert_eq!(b.params["realm"], "Registry Realm");
+        assert!(parse_challenge("Bearer").params.is_empty());
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}

@@ -1,0 +1,271 @@
+//! When each repository is scanned: cron or preset schedules in the repository's time zone,
+//! and the scheduler that turns due repositories into `scan_repo` jobs.
+//!
+//! - A schedule is a 5-field cron expression (croner, seconds disallowed) or a preset:
+//!   `hourly`, `daily`, `weekly`, `monthly`. Presets become cron expressions with a minute,
+//!   hour, weekday and day of month derived from the repository id, so 10,000 repositories
+//!   on `daily` spread over the day instead of firing together, and each one keeps its slot
+//!   across restarts and versions (the hash is spelled out here, not `std`'s).
+//! - Cron semantics are Vixie cron's, as croner implements them: when both day-of-month and
+//!   day-of-week are restricted, a day matching *either* runs (`0 6 1 * 1` is the 1st and
+//!   every Monday). Across DST, a time that does not exist (02:30 on the last Sunday of March
+//!   in Europe/Berlin) runs at the first instant after the gap (03:00 CEST), and a time that
+//!   exists twice (02:30 on the last Sunday of October) runs once, at the first of the two.
+//! - Time is injected through [`Clock`]; everything else takes `now` explicitly.
+//! - The scheduler claims due repositories in one transaction per batch
+//!   ([`Store::claim_due_repositories`]): rows are locked (`FOR UPDATE SKIP LOCKED` on
+//!   PostgreSQL; SQLite's write lock), their next time is computed here and written back,
+//!   and their scan jobs are enqueued before commit. N replicas ticking together claim each
+//!   due repository once; a repository that missed several slots while the service was down
+//!   is scanned once and its next time is the next slot after now.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::store::{DueRepository, Store, StoreError};
+
+/// The time source; tests use [`ManualClock`].
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock, truncated to microseconds (what PostgreSQL stores), so a time read
+/// back equals the time written on both backends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        let now = Utc::now();
+        now.duration_trunc(TimeDelta::microseconds(1))
+            .unwrap_or(now)
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        ManualClock(Mutex::new(now))
+    }
+
+    pub fn set(&self, now: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    pub fn advance(&self, by: TimeDelta) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *t += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ScheduleError {
+    #[error("schedule {expr:?}: {message}")]
+    Invalid { expr: String, message: String },
+    #[error("timezone {0:?} is not an IANA time zone")]
+    UnknownTimezone(String),
+    #[error("schedule {0:?} never runs again")]
+    NoNext(String),
+}
+
+/// Where a repository's preset schedule puts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jitter {
+    pub minute: u32,
+    pub hour: u32,
+    /// 0 = Sunday.
+    pub weekday: u32,
+    /// 1..=28, so every month has it.
+    pub day_of_month: u32,
+}
+
+/// SplitMix64's finaliser: a fixed, well-mixing hash of the repository id.
+fn mix(id: i64) -> u64 {
+    let mut z = (id as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+pub fn jitter(repository_id: i64) -> Jitter {
+    let h = mix(repository_id);
+    Jitter {
+        minute: (h % 60) as u32,
+        hour: ((h >> 16) % 24) as u32,
+        weekday: ((h >> 32) % 7) as u32,
+        day_of_month: ((h >> 48) % 28) as u32 + 1,
+    }
+}
+
+/// The cron expression a schedule means for this repository (presets get its jitter).
+pub fn effective_expr(expr: &str, repository_id: i64) -> String {
+    let j = jitter(repository_id);
+    match expr.trim() {
+        "hourly" => format!("{} * * * *", j.minute),
+        "daily" => format!("{} {} * * *", j.minute, j.hour),
+        "weekly" => format!("{} {} * * {}", j.minute, j.hour, j.weekday),
+        "monthly" => format!("{} {} {} * *", j.minute, j.hour, j.day_of_month),
+        other => other.to_string(),
+    }
+}
+
+/// A parsed schedule in a time zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: Cron,
+    tz: Tz,
+    expr: String,
+}
+
+impl Schedule {
+    pub fn parse(expr: &str, tz: Tz, repository_id: i64) -> Result<Schedule, ScheduleError> {
+        let effective = effective_expr(expr, repository_id);
+        let invalid = |message: String| ScheduleError::Invalid {
+            expr: expr.to_string(),
+            message,
+        };
+        let fields = effective.split_whitespace().count();
+        if fields != 5 {
+            return Err(invalid(format!(
+                "want hourly, daily, weekly, monthly or 5 cron fields, found {fields}"
+            )));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .build()
+            .parse(&effective)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Schedule {
+            cron,
+            tz,
+            expr: effective,
+        })
+    }
+
+    /// `timezone` by IANA name.
+    pub fn parse_in(
+        expr: &str,
+        timezone: &str,
+        repository_id: i64,
+    ) -> Result<Schedule, ScheduleError> {
+        let tz = timezone
+            .parse::<Tz>()
+            .map_err(|_| ScheduleError::UnknownTimezone(timezone.to_string()))?;
+        Schedule::parse(expr, tz, repository_id)
+    }
+
+    /// The cron expression, presets resolved.
+    pub fn expr(&self) -> &str {
+        &self.expr
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// The first run strictly after `now`.
+    pub fn next_after(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, ScheduleError> {
+        let local = now.with_timezone(&self.tz);
+        self.cron
+            .find_next_occurrence(&local, false)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ScheduleError::NoNext(self.expr.clone()))
+    }
+}
+
+/// The next scan of a repository after `now`. The stored schedule was validated with the
+/// config; should it still fail (e.g. a time zone dropped from the tz database), the
+/// repository falls back to `daily` in UTC rather than never being scanned.
+pub fn next_scan_at(
+    repository_id: i64,
+    schedule: &str,
+    timezone: &str,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match Schedule::parse_in(schedule, timezone, repository_id).and_then(|s| s.next_after(now)) {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(repository_id, error = %e, "invalid stored schedule; using daily in UTC");
+            Schedule::parse("daily", chrono_tz::UTC, repository_id)
+                .and_then(|s| s.next_after(now))
+                .unwrap_or(now + TimeDelta::days(1))
+        }
+    }
+}
+
+/// Claims due repositories and enqueues their scans, every `interval`.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    /// Repositories claimed per transaction.
+    pub batch: i64,
+    pub interval: Duration,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Scheduler {
+            store,
+            clock,
+            batch: 500,
+            interval: Duration::from_secs(5),
+        }
+    }
+
+    /// One tick: claims every repository due now (in batches) and enqueues a scan for each.
+    pub async fn tick(&self) -> Result<Vec<DueRepository>, StoreError> {
+        let now = self.clock.now();
+        let mut claimed = Vec::new();
+        loop {
+            let batch = self
+                .store
+                .claim_due_repositories(now, self.batch, |r| {
+                    next_scan_at(r.id, &r.schedule, &r.timezone, now)
+                })
+                .await?;
+            let n = batch.len();
+            claimed.extend(batch);
+            if i64::try_from(n).unwrap_or(i64::MAX) < self.batch {
+                break;
+            }
+        }
+        if !claimed.is_empty() {
+            info!(count = claimed.len(), "scheduled scans");
+        }
+        Ok(claimed)
+    }
+
+    /// Ticks until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(self.interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            match self.tick().await {
+                Ok(c) => debug!(claimed = c.len(), "scheduler tick"),
+                Err(e) => warn!(error = %e, "scheduler tick failed"),
+            }
+        }
+        debug!("scheduler stopped");
+    }
+}

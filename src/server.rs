@@ -1,0 +1,218 @@
+//! `digestif serve` put together: database, GitHub App client, registry resolver, the HTTP
+//! server, the job workers and the scheduler, with one shutdown for all of them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::github::api::{GitHubApp, RetryPolicy};
+use crate::jobs::{Handler, Work};
+use crate::registry::{RegistryConfig, Resolver};
+use crate::schedule::{Clock, Scheduler};
+use crate::settings::{Settings, redact_url};
+use crate::store::{Store, Worker, WorkerOptions};
+use crate::web::{self, WebState};
+
+/// Knobs tests turn; the defaults are the production values.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub github_retry: RetryPolicy,
+    pub scheduler_interval: Duration,
+    pub worker_poll: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            github_retry: RetryPolicy::default(),
+            scheduler_interval: Duration::from_secs(5),
+            worker_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A server ready to run.
+pub struct Server {
+    pub store: Store,
+    pub github: Arc<GitHubApp>,
+    pub handler: Handler,
+    settings: Settings,
+    tuning: Tuning,
+    app_ready: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Connects to the database (running migrations) and builds the clients.
+    pub async fn build(
+        settings: Settings,
+        registry: RegistryConfig,
+        clock: Arc<dyn Clock>,
+        tuning: Tuning,
+    ) -> anyhow::Result<Server> {
+        let store = Store::connect(&settings.database_url)
+            .await
+            .with_context(|| format!("database {}", redact_url(&settings.database_url)))?;
+        let github = Arc::new(
+            GitHubApp::new(
+                &settings.github_api_url,
+                settings.app_id,
+                &settings.private_key_pem,
+                tuning.github_retry.clone(),
+            )
+            .context("DIGESTIF_GITHUB_PRIVATE_KEY")?,
+        );
+        let resolver = Arc::new(Resolver::new(registry).context("registry settings")?);
+        let handler = Handler {
+            store: store.clone(),
+            github: github.clone(),
+            resolver,
+            clock: clock.clone(),
+        };
+        Ok(Server {
+            store,
+            github,
+            handler,
+            settings,
+            tuning,
+            app_ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn web_state(&self) -> WebState {
+        WebState {
+            store: self.store.clone(),
+            webhook_secret: Arc::from(self.settings.webhook_secret.clone().into_boxed_slice()),
+            clock: self.handler.clock.clone(),
+            app_ready: self.app_ready.clone(),
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled; then stops taking work, lets
+    /// running jobs finish (or releases them) and returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let addr = listener.local_addr().ok();
+        tracing::info!(?addr, database = %redact_url(&self.settings.database_url), "digestif serving");
+        let router = web::router(self.web_state());
+        let web_shutdown = shutdown.clone();
+        let web = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { web_shutdown.cancelled().await })
+                .await
+        });
+
+        let handler = self.handler.clone();
+        let worker = Worker::new(
+            self.store.clone(),
+            move |job| {
+                let h = handler.clone();
+                async move { h.handle(job).await }
+            },
+            self.handler.clock.clone(),
+            WorkerOptions {
+                concurrency: self.settings.workers,
+                poll_interval: self.tuning.worker_poll,
+                ..WorkerOptions::default()
+            },
+        );
+        let workers = tokio::spawn(worker.run(shutdown.clone()));
+
+        let mut scheduler = Scheduler::new(self.store.clone(), self.handler.clock.clone());
+        scheduler.interval = self.tuning.scheduler_interval;
+        let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+
+        let startup = tokio::spawn(startup_sync(
+            self.github.clone(),
+            self.store.clone(),
+            self.handler.clock.clone(),
+            self.app_ready.clone(),
+            shutdown.clone(),
+        ));
+
+        let served = web.await.context("web server task")?;
+        shutdown.cancel();
+        let _ = workers.await;
+        let _ = scheduler.await;
+        startup.abort();
+        self.store.close().await;
+        served.context("web server")?;
+        tracing::info!("digestif stopped");
+        Ok(())
+    }
+}
+
+/// Checks the App's credentials, then queues a sync of every installation GitHub lists and
+/// forgets installations it no longer lists (an uninstall while we were down). Retries
+/// with backoff until it succeeds or the server stops.
+async fn startup_sync(
+    github: Arc<GitHubApp>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_secs(2);
+    loop {
+        match try_startup_sync(&github, &store, &clock, &ready).await {
+            Ok(n) => {
+                tracing::info!(installations = n, "installations queued for sync");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "start-up sync with GitHub failed; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(300));
+    }
+}
+
+async fn try_startup_sync(
+    github: &GitHubApp,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    ready: &AtomicBool,
+) -> anyhow::Result<usize> {
+    let login = github.bot_login().await.context("GitHub App credentials")?;
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(app = %login, "GitHub App credentials accepted");
+    #[derive(Deserialize)]
+    struct Installation {
+        id: i64,
+    }
+    let installs: Vec<Installation> = github
+        .as_app()
+        .get_all("/app/installations", None)
+        .await
+        .context("listing installations")?;
+    let now = clock.now();
+    for known in store.list_installations().await? {
+        if known.deleted_at.is_none() && !installs.iter().any(|i| i.id == known.id) {
+            store.mark_installation_deleted(known.id, now).await?;
+            tracing::info!(
+                installation = known.id,
+                "installation gone from GitHub; removed"
+            );
+        }
+    }
+    for i in &installs {
+        let job = Work::SyncInstallation {
+            installation_id: i.id,
+            action: "startup".into(),
+        }
+        .to_job();
+        store.enqueue(&job, now).await?;
+    }
+    Ok(installs.len())
+}

@@ -1,0 +1,151 @@
+//! The HTTP server: webhook intake and health endpoints.
+//!
+//! The webhook handler does no GitHub or registry call: it checks the signature, parses,
+//! records the delivery and its jobs in one transaction and answers 202. Everything else
+//! happens in the job workers, so a slow GitHub never makes GitHub's webhook time out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::github::webhook::{self, WebhookError};
+use crate::jobs;
+use crate::schedule::Clock;
+use crate::store::Store;
+
+/// GitHub caps webhook payloads at 25 MB.
+pub const MAX_BODY: usize = 25 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct WebState {
+    pub store: Store,
+    pub webhook_secret: Arc<[u8]>,
+    pub clock: Arc<dyn Clock>,
+    /// The App's credentials loaded and checked (for `/readyz`).
+    pub app_ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/webhooks/github", post(github_webhook))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn github_webhook(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let delivery = header(&headers, "x-github-delivery")
+        .unwrap_or("")
+        .to_string();
+    let event = header(&headers, "x-github-event").unwrap_or("").to_string();
+    let span = tracing::info_span!("webhook", delivery = %delivery, event = %event);
+    let _enter = span.enter();
+    if let Err(e) = webhook::verify_signature(
+        &state.webhook_secret,
+        header(&headers, "x-hub-signature-256"),
+        &body,
+    ) {
+        tracing::warn!(error = %e, "webhook refused");
+        return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+    }
+    if delivery.is_empty() || event.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing X-GitHub-Delivery or X-GitHub-Event header",
+        )
+            .into_response();
+    }
+    let parsed = match webhook::parse(&event, &body) {
+        Ok(p) => p,
+        Err(e @ WebhookError::Payload { .. }) => {
+            // Signed by GitHub but not what we expect: say so, keep nothing half-done.
+            tracing::warn!(error = %e, "webhook payload not understood");
+            return (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response();
+        }
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let action = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_string));
+    let work = jobs::for_event(&parsed);
+    let new_jobs: Vec<_> = work.iter().map(jobs::Work::to_job).collect();
+    let now = state.clock.now();
+    drop(_enter);
+    match state
+        .store
+        .record_delivery_and_enqueue(&delivery, &event, action.as_deref(), &new_jobs, now)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(delivery = %delivery, event = %event, jobs = new_jobs.len(), "webhook accepted");
+            (
+                StatusCode::ACCEPTED,
+                format!("accepted, {} job(s)", new_jobs.len()),
+            )
+                .into_response()
+        }
+        Ok(false) => {
+            tracing::info!(delivery = %delivery, "redelivery ignored");
+            (StatusCode::ACCEPTED, "already received").into_response()
+        }
+        Err(e) => {
+            // GitHub shows the failure and the operator can redeliver; nothing was recorded.
+            tracing::error!(delivery = %delivery, error = %e, "webhook could not be recorded");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not record the delivery",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<WebState>) -> Response {
+    let mut problems = Vec::new();
+    if let Err(e) = state.store.ping().await {
+        problems.push(format!("database: {e}"));
+    } else {
+        match state.store.applied_migrations().await {
+            Ok(applied) => {
+                let missing: Vec<i64> = state
+                    .store
+                    .migrator()
+                    .iter()
+                    .map(|m| m.version)
+                    .filter(|v| !applied.contains(v))
+                    .collect();
+                if !missing.is_empty() {
+                    problems.push(format!("migrations not applied: {missing:?}"));
+                }
+            }
+            Err(e) => problems.push(format!("migrations: {e}")),
+        }
+    }
+    if !state.app_ready.load(Ordering::Relaxed) {
+        problems.push("GitHub App credentials not loaded".to_string());
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n")).into_response()
+    }
+}

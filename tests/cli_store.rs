@@ -1,0 +1,159 @@
+//! `digestif migrate`, `trigger` and `jobs` through the built binary, on a SQLite file
+//! (and `migrate` on a PostgreSQL schema through the URL's `options`).
+
+use std::process::{Command, Output};
+
+use chrono::Utc;
+use digestif::store::testing::TestDb;
+use digestif::store::{Backend, NewRepository, Store};
+
+fn digestif(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_digestif"))
+        .args(args)
+        .env("DIGESTIF_DATABASE_URL", url)
+        .output()
+        .expect("run digestif")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn migrate_creates_then_reports_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let url = format!("sqlite://{}", path.display());
+    let out = digestif(&url, &["migrate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("applied 0001 initial"), "{stdout}");
+    assert!(stdout.contains("applied 0002 pr handoff"), "{stdout}");
+    assert!(path.exists());
+    let out = digestif(&url, &["migrate"]);
+    assert_eq!(text(&out.stdout), "database is up to date (version 2)\n");
+    // --database-url beats the environment.
+    let other = dir.path().join("other.db");
+    let out = digestif(
+        "sqlite:///nonexistent-dir/x.db",
+        &[
+            "migrate",
+            "--database-url",
+            &format!("sqlite://{}", other.display()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(other.exists());
+}
+
+#[test]
+fn bad_database_urls_are_usage_errors() {
+    let out = digestif("mysql://x/y", &["migrate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("sqlite:, postgres://"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = digestif("postgres://nobody:secret@127.0.0.1:99999/x", &["jobs"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(!err.contains("secret"), "password redacted: {err}");
+}
+
+#[tokio::test]
+async fn migrate_works_on_postgres() {
+    let db = TestDb::new(Backend::Postgres, false).await.unwrap();
+    let schema = db.schema.clone().unwrap();
+    // libpq-style options select the test schema for the subprocess.
+    let url = format!("{}?options=-c%20search_path%3D{schema}", db.url);
+    let out = tokio::task::spawn_blocking(move || digestif(&url, &["migrate"]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("database is at version 2"));
+    assert_eq!(db.store.applied_migrations().await.unwrap(), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn trigger_enqueues_a_scan_that_jobs_lists() {
+    let db = TestDb::new(Backend::Sqlite, true).await.unwrap();
+    let url = db.url.clone();
+    let run = |args: &'static [&'static str]| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || digestif(&url, args))
+    };
+
+    let out = run(&["trigger", "octo/app"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("octo/app is not known"));
+
+    let s: &Store = &db.store;
+    let now = Utc::now();
+    s.upsert_installation(7, "octo", "Organization", now)
+        .await
+        .unwrap();
+    s.upsert_repository(
+        &NewRepository {
+            id: 42,
+            installation_id: 7,
+            full_name: "octo/App",
+            default_branch: Some("main"),
+            archived: None,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+
+    let out = run(&["trigger", "octo/app"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "queued scan of octo/App as job 1\n");
+    // Triggering again while queued is the same job.
+    let out = run(&["trigger", "OCTO/APP"]).await.unwrap();
+    assert_eq!(text(&out.stdout), "queued scan of octo/App as job 1\n");
+    // The store (a running server's, say) sees it.
+    let jobs = s.list_jobs(None, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].payload.0["reason"], "trigger");
+
+    let out = run(&["jobs"]).await.unwrap();
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("queued 1  running 0  done 0  dead 0\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("scan_repo"), "{stdout}");
+    assert!(
+        stdout.contains(r#"{"reason":"trigger","repository_id":42}"#),
+        "{stdout}"
+    );
+
+    // Make it dead, then list dead jobs as JSON and retry it.
+    let j = s
+        .lease_jobs("w", 1, std::time::Duration::from_secs(60), Utc::now())
+        .await
+        .unwrap()
+        .remove(0);
+    s.fail_job(
+        &j,
+        "w",
+        &digestif::store::JobError::Permanent("no such repository".into()),
+        &Default::default(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let out = run(&["jobs", "--dead", "--format", "json"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["counts"]["dead"], 1);
+    assert_eq!(v["jobs"][0]["state"], "dead");
+    assert_eq!(v["jobs"][0]["last_error"], "no such repository");
+    let out = run(&["jobs", "--state", "queued"]).await.unwrap();
+    assert!(!text(&out.stdout).contains("scan_repo"));
+    let out = run(&["jobs", "--retry", "1"]).await.unwrap();
+    assert_eq!(text(&out.stdout), "job 1 queued again\n");
+    let out = run(&["jobs", "--retry", "1"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,202 @@
+//! `digestif scan` (resolving) and `digestif update` end to end: the built binary against a
+//! real distribution registry.
+
+// Only the registry half of tests/support (also `support::registry`): this binary needs
+// no fake GitHub.
+#[path = "support/registry.rs"]
+mod registry_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use registry_support::TestRegistry;
+
+fn digestif(args: &[&str], docker_config: &Path, env_insecure: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_digestif"));
+    cmd.args(args)
+        // Nothing from the machine's Docker login may leak into the test.
+        .env("DOCKER_CONFIG", docker_config)
+        .env_remove("DIGESTIF_INSECURE_REGISTRIES")
+        .env_remove("DIGESTIF_REGISTRY_MIRRORS");
+    if let Some(v) = env_insecure {
+        cmd.env("DIGESTIF_INSECURE_REGISTRIES", v);
+    }
+    cmd.output().expect("run digestif")
+}
+
+#[tokio::test]
+async fn update_rewrites_only_digests_and_check_reports_staleness() {
+    let reg = TestRegistry::start().await;
+    let amd = reg.push_image("app", None, "linux/amd64", "1", false).await;
+    let arm = reg.push_image("app", None, "linux/arm64", "1", false).await;
+    let old_index = reg
+        .push_index("app", "1", &[&amd, &arm], false, "a", false)
+        .await;
+    reg.push_image("solo", Some("v1"), "linux/amd64", "1", true)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let docker_config = tempfile::tempdir().unwrap();
+    let a = &reg.addr;
+    let original = format!(
+        "# comment mentions {a}/app:1\r\nFROM {a}/app:1@{old_index} AS build\r\n\
+         FROM --platform=linux/arm64 \"{a}/app:1@{arm}\"\n\
+         COPY --from={a}/solo:v1 /x /y\n",
+        arm = arm.digest
+    );
+    let file = dir.path().join("Dockerfile");
+    std::fs::write(&file, &original).unwrap();
+    let root = dir.path().to_str().unwrap();
+
+    // Nothing moved yet: all pinned ones are up to date; the unpinned one fails --check.
+    let out = digestif(
+        &[
+            "scan",
+            "--check",
+            "--format",
+            "json",
+            "--insecure-registry",
+            a,
+            root,
+        ],
+        docker_config.path(),
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = json["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["up-to-date", "up-to-date", "unpinned"]);
+
+    // Both platform images get rebuilt: the index moves.
+    let amd2 = reg.push_image("app", None, "linux/amd64", "2", false).await;
+    let arm2 = reg.push_image("app", None, "linux/arm64", "2", false).await;
+    let new_index = reg
+        .push_index("app", "1", &[&amd2, &arm2], false, "b", false)
+        .await;
+
+    // The environment variable works like the flag.
+    let out = digestif(
+        &["scan", "--format", "json", root],
+        docker_config.path(),
+        Some(a),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refs = json["references"].as_array().unwrap();
+    assert_eq!(refs[0]["status"], "stale");
+    assert_eq!(refs[0]["current_digest"], new_index.as_str());
+    assert_eq!(refs[1]["status"], "stale");
+    assert_eq!(
+        refs[1]["current_digest"],
+        arm2.digest.as_str(),
+        "platform pin"
+    );
+
+    // Text output has the status column.
+    let out = digestif(
+        &["scan", "--insecure-registry", a, root],
+        docker_config.path(),
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CURRENT") && text.contains("stale"), "{text}");
+
+    // Dry run: prints, writes nothing.
+    let out = digestif(
+        &["update", "--dry-run", "--insecure-registry", a, root],
+        docker_config.path(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would update 2 references in 1 files"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+
+    // --check: exit 1, nothing written.
+    let out = digestif(
+        &["update", "--check", "--insecure-registry", a, root],
+        docker_config.path(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+
+    // For real: exactly the digest bytes change.
+    let out = digestif(
+        &["update", "--insecure-registry", a, root],
+        docker_config.path(),
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("updated 2 references in 1 files"), "{text}");
+    assert!(text.contains("Dockerfile:2"), "{text}");
+    let expected = original
+        .replace(&old_index, &new_index)
+        .replace(&arm.digest, &arm2.digest);
+    assert_eq!(std::fs::read(&file).unwrap(), expected.as_bytes());
+
+    // Only the unpinned one is left; --pin pins it and then everything is current.
+    let out = digestif(
+        &["update", "--check", "--pin", "--insecure-registry", a, root],
+        docker_config.path(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "unpinned counts with --pin");
+    let out = digestif(
+        &["update", "--check", "--insecure-registry", a, root],
+        docker_config.path(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "nothing stale without --pin");
+    let out = digestif(
+        &["update", "--pin", "--insecure-registry", a, root],
+        docker_config.path(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let pinned = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        pinned.contains(&format!("COPY --from={a}/solo:v1@sha256:")),
+        "{pinned}"
+    );
+    let out = digestif(
+        &["scan", "--check", "--insecure-registry", a, root],
+        docker_config.path(),
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A registry problem is a status with a message, and fails --check.
+    reg.delete_tag("app", "1");
+    let out = digestif(
+        &["scan", "--check", "--insecure-registry", a, root],
+        docker_config.path(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("error (") && text.contains("not found"),
+        "{text}"
+    );
+}
