@@ -210,8 +210,21 @@ pub async fn installed(
     registry: &TestRegistry,
     files: &[(&str, &str)],
 ) -> (Running, u64) {
+    installed_with(fake, registry, files, &[]).await
+}
+
+/// [`installed`], with `(user, role)` collaborators on the repository.
+pub async fn installed_with(
+    fake: &FakeGitHub,
+    registry: &TestRegistry,
+    files: &[(&str, &str)],
+    collaborators: &[(&str, &str)],
+) -> (Running, u64) {
     let inst = fake.create_installation("acme", PERMS);
     fake.create_repo(inst, "acme", "widgets", files);
+    for (user, role) in collaborators {
+        fake.set_permission("acme/widgets", user, role);
+    }
     let server = start_server(fake, registry).await;
     let (status, body) = deliver(
         &server.url,

@@ -1,0 +1,484 @@
+//! Pull requests end to end: the server's scan → plan → write path against the fake
+//! GitHub and a real registry, and what people do on the PRs.
+
+mod support;
+
+use support::app::*;
+use support::fake_github::FakeGitHub;
+use support::registry::{Image, TestRegistry};
+
+const REPO: &str = "acme/widgets";
+
+/// `library/python:3.12-slim` as an OCI index of amd64 + arm64; returns (index, amd64, arm64).
+async fn push_python(reg: &TestRegistry, salt: &str) -> (String, Image, Image) {
+    let amd = reg
+        .push_image("library/python", None, "linux/amd64", salt, false)
+        .await;
+    let arm = reg
+        .push_image("library/python", None, "linux/arm64", salt, false)
+        .await;
+    let index = reg
+        .push_index(
+            "library/python",
+            "3.12-slim",
+            &[&amd, &arm],
+            false,
+            salt,
+            false,
+        )
+        .await;
+    (index, amd, arm)
+}
+
+fn open_pulls(fake: &FakeGitHub) -> Vec<support::fake_github::state::Issue> {
+    fake.pulls(REPO)
+        .into_iter()
+        .filter(|p| p.state == "open")
+        .collect()
+}
+
+fn pull_branch(p: &support::fake_github::state::Issue) -> String {
+    p.pull
+        .as_ref()
+        .map(|x| x.head_ref.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pr_is_opened_kept_current_and_closed_when_upstream_reverts() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let python = reg.reference("library/python", "3.12-slim", Some(&old));
+    // CRLF, a comment, odd spacing and a stage name: only the digest bytes may change.
+    let dockerfile =
+        format!("# syntax=docker/dockerfile:1\r\nFROM   {python}  AS base\r\nRUN echo hi\r\n");
+    let config = "labels: [dependencies]\nreviewers: [alice, acme/platform]\nassignees: [bob]\n";
+    let fake = FakeGitHub::start().await;
+    let (server, _inst) = installed_with(
+        &fake,
+        &reg,
+        &[
+            ("Dockerfile", &dockerfile),
+            (".github/digestif.yml", config),
+        ],
+        &[("alice", "write"), ("bob", "write")],
+    )
+    .await;
+
+    // 1. One PR with exactly the digest changed, labels, reviewers and assignees.
+    let pulls = open_pulls(&fake);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    let pr = &pulls[0];
+    assert_eq!(pull_branch(pr), "digestif/all");
+    assert_eq!(
+        pr.title,
+        format!(
+            "Update {}/library/python:3.12-slim digest to {}",
+            reg.addr,
+            &new[7..14]
+        )
+    );
+    assert_eq!(pr.labels, ["dependencies"]);
+    let log: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert_eq!(pr.assignees, ["bob"], "{log:#?}");
+    let info = pr.pull.as_ref().expect("pull");
+    assert_eq!(info.requested_reviewers, ["alice"]);
+    assert_eq!(info.requested_teams, ["platform"]);
+    let edited = fake
+        .file_at(REPO, "digestif/all", "Dockerfile")
+        .expect("file on branch");
+    assert_eq!(edited, dockerfile.replace(&old, &new));
+    let body = pr.body.clone().unwrap_or_default();
+    assert!(body.contains(&new) && body.contains(&old), "{body}");
+    assert!(body.contains("linux/amd64, linux/arm64"), "{body}");
+    assert!(body.contains("digestif-state"), "{body}");
+    // The commit is the App's own: no author or committer of ours.
+    let head = fake.branches(REPO)["digestif/all"].clone();
+    let commit = fake.commit(REPO, &head).expect("commit");
+    assert_eq!(commit.parents, [fake.branches(REPO)["main"].clone()]);
+
+    // A second scan with nothing new changes nothing.
+    server.scan(REPO).await;
+    assert_eq!(fake.branches(REPO)["digestif/all"], head);
+
+    // 2. The tag moves again: the same PR gets a new commit and body.
+    let (newer, _, _) = push_python(&reg, "three").await;
+    server.scan(REPO).await;
+    let pulls = open_pulls(&fake);
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0].number, pr.number);
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &newer)
+    );
+    assert!(pulls[0].body.as_deref().unwrap_or("").contains(&newer));
+
+    // 3. Upstream goes back to the pinned digest: the PR is closed and its branch deleted.
+    let (_, amd, arm) = push_python(&reg, "one").await;
+    let back = reg
+        .push_index(
+            "library/python",
+            "3.12-slim",
+            &[&amd, &arm],
+            false,
+            "one",
+            false,
+        )
+        .await;
+    assert_eq!(back, old, "the same index bytes give the same digest");
+    server.scan(REPO).await;
+    assert!(open_pulls(&fake).is_empty());
+    assert!(!fake.branches(REPO).contains_key("digestif/all"));
+    let comments = fake.comments(REPO, pr.number);
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.body.contains("upstream went back")),
+        "{comments:?}"
+    );
+    fake.assert_no_violations();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_unmerged_is_respected_and_merged_is_clean() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let dockerfile = format!(
+        "FROM {}\n",
+        reg.reference("library/python", "3.12-slim", Some(&old))
+    );
+    let fake = FakeGitHub::start().await;
+    let (server, inst) = installed(&fake, &reg, &[("Dockerfile", &dockerfile)]).await;
+    let pr = open_pulls(&fake).pop().expect("a PR");
+
+    // 4. A person closes it: that digest is not proposed again, and it is said once.
+    fake.close_pr(REPO, pr.number, "carol");
+    let (status, _) = deliver(
+        &server.url,
+        &pull_request_event(&fake, inst, REPO, pr.number, "closed", "carol"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    server.settle().await;
+    server.scan(REPO).await;
+    assert!(
+        open_pulls(&fake).is_empty(),
+        "no new PR for the declined digest"
+    );
+    let said: Vec<_> = fake
+        .comments(REPO, pr.number)
+        .into_iter()
+        .filter(|c| c.body.contains("will not propose these digests again"))
+        .collect();
+    assert_eq!(said.len(), 1);
+    // A different digest later gets a new PR.
+    let (newer, _, _) = push_python(&reg, "three").await;
+    server.scan(REPO).await;
+    let second = open_pulls(&fake)
+        .pop()
+        .expect("a new PR for the new digest");
+    assert_ne!(second.number, pr.number);
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &newer)
+    );
+    let _ = new;
+
+    // 5. Merged: recorded, and the next scan finds the pin current.
+    fake.merge_pr(REPO, second.number, "carol");
+    deliver(
+        &server.url,
+        &pull_request_event(&fake, inst, REPO, second.number, "closed", "carol"),
+    )
+    .await;
+    server.settle().await;
+    server.scan(REPO).await;
+    assert!(open_pulls(&fake).is_empty());
+    let repo = server
+        .store
+        .repository_by_full_name(REPO)
+        .await
+        .expect("db")
+        .expect("repo");
+    let refs = server
+        .store
+        .references_for_repo(repo.id)
+        .await
+        .expect("refs");
+    assert_eq!(refs[0].status, "up-to-date", "{refs:?}");
+    assert_eq!(refs[0].digest.as_deref(), Some(newer.as_str()));
+    let prs = server.store.prs_for_repo(repo.id).await.expect("prs");
+    assert!(
+        prs.iter()
+            .any(|p| p.number as u64 == second.number
+                && p.state == digestif::store::PrStatus::Merged)
+    );
+    fake.assert_no_violations();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_pushing_takes_over_until_rebase_and_commands_need_write_access() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    push_python(&reg, "two").await;
+    let dockerfile = format!(
+        "FROM {}\n",
+        reg.reference("library/python", "3.12-slim", Some(&old))
+    );
+    let fake = FakeGitHub::start().await;
+    let (server, inst) = installed(&fake, &reg, &[("Dockerfile", &dockerfile)]).await;
+    let pr = open_pulls(&fake).pop().expect("a PR");
+
+    // 6. A person pushes to the branch: digestif hands off and says so once.
+    fake.push(
+        REPO,
+        "digestif/all",
+        &[("NOTES.md", Some("mine\n"))],
+        Default::default(),
+        "my change",
+    );
+    deliver(
+        &server.url,
+        &branch_push_event(&fake, inst, REPO, "digestif/all", "dave"),
+    )
+    .await;
+    server.settle().await;
+    let (newer, _, _) = push_python(&reg, "three").await;
+    server.scan(REPO).await;
+    server.scan(REPO).await;
+    let human_head = fake.branches(REPO)["digestif/all"].clone();
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "NOTES.md").as_deref(),
+        Some("mine\n")
+    );
+    let handoffs = fake
+        .comments(REPO, pr.number)
+        .into_iter()
+        .filter(|c| c.body.contains("will not touch this PR"))
+        .count();
+    assert_eq!(handoffs, 1);
+
+    // 10. Commands: refused without write access, obeyed with it.
+    fake.set_permission(REPO, "eve", "read");
+    deliver(
+        &server.url,
+        &comment_event(&fake, inst, REPO, pr.number, "eve", "@digestif rebase"),
+    )
+    .await;
+    server.settle().await;
+    assert_eq!(
+        fake.branches(REPO)["digestif/all"],
+        human_head,
+        "a reader cannot take it back"
+    );
+    assert!(
+        fake.comments(REPO, pr.number)
+            .iter()
+            .any(|c| c.body.contains("only people with write access"))
+    );
+    fake.set_permission(REPO, "dave", "write");
+    deliver(
+        &server.url,
+        &comment_event(&fake, inst, REPO, pr.number, "dave", "@digestif rebase"),
+    )
+    .await;
+    server.settle().await;
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &newer),
+        "rebuilt on the base with the newest digest"
+    );
+    assert_eq!(fake.file_at(REPO, "digestif/all", "NOTES.md"), None);
+
+    // `ignore this digest` closes the PR for good.
+    deliver(
+        &server.url,
+        &comment_event(
+            &fake,
+            inst,
+            REPO,
+            pr.number,
+            "dave",
+            "@digestif ignore this digest",
+        ),
+    )
+    .await;
+    server.settle().await;
+    assert!(open_pulls(&fake).is_empty());
+    // Unknown commands get help, not silence.
+    deliver(
+        &server.url,
+        &comment_event(&fake, inst, REPO, pr.number, "dave", "@digestif dance"),
+    )
+    .await;
+    server.settle().await;
+    assert!(
+        fake.comments(REPO, pr.number)
+            .iter()
+            .any(|c| c.body.contains("does not know `dance`"))
+    );
+    fake.assert_no_violations();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_pins_arg_edits_grouping_and_min_age() {
+    let reg = TestRegistry::start().await;
+    let (_, amd1, arm1) = push_python(&reg, "one").await;
+    let (_, _, arm2) = push_python(&reg, "two").await;
+    let node_old = reg
+        .push_image("library/node", Some("20"), "linux/amd64", "one", true)
+        .await;
+    let node_new = reg
+        .push_image("library/node", Some("20"), "linux/amd64", "two", true)
+        .await;
+    // 7. A platform pin (arm64 manifest) and 8. an ARG default used by FROM.
+    let dockerfile = format!(
+        "ARG NODE={}\nFROM --platform=linux/arm64 {} AS py\nFROM $NODE\n",
+        reg.reference("library/node", "20", Some(&node_old.digest)),
+        reg.reference("library/python", "3.12-slim", Some(&arm1.digest)),
+    );
+    let _ = amd1;
+    // 12. group: image — one PR per image and tag.
+    let fake = FakeGitHub::start().await;
+    let (server, _) = installed(
+        &fake,
+        &reg,
+        &[
+            ("Dockerfile", &dockerfile),
+            (".github/digestif.yml", "group: image\n"),
+        ],
+    )
+    .await;
+    let pulls = open_pulls(&fake);
+    let mut branches: Vec<String> = pulls.iter().map(pull_branch).collect();
+    branches.sort();
+    assert_eq!(branches.len(), 2, "{branches:?}");
+    let py_branch = branches
+        .iter()
+        .find(|b| b.contains("python"))
+        .expect("python PR")
+        .clone();
+    let node_branch = branches
+        .iter()
+        .find(|b| b.contains("node"))
+        .expect("node PR")
+        .clone();
+    let py = fake.file_at(REPO, &py_branch, "Dockerfile").expect("file");
+    assert_eq!(
+        py,
+        dockerfile.replace(&arm1.digest, &arm2.digest),
+        "the arm64 manifest, not the index"
+    );
+    let node = fake
+        .file_at(REPO, &node_branch, "Dockerfile")
+        .expect("file");
+    assert_eq!(
+        node,
+        dockerfile.replace(&node_old.digest, &node_new.digest),
+        "edited at the ARG line"
+    );
+    let py_pr = pulls
+        .iter()
+        .find(|p| pull_branch(p) == py_branch)
+        .expect("pr");
+    assert!(
+        py_pr.body.as_deref().unwrap_or("").contains("linux/arm64"),
+        "the why-line names the platform"
+    );
+
+    // 9. min-age: a digest seen for the first time waits; nothing new opens.
+    fake.push(
+        REPO,
+        "main",
+        &[(".github/digestif.yml", Some("group: image\nmin-age: 3d\n"))],
+        Default::default(),
+        "cool down",
+    );
+    push_python(&reg, "three").await;
+    server.scan(REPO).await;
+    let py_now = fake.file_at(REPO, &py_branch, "Dockerfile").expect("file");
+    assert_eq!(
+        py_now, py,
+        "the moved digest waits for min-age; the open PR stays as it was"
+    );
+    fake.assert_no_violations();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_pr_leaves_exactly_one_pr() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let dockerfile = format!(
+        "FROM {}\n",
+        reg.reference("library/python", "3.12-slim", Some(&old))
+    );
+    let fake = FakeGitHub::start().await;
+    // The branch exists already, as if a crash hit after the ref was created, and a PR
+    // for it exists too, as if the crash hit after GitHub created it but before the store
+    // recorded it.
+    let inst = fake.create_installation("acme", PERMS);
+    fake.create_repo(inst, "acme", "widgets", &[("Dockerfile", &dockerfile)]);
+    fake.push(
+        REPO,
+        "digestif/all",
+        &[("Dockerfile", Some("FROM half-done\n"))],
+        Default::default(),
+        "half",
+    );
+    let app = digestif::github::GitHubApp::new(
+        fake.url(),
+        fake.app_id(),
+        fake.private_key_pem().as_bytes(),
+        Default::default(),
+    )
+    .expect("app");
+    let api = app.installation(inst).expect("client");
+    let _: serde_json::Value = api
+        .post(
+            "/repos/acme/widgets/pulls",
+            &serde_json::json!({"title": "half", "head": "digestif/all", "base": "main"}),
+        )
+        .await
+        .expect("PR");
+    let server = start_server(&fake, &reg).await;
+    deliver(
+        &server.url,
+        &installation_event(&fake, inst, "created", &[REPO]),
+    )
+    .await;
+    eventually("repository synced", || {
+        let store = server.store.clone();
+        async move { store.repository_by_full_name(REPO).await.ok()?.map(|_| ()) }
+    })
+    .await;
+    server.settle().await;
+    server.scan(REPO).await;
+    let pulls = open_pulls(&fake);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &new)
+    );
+    assert!(
+        pulls[0].title.contains("digest to"),
+        "adopted and rewritten: {}",
+        pulls[0].title
+    );
+    fake.assert_no_violations();
+    server.stop().await;
+}
