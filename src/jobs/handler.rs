@@ -101,6 +101,15 @@ impl Handler {
                 )
                 .await
             }
+            Work::IssueEdited {
+                repository_id,
+                issue_number,
+                sender,
+                ..
+            } => {
+                self.dashboard_edited(repository_id, issue_number, &sender)
+                    .await
+            }
             Work::BotBranchPush {
                 repository_id,
                 branch,
@@ -285,6 +294,35 @@ impl Handler {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// The dashboard's rescan box was ticked: scan now (the scan rewrites the body, which
+    /// unticks the box).
+    async fn dashboard_edited(
+        &self,
+        repository_id: i64,
+        issue_number: i64,
+        sender: &str,
+    ) -> Result<(), JobError> {
+        let Some(repo) = self.store.repository(repository_id).await? else {
+            return Ok(());
+        };
+        if repo.dashboard_issue != Some(issue_number)
+            || sender.eq_ignore_ascii_case(&self.github.bot_login().await?)
+        {
+            return Ok(());
+        }
+        self.store
+            .enqueue(
+                &Work::ScanRepo {
+                    repository_id,
+                    reason: format!("rescan asked by {sender}"),
+                }
+                .to_job(),
+                self.clock.now(),
+            )
+            .await?;
         Ok(())
     }
 

@@ -37,6 +37,13 @@ pub fn web_base(api_url: &str) -> String {
     u.replace("://api.github.com", "://github.com")
 }
 
+/// What planning and writing came to, for the dashboard.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub outcome: Outcome,
+    pub pending: Vec<plan::Pending>,
+}
+
 pub async fn update_pull_requests(
     h: &Handler,
     api: &Api,
@@ -44,7 +51,7 @@ pub async fn update_pull_requests(
     config: &RepoConfig,
     snapshot: &Snapshot,
     resolved: &[Resolved],
-) -> Result<Outcome, JobError> {
+) -> Result<Summary, JobError> {
     let now = h.clock.now();
     let mut candidates = Vec::with_capacity(resolved.len());
     for r in resolved {
@@ -102,7 +109,10 @@ pub async fn update_pull_requests(
         tracing::info!(repo = %repo.full_name, branch = %p.branch, reason = ?p.reason, "update pending");
     }
     if plan.actions.is_empty() {
-        return Ok(Outcome::default());
+        return Ok(Summary {
+            outcome: Outcome::default(),
+            pending: plan.pending,
+        });
     }
     let files: HashMap<String, String> = snapshot
         .files
@@ -140,7 +150,10 @@ pub async fn update_pull_requests(
         pending = plan.pending.len(),
         "pull requests in line with the plan"
     );
-    Ok(outcome)
+    Ok(Summary {
+        outcome,
+        pending: plan.pending,
+    })
 }
 
 /// A PR of digestif's was closed, merged or reopened.

@@ -114,11 +114,16 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
             None => format!("{}: {}", e.file, e.message),
         })
         .collect();
-    let outcome =
+    let summary =
         super::pulls::update_pull_requests(h, &api, &repo, &config, &snapshot, &resolved).await;
     let mut problems = problems;
-    match outcome {
-        Ok(o) => problems.extend(o.problems),
+    match summary {
+        Ok(summary) => {
+            problems.extend(summary.outcome.problems.iter().cloned());
+            if config.dashboard {
+                super::dashboard::update(h, &api, &repo, &records, &summary, &problems).await?;
+            }
+        }
         Err(e) => {
             let message = e.to_string();
             h.store
