@@ -482,3 +482,147 @@ async fn a_crash_between_commit_and_pr_leaves_exactly_one_pr() {
     fake.assert_no_violations();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_min_age_show_on_the_dashboard_and_its_box_rescans() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    push_python(&reg, "two").await;
+    let python = reg.reference("library/python", "3.12-slim", Some(&old));
+    let dockerfile = format!("FROM {python}\n");
+    let compose = format!("services:\n  a:\n    image: {python}\n");
+    let config = "group: none\ndashboard: true\npull-requests: {limit: 1}\n";
+    let fake = FakeGitHub::start().await;
+    let (server, inst) = installed(
+        &fake,
+        &reg,
+        &[
+            ("Dockerfile", &dockerfile),
+            ("compose.yaml", &compose),
+            (".github/digestif.yml", config),
+        ],
+    )
+    .await;
+    // One PR per reference, but the limit is one open PR: the other waits.
+    assert_eq!(open_pulls(&fake).len(), 1);
+    let dash = fake
+        .issues(REPO)
+        .into_iter()
+        .find(|i| i.title == "digestif dashboard")
+        .expect("dashboard issue");
+    let body = dash.body.clone().unwrap_or_default();
+    assert!(
+        body.contains("the limit of 1 open pull requests is reached"),
+        "{body}"
+    );
+    assert!(
+        body.contains("| `Dockerfile:1` |") && body.contains("| `compose.yaml:3` |"),
+        "{body}"
+    );
+    assert!(body.contains("stale"), "{body}");
+
+    // min-age: a newly seen digest waits, and the dashboard says until when.
+    fake.push(
+        REPO,
+        "main",
+        &[(
+            ".github/digestif.yml",
+            Some("group: none\ndashboard: true\nmin-age: 3d\n"),
+        )],
+        Default::default(),
+        "cool down",
+    );
+    push_python(&reg, "three").await;
+    server.scan(REPO).await;
+    let body = fake
+        .issues(REPO)
+        .into_iter()
+        .find(|i| i.number == dash.number)
+        .and_then(|i| i.body)
+        .unwrap_or_default();
+    assert!(body.contains("min-age: waits until"), "{body}");
+
+    // Ticking the box asks for a scan; the rewritten body unticks it.
+    let ticked = body.replacen("- [ ]", "- [x]", 1);
+    fake.with_state(|s| {
+        if let Some(i) = s
+            .repo_mut(REPO)
+            .and_then(|r| r.issues.get_mut(&dash.number))
+        {
+            i.body = Some(ticked.clone());
+        }
+    });
+    let repo = repo_json(&fake, REPO);
+    let mut p = support::fake_github::webhooks::adapt(
+        support::fake_github::webhooks::example("issues", Some("edited")),
+        inst,
+        &repo,
+        "carol",
+    );
+    p["issue"] = fake.with_state(|s| s.issue_json(REPO, dash.number));
+    let hook = support::fake_github::webhooks::sign("issues", &p, SECRET);
+    assert_eq!(deliver(&server.url, &hook).await.0, 202);
+    server.settle().await;
+    let after = fake
+        .issues(REPO)
+        .into_iter()
+        .find(|i| i.number == dash.number)
+        .and_then(|i| i.body)
+        .unwrap_or_default();
+    assert!(after.contains("- [ ] <!-- digestif-rescan -->"), "{after}");
+    let repo = server
+        .store
+        .repository_by_full_name(REPO)
+        .await
+        .expect("db")
+        .expect("repo");
+    assert_eq!(repo.dashboard_issue, Some(dash.number as i64));
+    fake.assert_no_violations();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_files_without_the_permission_are_explained_not_fatal() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let python = reg.reference("library/python", "3.12-slim", Some(&old));
+    let dockerfile = format!("FROM {python}\n");
+    let workflow = format!(
+        "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    container: {python}\n    steps: []\n"
+    );
+    let fake = FakeGitHub::start().await;
+    // PERMS has no `workflows`: GitHub refuses the App's changes to workflow files.
+    let (server, _) = installed(
+        &fake,
+        &reg,
+        &[
+            ("Dockerfile", &dockerfile),
+            (".github/workflows/ci.yml", &workflow),
+        ],
+    )
+    .await;
+    let pr = open_pulls(&fake).pop().expect("a PR for the rest");
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &new)
+    );
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", ".github/workflows/ci.yml")
+            .expect("file"),
+        workflow
+    );
+    let body = pr.body.unwrap_or_default();
+    assert!(body.contains("`workflows` permission"), "{body}");
+    let repo = server
+        .store
+        .repository_by_full_name(REPO)
+        .await
+        .expect("db")
+        .expect("repo");
+    assert!(repo.last_error.unwrap_or_default().contains("workflows"));
+    // The refusal was GitHub's answer to a request we made; nothing else broke the contract.
+    let _ = fake.take_violations();
+    server.stop().await;
+}
