@@ -270,3 +270,135 @@ async fn oversized_and_unknown_deliveries() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescans_fetch_only_changed_blobs_and_a_config_pr_gets_a_check_run() {
+    let registry = TestRegistry::start().await;
+    let img = registry
+        .push_image("library/alpine", Some("3"), "linux/amd64", "a", true)
+        .await;
+    let pinned = registry.reference("library/alpine", "3", Some(&img.digest));
+    let fake = FakeGitHub::start().await;
+    let files: Vec<(String, String)> = (0..5)
+        .map(|i| {
+            (
+                format!("svc{i}/Dockerfile"),
+                format!("FROM {pinned}\nRUN echo {i}\n"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let (server, inst) = installed(&fake, &registry, &refs).await;
+    let blob_gets = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/git/blobs/"))
+            .count()
+    };
+    assert_eq!(blob_gets(), 5, "first scan reads each candidate once");
+    // Nothing changed: the branch answers 304 and no tree or blob is read.
+    let before = fake.requests().len();
+    server.scan("acme/widgets").await;
+    let new: Vec<_> = fake.requests()[before..].to_vec();
+    assert!(new.iter().any(|r| r.not_modified), "{new:?}");
+    assert!(
+        !new.iter().any(|r| r.path.contains("/git/trees/")),
+        "{new:?}"
+    );
+    assert_eq!(blob_gets(), 5);
+    // One file changes: one blob is read.
+    fake.push(
+        "acme/widgets",
+        "main",
+        &[(
+            "svc2/Dockerfile",
+            Some(&format!("FROM {pinned}\nRUN echo changed\n")),
+        )],
+        Default::default(),
+        "change one",
+    );
+    server.scan("acme/widgets").await;
+    assert_eq!(blob_gets(), 6);
+    let repo = server
+        .store
+        .repository_by_full_name("acme/widgets")
+        .await
+        .expect("db")
+        .expect("repo");
+    let stored = server
+        .store
+        .references_for_repo(repo.id)
+        .await
+        .expect("refs");
+    assert_eq!(stored.len(), 5);
+    assert!(
+        stored.iter().all(|r| r.status == "up-to-date"),
+        "{stored:?}"
+    );
+
+    // A pull request that changes the config gets a check run saying whether it is valid.
+    fake.push(
+        "acme/widgets",
+        "config",
+        &[(
+            ".github/digestif.yml",
+            Some("schedule: weekly\ngroup: everything\n"),
+        )],
+        Default::default(),
+        "try a config",
+    );
+    let api = digestif::github::GitHubApp::new(
+        fake.url(),
+        fake.app_id(),
+        fake.private_key_pem().as_bytes(),
+        Default::default(),
+    )
+    .expect("app");
+    let client = api.installation(inst).expect("client");
+    let pr: serde_json::Value = client
+        .post(
+            "/repos/acme/widgets/pulls",
+            &serde_json::json!({"title": "config", "head": "config", "base": "main"}),
+        )
+        .await
+        .expect("PR");
+    let number = pr["number"].as_u64().expect("number");
+    let hook = pull_request_event(&fake, inst, "acme/widgets", number, "opened", "carol");
+    assert_eq!(deliver(&server.url, &hook).await.0, 202);
+    server.settle().await;
+    let runs = fake.check_runs("acme/widgets");
+    let run = runs
+        .iter()
+        .find(|r| r.name == "digestif: configuration")
+        .expect("check run");
+    assert_eq!(run.conclusion.as_deref(), Some("failure"));
+    assert_eq!(run.head_sha, fake.branches("acme/widgets")["config"]);
+    let text = run.output.to_string();
+    assert!(text.contains("line 2"), "{text}");
+    // Fixed on the branch: the new head gets a passing check.
+    fake.push(
+        "acme/widgets",
+        "config",
+        &[(
+            ".github/digestif.yml",
+            Some("schedule: weekly\ngroup: image\n"),
+        )],
+        Default::default(),
+        "fix",
+    );
+    let hook = pull_request_event(&fake, inst, "acme/widgets", number, "synchronize", "carol");
+    deliver(&server.url, &hook).await;
+    server.settle().await;
+    let head = fake.branches("acme/widgets")["config"].clone();
+    let runs = fake.check_runs("acme/widgets");
+    let run = runs
+        .iter()
+        .find(|r| r.head_sha == head)
+        .expect("check on the new head");
+    assert_eq!(run.conclusion.as_deref(), Some("success"));
+    fake.assert_no_violations();
+    server.stop().await;
+}
