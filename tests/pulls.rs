@@ -626,3 +626,85 @@ async fn workflow_files_without_the_permission_are_explained_not_fatal() {
     let _ = fake.take_violations();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_brings_a_declined_update_back_and_unignore_lifts_an_image_ignore() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let dockerfile = format!(
+        "FROM {}\n",
+        reg.reference("library/python", "3.12-slim", Some(&old))
+    );
+    let fake = FakeGitHub::start().await;
+    let (server, inst) = installed_with(
+        &fake,
+        &reg,
+        &[("Dockerfile", &dockerfile)],
+        &[("carol", "maintain")],
+    )
+    .await;
+    let pr = open_pulls(&fake).pop().expect("a PR");
+    fake.close_pr(REPO, pr.number, "carol");
+    deliver(
+        &server.url,
+        &pull_request_event(&fake, inst, REPO, pr.number, "closed", "carol"),
+    )
+    .await;
+    server.settle().await;
+    server.scan(REPO).await;
+    assert!(open_pulls(&fake).is_empty());
+
+    deliver(
+        &server.url,
+        &comment_event(&fake, inst, REPO, pr.number, "carol", "@digestif recreate"),
+    )
+    .await;
+    server.settle().await;
+    let again = open_pulls(&fake).pop().expect("recreated");
+    assert_ne!(again.number, pr.number);
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &new)
+    );
+    // The command was acknowledged with a reaction.
+    let acked = fake
+        .comments(REPO, pr.number)
+        .iter()
+        .any(|c| c.body == "@digestif recreate" && !c.reactions.is_empty());
+    assert!(acked);
+
+    // Ignore the whole image: the PR closes; unignore it: the PR comes back.
+    deliver(
+        &server.url,
+        &comment_event(
+            &fake,
+            inst,
+            REPO,
+            again.number,
+            "carol",
+            "@digestif ignore this image",
+        ),
+    )
+    .await;
+    server.settle().await;
+    assert!(open_pulls(&fake).is_empty());
+    let image = format!("{}/library/python", reg.addr);
+    deliver(
+        &server.url,
+        &comment_event(
+            &fake,
+            inst,
+            REPO,
+            again.number,
+            "carol",
+            &format!("@digestif unignore {image}"),
+        ),
+    )
+    .await;
+    server.settle().await;
+    assert_eq!(open_pulls(&fake).len(), 1);
+    fake.assert_no_violations();
+    server.stop().await;
+}
