@@ -708,3 +708,54 @@ async fn recreate_brings_a_declined_update_back_and_unignore_lifts_an_image_igno
     fake.assert_no_violations();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_branch_from_the_config_is_read_and_targeted() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let python = reg.reference("library/python", "3.12-slim", Some(&old));
+    let fake = FakeGitHub::start().await;
+    let inst = fake.create_installation("acme", PERMS);
+    fake.create_repo(
+        inst,
+        "acme",
+        "widgets",
+        &[
+            ("README.md", "main has no Dockerfile\n"),
+            (".github/digestif.yml", "base-branch: develop\n"),
+        ],
+    );
+    let on_develop = format!("FROM {python}\n");
+    fake.push(
+        REPO,
+        "develop",
+        &[("Dockerfile", Some(&on_develop))],
+        Default::default(),
+        "develop",
+    );
+    let server = start_server(&fake, &reg).await;
+    deliver(
+        &server.url,
+        &installation_event(&fake, inst, "created", &[REPO]),
+    )
+    .await;
+    eventually("repository synced", || {
+        let store = server.store.clone();
+        async move { store.repository_by_full_name(REPO).await.ok()?.map(|_| ()) }
+    })
+    .await;
+    server.settle().await;
+    let pr = open_pulls(&fake).pop().expect("a PR against develop");
+    assert_eq!(
+        pr.pull.as_ref().map(|p| p.base_ref.as_str()),
+        Some("develop")
+    );
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        on_develop.replace(&old, &new)
+    );
+    fake.assert_no_violations();
+    server.stop().await;
+}

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use tracing::Instrument as _;
+
 use super::handler::Handler;
 use crate::extract::{self, Extraction};
 use crate::github::api::Api;
@@ -49,10 +51,13 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
     }
     let span =
         tracing::info_span!("scan", repo = %repo.full_name, installation = repo.installation_id);
-    let _g = span.enter();
-    drop(_g);
+    scan(h, repo).instrument(span).await
+}
+
+async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
+    let now = h.clock.now();
     let api = h.github.installation(repo.installation_id as u64)?;
-    let snapshot = match read_repository(h, &api, &repo).await {
+    let snapshot = match read_repository(h, &api, &repo, None).await {
         Ok(s) => s,
         Err(e) => {
             let message = e.to_string();
@@ -73,6 +78,27 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
                 return Ok(());
             }
         },
+    };
+    // `base-branch`: the config comes from the default branch, the files and the PRs'
+    // base from the branch it names.
+    let snapshot = match config.base_branch.as_deref() {
+        Some(base) if base != snapshot.branch => {
+            match read_repository(h, &api, &repo, Some(base)).await {
+                Ok(mut s) => {
+                    s.config = snapshot.config.clone();
+                    s
+                }
+                Err(JobError::Permanent(e)) => {
+                    let message = format!("base-branch {base:?} cannot be read: {e}");
+                    h.store
+                        .record_scan_result(repo.id, "error", Some(&message), now)
+                        .await?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        _ => snapshot,
     };
     let tz = config.timezone.name().to_string();
     h.store
@@ -146,17 +172,27 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
     Ok(())
 }
 
-/// Reads the default branch: head (conditional), tree, config, candidate files by blob sha.
-async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Snapshot, JobError> {
-    let branch = match &repo.default_branch {
-        Some(b) => b.clone(),
-        None => repo::repository(api, &repo.full_name).await?.default_branch,
+/// Reads a branch (`None`: the default branch): head, tree, config, candidate files by blob
+/// sha. The default branch's head is a conditional request against the last scan's ETag.
+async fn read_repository(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    branch: Option<&str>,
+) -> Result<Snapshot, JobError> {
+    let (branch, conditional) = match (branch, &repo.default_branch) {
+        (Some(b), _) => (b.to_string(), false),
+        (None, Some(b)) => (b.clone(), true),
+        (None, None) => (
+            repo::repository(api, &repo.full_name).await?.default_branch,
+            true,
+        ),
     };
     let cached = h.store.cached_files(repo.id).await?;
     let state = h.store.scan_state(repo.id).await?;
     let etag = state
         .as_ref()
-        .filter(|s| s.extractor_version == EXTRACTOR_VERSION)
+        .filter(|s| conditional && s.extractor_version == EXTRACTOR_VERSION)
         .and_then(|s| s.head_etag.clone());
     let head = repo::branch_head(api, &repo.full_name, &branch, etag.as_deref()).await?;
     let Some(head) = head else {
