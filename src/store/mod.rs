@@ -94,6 +94,9 @@ pub struct Store {
     /// Woken on every local enqueue so idle workers in this process start at once;
     /// workers in other processes find the job on their next poll.
     pub(crate) wake: Arc<Notify>,
+    /// When this process last buried jobs whose final lease expired (unix seconds); see
+    /// `lease_jobs`.
+    pub(crate) last_bury: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// How to connect; [`ConnectOptions::new`] gives the defaults the server uses.
@@ -202,6 +205,7 @@ impl Store {
         let store = Store {
             pool,
             wake: Arc::new(Notify::new()),
+            last_bury: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
         };
         if opts.migrate {
             store.migrate().await?;
