@@ -123,6 +123,7 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
         file_errors = problems.len(),
         "scan stored"
     );
+    crate::metrics::references_checked(records.iter().map(|r| r.status.as_str()));
     Ok(())
 }
 

@@ -28,6 +28,7 @@ mod claim;
 mod files;
 mod jobs;
 mod model;
+mod ops;
 pub mod testing;
 mod worker;
 
@@ -48,6 +49,7 @@ pub use jobs::{
     scan_repo_key,
 };
 pub use model::*;
+pub use ops::RepoOverview;
 pub use worker::{JobError, JobHandler, Worker, WorkerOptions, default_owner};
 
 /// Used when `DIGESTIF_DATABASE_URL` is not set.
@@ -678,8 +680,8 @@ impl Store {
             .bind(pr.state.as_str())
             .bind(pr.head_sha)
             .bind(pr.base_sha)
-            .bind(&updates)
-            .bind(&blobs)
+            .bind(updates)
+            .bind(blobs)
             .bind(now)
             .fetch_one(p)
             .await)?)
