@@ -4,6 +4,7 @@ pub mod edit;
 pub mod extract;
 pub mod github;
 pub mod jobs;
+pub mod metrics;
 pub mod plan;
 pub mod reference;
 pub mod registry;

@@ -4,13 +4,35 @@ use clap::Parser;
 use digestif::cli::{Cli, EXIT_ERROR};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DIGESTIF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("DIGESTIF_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+    };
+    // Human lines by default; one JSON object per line (with the span fields: delivery,
+    // installation, repo, job id) for log collectors.
+    match std::env::var("DIGESTIF_LOG_FORMAT").as_deref() {
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
+        other => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(std::io::stderr)
+                .init();
+            if let Ok(v) = other
+                && !matches!(v, "" | "text" | "human")
+            {
+                tracing::warn!(
+                    value = v,
+                    "DIGESTIF_LOG_FORMAT is text (default) or json; using text"
+                );
+            }
+        }
+    }
     let cli = Cli::parse();
     match cli.run() {
         Ok(code) => code,

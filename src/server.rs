@@ -14,9 +14,9 @@ use crate::github::api::{GitHubApp, RetryPolicy};
 use crate::jobs::{Handler, Work};
 use crate::registry::{RegistryConfig, Resolver};
 use crate::schedule::{Clock, Scheduler};
-use crate::settings::{Settings, redact_url};
+use crate::settings::{OpsSettings, Settings, redact_url};
 use crate::store::{Store, Worker, WorkerOptions};
-use crate::web::{self, WebState};
+use crate::web::{self, OpsState, WebState};
 
 /// Knobs tests turn; the defaults are the production values.
 #[derive(Debug, Clone)]
@@ -44,6 +44,7 @@ pub struct Server {
     settings: Settings,
     tuning: Tuning,
     app_ready: Arc<AtomicBool>,
+    ops: OpsSettings,
 }
 
 impl Server {
@@ -54,6 +55,8 @@ impl Server {
         clock: Arc<dyn Clock>,
         tuning: Tuning,
     ) -> anyhow::Result<Server> {
+        crate::metrics::install();
+        let settings_api_url = settings.github_api_url.clone();
         let store = Store::connect(&settings.database_url)
             .await
             .with_context(|| format!("database {}", redact_url(&settings.database_url)))?;
@@ -80,7 +83,18 @@ impl Server {
             settings,
             tuning,
             app_ready: Arc::new(AtomicBool::new(false)),
+            ops: OpsSettings {
+                github_web_url: crate::settings::github_web_url(&settings_api_url),
+                ..OpsSettings::default()
+            },
         })
+    }
+
+    /// The operator settings: admin and metrics tokens, previous webhook secret, GitHub's
+    /// web address (defaults: all off, web address derived from the API URL).
+    pub fn with_ops(mut self, ops: OpsSettings) -> Server {
+        self.ops = ops;
+        self
     }
 
     pub fn web_state(&self) -> WebState {
@@ -89,6 +103,23 @@ impl Server {
             webhook_secret: Arc::from(self.settings.webhook_secret.clone().into_boxed_slice()),
             clock: self.handler.clock.clone(),
             app_ready: self.app_ready.clone(),
+            ops: Arc::new(OpsState {
+                admin_token: self.ops.admin_token.clone(),
+                metrics_token: self.ops.metrics_token.clone(),
+                previous_webhook_secret: self
+                    .ops
+                    .webhook_secret_previous
+                    .clone()
+                    .map(|s| Arc::from(s.into_boxed_slice())),
+                github_web_url: self.ops.github_web_url.clone(),
+                secure_cookies: self
+                    .ops
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://")),
+                app_id: Some(self.github.app_id()),
+                rate_limit: Some(self.github.rate_limit()),
+            }),
         }
     }
 
@@ -129,6 +160,19 @@ impl Server {
         scheduler.interval = self.tuning.scheduler_interval;
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
 
+        // Histogram samples are drained into buckets on scrape; this keeps an unscraped
+        // process from buffering them without bound.
+        let upkeep_shutdown = shutdown.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => crate::metrics::upkeep(),
+                    _ = upkeep_shutdown.cancelled() => return,
+                }
+            }
+        });
+
         let startup = tokio::spawn(startup_sync(
             self.github.clone(),
             self.store.clone(),
@@ -142,6 +186,7 @@ impl Server {
         let _ = workers.await;
         let _ = scheduler.await;
         startup.abort();
+        upkeep.abort();
         self.store.close().await;
         served.context("web server")?;
         tracing::info!("digestif stopped");

@@ -4,6 +4,7 @@
 //! Secrets (private key, webhook secret) are never printed: clap hides their env values in
 //! `--help`, and [`Settings`] has a hand-written `Debug`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +42,268 @@ pub struct ServeArgs {
     /// Jobs run at once by this process.
     #[arg(long, env = "DIGESTIF_WORKERS", default_value_t = 4)]
     pub workers: usize,
+    /// The secret of the operator pages: the status page (`/`) and `/setup`. Unset, the
+    /// status page is off.
+    #[arg(long, env = "DIGESTIF_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// When set, `/metrics` wants it as `Authorization: Bearer …`.
+    #[arg(long, env = "DIGESTIF_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// The webhook secret being rotated out, still accepted until removed.
+    #[arg(long, env = "DIGESTIF_WEBHOOK_SECRET_PREVIOUS", hide_env_values = true)]
+    pub webhook_secret_previous: Option<String>,
+    /// Where GitHub and browsers reach this server (`https://digestif.example.com`): the
+    /// App's webhook and redirect URLs in `/setup`.
+    #[arg(long, env = "DIGESTIF_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// GitHub's web address; default derived from the API URL (`https://github.com`, or
+    /// `https://HOST` for `https://HOST/api/v3`).
+    #[arg(long, env = "DIGESTIF_GITHUB_WEB_URL")]
+    pub github_web_url: Option<String>,
+    /// The file `/setup` writes the new App's credentials to, and `serve` reads them from
+    /// when DIGESTIF_GITHUB_APP_ID is unset. Default: `digestif-app.env` next to the SQLite
+    /// database (the working directory for PostgreSQL).
+    #[arg(long, env = "DIGESTIF_APP_CREDENTIALS_FILE")]
+    pub app_credentials_file: Option<PathBuf>,
+}
+
+/// The name of the credentials file `/setup` writes.
+pub const CREDENTIALS_FILE_NAME: &str = "digestif-app.env";
+
+/// `https://api.github.com` → `https://github.com`; `https://HOST/api/v3` → `https://HOST`;
+/// `https://api.TENANT.ghe.com` → `https://TENANT.ghe.com`; anything else as it is.
+pub fn github_web_url(api_url: &str) -> String {
+    let api = api_url.trim_end_matches('/');
+    if let Some(base) = api.strip_suffix("/api/v3") {
+        return base.to_string();
+    }
+    for scheme in ["https://", "http://"] {
+        if let Some(rest) = api.strip_prefix(scheme)
+            && let Some(host) = rest.strip_prefix("api.")
+            && !host.contains('/')
+        {
+            return format!("{scheme}{host}");
+        }
+    }
+    api.to_string()
+}
+
+/// Settings of the operator pages, checked; see [`ServeArgs`] for each.
+#[derive(Clone, Default)]
+pub struct OpsSettings {
+    pub admin_token: Option<String>,
+    pub metrics_token: Option<String>,
+    pub webhook_secret_previous: Option<Vec<u8>>,
+    pub public_url: Option<String>,
+    pub github_web_url: String,
+    pub credentials_file: PathBuf,
+}
+
+impl fmt::Debug for OpsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |o: bool| if o { "<redacted>" } else { "<unset>" };
+        f.debug_struct("OpsSettings")
+            .field("admin_token", &redacted(self.admin_token.is_some()))
+            .field("metrics_token", &redacted(self.metrics_token.is_some()))
+            .field(
+                "webhook_secret_previous",
+                &redacted(self.webhook_secret_previous.is_some()),
+            )
+            .field("public_url", &self.public_url)
+            .field("github_web_url", &self.github_web_url)
+            .field("credentials_file", &self.credentials_file)
+            .finish()
+    }
+}
+
+/// A token short enough to guess is refused rather than trusted.
+const MIN_TOKEN_LEN: usize = 16;
+
+impl OpsSettings {
+    pub fn from_args(args: &ServeArgs) -> Result<OpsSettings, SettingsError> {
+        let token = |v: &Option<String>, setting: &'static str| match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(t) if t.len() < MIN_TOKEN_LEN => Err(err(
+                setting,
+                format!(
+                    "is too short: use at least {MIN_TOKEN_LEN} random characters (openssl rand -hex 32)"
+                ),
+            )),
+            Some(t) => Ok(Some(t.to_string())),
+        };
+        let admin_token = token(&args.admin_token, "DIGESTIF_ADMIN_TOKEN")?;
+        let metrics_token = token(&args.metrics_token, "DIGESTIF_METRICS_TOKEN")?;
+        let public_url = match args.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            Some(u) => {
+                return Err(err(
+                    "DIGESTIF_PUBLIC_URL",
+                    format!("{u:?} is not an http(s) URL"),
+                ));
+            }
+        };
+        let github_web_url = match args.github_web_url.as_deref().map(str::trim) {
+            None | Some("") => github_web_url(&args.github_api_url),
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                u.trim_end_matches('/').to_string()
+            }
+            Some(u) => {
+                return Err(err(
+                    "DIGESTIF_GITHUB_WEB_URL",
+                    format!("{u:?} is not an http(s) URL"),
+                ));
+            }
+        };
+        Ok(OpsSettings {
+            admin_token,
+            metrics_token,
+            webhook_secret_previous: args
+                .webhook_secret_previous
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| s.as_bytes().to_vec()),
+            public_url,
+            github_web_url,
+            credentials_file: credentials_path(args),
+        })
+    }
+}
+
+/// Where the App's credentials file is (see [`ServeArgs::app_credentials_file`]).
+pub fn credentials_path(args: &ServeArgs) -> PathBuf {
+    if let Some(p) = &args.app_credentials_file {
+        return p.clone();
+    }
+    let db = args.database_url.as_str();
+    let path = db
+        .strip_prefix("sqlite://")
+        .or_else(|| db.strip_prefix("sqlite:"))
+        .map(|p| p.split('?').next().unwrap_or(p));
+    match path {
+        Some(p) if !p.is_empty() && !p.starts_with(":memory:") => {
+            let parent = std::path::Path::new(p)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty());
+            match parent {
+                Some(d) => d.join(CREDENTIALS_FILE_NAME),
+                None => PathBuf::from(CREDENTIALS_FILE_NAME),
+            }
+        }
+        _ => PathBuf::from(CREDENTIALS_FILE_NAME),
+    }
+}
+
+/// What GitHub hands over when an App is registered from the manifest.
+#[derive(Clone)]
+pub struct AppCredentials {
+    pub app_id: u64,
+    pub private_key_pem: String,
+    pub webhook_secret: String,
+    /// For the comment line only.
+    pub slug: String,
+}
+
+impl fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("app_id", &self.app_id)
+            .field("slug", &self.slug)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppCredentials {
+    /// Shell syntax (`set -a; . FILE` works): single-quoted values, the key's newlines as
+    /// `\n` (which `DIGESTIF_GITHUB_PRIVATE_KEY` accepts).
+    pub fn to_env_file(&self) -> String {
+        let quote = |v: &str| format!("'{}'", v.replace('\'', r"'\''"));
+        format!(
+            "# The GitHub App {slug}, registered through digestif's /setup on {when}.\n\
+             # Keep this file readable by the service user only (mode 0600).\n\
+             DIGESTIF_GITHUB_APP_ID={id}\n\
+             DIGESTIF_WEBHOOK_SECRET={secret}\n\
+             DIGESTIF_GITHUB_PRIVATE_KEY={pem}\n",
+            slug = self.slug.replace(['\n', '\r'], " "),
+            when = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            id = self.app_id,
+            secret = quote(&self.webhook_secret),
+            pem = quote(&self.private_key_pem.trim_end().replace('\n', "\\n")),
+        )
+    }
+
+    /// Reads what [`AppCredentials::to_env_file`] wrote (or a hand-written file of
+    /// `KEY=value` lines, values optionally quoted).
+    pub fn parse_env_file(text: &str) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim();
+            let v = if v.len() >= 2
+                && ((v.starts_with('\'') && v.ends_with('\''))
+                    || (v.starts_with('"') && v.ends_with('"')))
+            {
+                v[1..v.len() - 1].replace(r"'\''", "'")
+            } else {
+                v.to_string()
+            };
+            out.insert(k.trim().to_string(), v);
+        }
+        out
+    }
+}
+
+impl ServeArgs {
+    /// Fills the App id, private key and webhook secret from the credentials file when the
+    /// App id is not set otherwise (flags and environment win, field by field). Returns the
+    /// file read, if any.
+    pub fn fill_from_credentials_file(&mut self) -> Result<Option<PathBuf>, SettingsError> {
+        if self.app_id.as_deref().is_some_and(|v| !v.trim().is_empty()) {
+            return Ok(None);
+        }
+        let path = credentials_path(self);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(err(
+                    "DIGESTIF_APP_CREDENTIALS_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        };
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), "the App credentials file is readable by other users; chmod 600 it");
+            }
+        }
+        let values = AppCredentials::parse_env_file(&text);
+        let get = |k: &str| values.get(k).filter(|v| !v.is_empty()).cloned();
+        self.app_id = get("DIGESTIF_GITHUB_APP_ID");
+        if self.private_key.is_none() && self.private_key_path.is_none() {
+            self.private_key = get("DIGESTIF_GITHUB_PRIVATE_KEY");
+        }
+        if self.webhook_secret.as_deref().is_none_or(str::is_empty) {
+            self.webhook_secret = get("DIGESTIF_WEBHOOK_SECRET");
+        }
+        Ok(Some(path))
+    }
+
+    /// Whether an App is configured at all (else `serve` starts in setup mode).
+    pub fn has_app(&self) -> bool {
+        self.app_id.as_deref().is_some_and(|v| !v.trim().is_empty())
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -193,7 +456,94 @@ mod tests {
             database_url: DEFAULT_DATABASE_URL.into(),
             bind: DEFAULT_BIND.into(),
             workers: 4,
+            admin_token: None,
+            metrics_token: None,
+            webhook_secret_previous: None,
+            public_url: None,
+            github_web_url: None,
+            app_credentials_file: None,
         }
+    }
+
+    #[test]
+    fn github_web_address_from_the_api_address() {
+        assert_eq!(
+            github_web_url("https://api.github.com"),
+            "https://github.com"
+        );
+        assert_eq!(
+            github_web_url("https://api.github.com/"),
+            "https://github.com"
+        );
+        assert_eq!(
+            github_web_url("https://ghe.corp.example/api/v3"),
+            "https://ghe.corp.example"
+        );
+        assert_eq!(
+            github_web_url("https://api.octo.ghe.com"),
+            "https://octo.ghe.com"
+        );
+        assert_eq!(github_web_url("http://127.0.0.1:9"), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn credentials_file_sits_next_to_the_database() {
+        let mut a = args();
+        a.database_url = "sqlite:///var/lib/digestif/digestif.db".into();
+        assert_eq!(
+            credentials_path(&a),
+            PathBuf::from("/var/lib/digestif/digestif-app.env")
+        );
+        a.database_url = "sqlite://digestif.db?mode=rwc".into();
+        assert_eq!(credentials_path(&a), PathBuf::from("digestif-app.env"));
+        a.database_url = "postgres://db/x".into();
+        assert_eq!(credentials_path(&a), PathBuf::from("digestif-app.env"));
+        a.app_credentials_file = Some("/run/x.env".into());
+        assert_eq!(credentials_path(&a), PathBuf::from("/run/x.env"));
+    }
+
+    #[test]
+    fn credentials_round_trip_through_the_file_and_env_wins() {
+        let creds = AppCredentials {
+            app_id: 99,
+            private_key_pem:
+                "-----BEGIN RSA PRIVATE KEY-----\nAAA\n-----END RSA PRIVATE KEY-----\n".into(),
+            webhook_secret: "it's secret".into(),
+            slug: "digestif-x".into(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.env");
+        std::fs::write(&file, creds.to_env_file()).unwrap();
+        let mut a = args();
+        a.app_id = None;
+        a.private_key = None;
+        a.webhook_secret = Some("from-env".into());
+        a.app_credentials_file = Some(file.clone());
+        assert_eq!(a.fill_from_credentials_file().unwrap(), Some(file));
+        assert_eq!(a.app_id.as_deref(), Some("99"));
+        assert_eq!(a.webhook_secret.as_deref(), Some("from-env"));
+        let s = Settings::from_args(&a).unwrap();
+        assert_eq!(
+            String::from_utf8(s.private_key_pem).unwrap(),
+            "-----BEGIN RSA PRIVATE KEY-----\nAAA\n-----END RSA PRIVATE KEY-----"
+        );
+        a.webhook_secret = None;
+        a.app_id = None;
+        a.fill_from_credentials_file().unwrap();
+        assert_eq!(a.webhook_secret.as_deref(), Some("it's secret"));
+    }
+
+    #[test]
+    fn short_tokens_are_refused() {
+        let mut a = args();
+        a.admin_token = Some("short".into());
+        assert_eq!(
+            OpsSettings::from_args(&a).unwrap_err().setting,
+            "DIGESTIF_ADMIN_TOKEN"
+        );
+        a.admin_token = Some("0123456789abcdef0123".into());
+        let o = OpsSettings::from_args(&a).unwrap();
+        assert!(!format!("{o:?}").contains("0123456789abcdef"));
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct DbArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub db: DbArgs,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +52,19 @@ pub struct TriggerArgs {
     pub db: DbArgs,
     /// The repository, as OWNER/REPO.
     pub repository: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ReposArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// At most this many, by name.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: i64,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -94,7 +109,10 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             .filter(|v| !before.contains(v))
             .collect();
         let latest = after.last().copied().unwrap_or(0);
-        if new.is_empty() {
+        if args.format == Format::Json {
+            let out = serde_json::json!({"applied": new, "version": latest});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else if new.is_empty() {
             println!("database is up to date (version {latest})");
         } else {
             for v in &new {
@@ -199,7 +217,90 @@ pub fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         let id = store
             .enqueue(&NewJob::scan_repo(repo.id, "trigger"), clock.now())
             .await?;
-        println!("queued scan of {} as job {id}", repo.full_name);
+        match args.format {
+            Format::Json => {
+                let out = serde_json::json!({"repository": repo.full_name, "job_id": id});
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
+            Format::Text => println!("queued scan of {} as job {id}", repo.full_name),
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Lists repositories with their installation, scans and status.
+pub fn repos(args: ReposArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&args.db, true).await?;
+        let repos = store.repositories_overview(args.limit, 0).await?;
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        match args.format {
+            Format::Json => {
+                let list: Vec<serde_json::Value> = repos
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.repo.id, "full_name": r.repo.full_name,
+                            "installation_id": r.repo.installation_id,
+                            "installation": r.account_login,
+                            "status": r.status(), "archived": r.repo.archived,
+                            "last_scan_at": r.repo.last_scan_at,
+                            "last_scan_status": r.repo.last_scan_status,
+                            "next_scan_at": r.repo.next_scan_at,
+                            "schedule": r.repo.schedule, "timezone": r.repo.timezone,
+                            "config_error": r.repo.config_error,
+                            "last_error": r.repo.last_error,
+                        })
+                    })
+                    .collect();
+                let out = serde_json::json!({ "repositories": list });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
+            Format::Text => {
+                if repos.is_empty() {
+                    println!("no repositories (install the App on some)");
+                } else {
+                    let w = repos
+                        .iter()
+                        .map(|r| r.repo.full_name.chars().count())
+                        .max()
+                        .unwrap_or(10)
+                        .max(10);
+                    let wi = repos
+                        .iter()
+                        .map(|r| r.account_login.as_deref().unwrap_or("?").chars().count())
+                        .max()
+                        .unwrap_or(12)
+                        .max(12);
+                    println!(
+                        "{:<w$}  {:<wi$}  {:<12}  {:<20}  {:<20}  last error",
+                        "repository", "installation", "status", "last scan", "next scan"
+                    );
+                    for r in &repos {
+                        // One line per repository: a multi-line error shows its first line.
+                        let error = r
+                            .repo
+                            .config_error
+                            .as_deref()
+                            .or(r.repo.last_error.as_deref())
+                            .and_then(|e| e.lines().next())
+                            .unwrap_or("");
+                        println!(
+                            "{:<w$}  {:<wi$}  {:<12}  {:<20}  {:<20}  {error}",
+                            r.repo.full_name,
+                            r.account_login.as_deref().unwrap_or("?"),
+                            r.status(),
+                            time(r.repo.last_scan_at),
+                            time(r.repo.next_scan_at),
+                        );
+                    }
+                }
+            }
+        }
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })

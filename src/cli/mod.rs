@@ -35,12 +35,15 @@ pub enum Command {
     ConfigSchema,
     /// Create or upgrade the database schema.
     Migrate(db::MigrateArgs),
+    /// List the repositories digestif watches: installation, last and next scan, status.
+    Repos(db::ReposArgs),
     /// List the job queue (or only dead jobs) for operators.
     Jobs(db::JobsArgs),
     /// Enqueue a scan of OWNER/REPO now (works beside a running server).
     Trigger(db::TriggerArgs),
-    /// Run the GitHub App server (webhooks, scheduled scans, job workers).
-    Serve(crate::settings::ServeArgs),
+    /// Run the GitHub App server (webhooks, scheduled scans, job workers); with no App
+    /// configured, serve /setup to register one.
+    Serve(Box<crate::settings::ServeArgs>),
     /// Exit 0 when the server's health endpoint answers 200 (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -66,9 +69,10 @@ impl Cli {
             Command::ConfigSchema => config::schema(),
             Command::Migrate(args) => db::migrate(args),
             Command::Jobs(args) => db::jobs(args),
+            Command::Repos(args) => db::repos(args),
             Command::Trigger(args) => db::trigger(args),
             Command::Healthcheck(args) => healthcheck::run(args),
-            Command::Serve(args) => serve::run(args),
+            Command::Serve(args) => serve::run(*args),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `digestif serve`: run the GitHub App server.
+//! `digestif serve`: run the GitHub App server — or, while no App is configured, the
+//! registration page (setup mode), switching to serving once the App is registered.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,15 +11,114 @@ use super::EXIT_ERROR;
 use crate::registry::RegistryConfig;
 use crate::schedule::SystemClock;
 use crate::server::{Server, Tuning};
-use crate::settings::{ServeArgs, Settings};
+use crate::settings::{OpsSettings, ServeArgs, Settings, SettingsError};
+use crate::web::setup::{self, SetupState};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let settings = match Settings::from_args(&args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("digestif: {e}");
-            return Ok(ExitCode::from(EXIT_ERROR));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn usage(e: SettingsError) -> anyhow::Result<ExitCode> {
+    eprintln!("digestif: {e}");
+    Ok(ExitCode::from(EXIT_ERROR))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let bind = match args.bind.parse::<std::net::SocketAddr>() {
+        Ok(b) => b,
+        Err(_) => {
+            return usage(SettingsError {
+                setting: "DIGESTIF_BIND",
+                message: format!("{:?} is not an address like 0.0.0.0:3000", args.bind),
+            });
         }
+    };
+    let mut args = args;
+    if let Err(e) = args.fill_from_credentials_file() {
+        return usage(e);
+    }
+    let ops = match OpsSettings::from_args(&args) {
+        Ok(o) => o,
+        Err(e) => return usage(e),
+    };
+    // With an App configured, every setting is checked before anything listens.
+    let mut checked = None;
+    if args.has_app() {
+        match Settings::from_args(&args) {
+            Ok(s) => checked = Some(s),
+            Err(e) => return usage(e),
+        }
+    }
+    // One socket for both phases: setup mode and the server after it take turns on it,
+    // so connections made during the switch wait in its backlog instead of being refused.
+    let socket = std::net::TcpListener::bind(bind)
+        .with_context(|| format!("DIGESTIF_BIND: cannot listen on {bind}"))?;
+    socket.set_nonblocking(true)?;
+    let listener = || -> anyhow::Result<tokio::net::TcpListener> {
+        Ok(tokio::net::TcpListener::from_std(socket.try_clone()?)?)
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    if !args.has_app() {
+        let (token, printed) = match &ops.admin_token {
+            Some(t) => (t.clone(), false),
+            None => (hex::encode(rand::random::<[u8; 16]>()), true),
+        };
+        let local = socket.local_addr().unwrap_or(bind);
+        let base = ops.public_url.clone().unwrap_or_else(|| {
+            let shown = if local.ip().is_unspecified() {
+                std::net::SocketAddr::new([127, 0, 0, 1].into(), local.port())
+            } else {
+                local
+            };
+            format!("http://{shown}")
+        });
+        if printed {
+            eprintln!(
+                "digestif: no GitHub App is configured (DIGESTIF_GITHUB_APP_ID, or {}).\n\
+                 digestif: register one: open {base}/setup?token={token}",
+                ops.credentials_file.display()
+            );
+        } else {
+            eprintln!(
+                "digestif: no GitHub App is configured (DIGESTIF_GITHUB_APP_ID, or {}).\n\
+                 digestif: register one: open {base}/setup?token=<DIGESTIF_ADMIN_TOKEN>",
+                ops.credentials_file.display()
+            );
+        }
+        let state = Arc::new(SetupState::new(
+            &args.github_api_url,
+            &ops.github_web_url,
+            ops.public_url.clone(),
+            ops.credentials_file.clone(),
+            token,
+        ));
+        setup::serve(listener()?, state.clone(), shutdown.clone())
+            .await
+            .context("setup server")?;
+        let Some(registered) = state.registered() else {
+            // Stopped by a signal before anything was registered.
+            return Ok(ExitCode::SUCCESS);
+        };
+        eprintln!(
+            "digestif: GitHub App {} (id {}) registered; its credentials are in {}. Starting.",
+            registered.slug,
+            registered.app_id,
+            registered.file.display()
+        );
+        if let Err(e) = args.fill_from_credentials_file() {
+            return usage(e);
+        }
+    }
+
+    let settings = match checked.map_or_else(|| Settings::from_args(&args), Ok) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
     };
     let mut registry = match RegistryConfig::from_env() {
         Ok(r) => r,
@@ -30,20 +130,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Strangers' files name the registries: the server never talks to private addresses
     // unless the operator allows a host (DIGESTIF_ALLOW_PRIVATE_REGISTRIES).
     registry.ssrf_guard = true;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.bind)
-            .await
-            .with_context(|| format!("DIGESTIF_BIND: cannot listen on {}", settings.bind))?;
-        let server =
-            Server::build(settings, registry, Arc::new(SystemClock), Tuning::default()).await?;
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        server.run(listener, shutdown).await
-    })?;
+    let server = Server::build(settings, registry, Arc::new(SystemClock), Tuning::default())
+        .await?
+        .with_ops(ops);
+    server.run(listener()?, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

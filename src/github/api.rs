@@ -209,12 +209,15 @@ impl RateLimitGauge {
     }
 
     fn observe(&self, headers: &HeaderMap) {
-        if let Some(v) = header_str(headers, "x-ratelimit-remaining").and_then(|v| v.parse().ok()) {
+        let remaining = header_str(headers, "x-ratelimit-remaining").and_then(|v| v.parse().ok());
+        if let Some(v) = remaining {
             self.remaining.store(v, Ordering::Relaxed);
         }
-        if let Some(v) = header_str(headers, "x-ratelimit-reset").and_then(|v| v.parse().ok()) {
+        let reset = header_str(headers, "x-ratelimit-reset").and_then(|v| v.parse().ok());
+        if let Some(v) = reset {
             self.reset.store(v, Ordering::Relaxed);
         }
+        crate::metrics::github_rate_limit(remaining, reset);
     }
 }
 
@@ -390,6 +393,10 @@ impl Api {
                 Err(e) => Err(error_text(&e)),
             };
             let last = attempt >= self.policy.attempts;
+            crate::metrics::github_request(
+                method.as_str(),
+                outcome.as_ref().map(|r| r.status.as_u16()).unwrap_or(0),
+            );
             match outcome {
                 Ok(resp) => {
                     self.gauge.observe(&resp.headers);

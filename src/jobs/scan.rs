@@ -169,6 +169,7 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
         file_errors = problems.len(),
         "scan stored"
     );
+    crate::metrics::references_checked(records.iter().map(|r| r.status.as_str()));
     Ok(())
 }
 

@@ -157,6 +157,7 @@ impl Http {
         *lock(&self.counts)
             .entry((host.to_string(), method, kind, status))
             .or_default() += 1;
+        crate::metrics::registry_request(host, method, kind.as_str(), status);
     }
 
     fn permit_pool(&self, host: &str) -> Arc<Semaphore> {

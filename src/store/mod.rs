@@ -29,6 +29,7 @@ mod decisions;
 mod files;
 mod jobs;
 mod model;
+mod ops;
 pub mod testing;
 mod worker;
 
@@ -49,6 +50,7 @@ pub use jobs::{
     scan_repo_key,
 };
 pub use model::*;
+pub use ops::RepoOverview;
 pub use worker::{JobError, JobHandler, Worker, WorkerOptions, default_owner};
 
 /// Used when `DIGESTIF_DATABASE_URL` is not set.

@@ -168,7 +168,32 @@ impl<H: JobHandler> Slot<H> {
     }
 
     async fn run_job(&self, job: Job) {
-        let span = info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
+        // Installation and repository as span fields, so every line a job logs says whose
+        // work it is (payloads carry ids; the name is one indexed lookup away).
+        let installation = job
+            .payload
+            .0
+            .get("installation_id")
+            .and_then(|v| v.as_i64());
+        let repo = match job.payload.0.get("full_name").and_then(|v| v.as_str()) {
+            Some(name) => Some(name.to_string()),
+            None => match job.payload.0.get("repository_id").and_then(|v| v.as_i64()) {
+                Some(id) => Some(match self.store.repository(id).await {
+                    Ok(Some(r)) => r.full_name,
+                    _ => id.to_string(),
+                }),
+                None => None,
+            },
+        };
+        let span = info_span!(
+            "job",
+            id = job.id,
+            kind = %job.kind,
+            attempt = job.attempts,
+            installation = installation,
+            repo = repo.as_deref(),
+        );
+        let started = std::time::Instant::now();
         async {
             debug!("running");
             let owner = self.opts.owner.as_str();
@@ -200,6 +225,7 @@ impl<H: JobHandler> Slot<H> {
                     }
                     _ = &mut deadline => {
                         task.abort_all();
+                        crate::metrics::job_finished(&job.kind, "released", started.elapsed());
                         match self.store.release_job(&job, owner, self.clock.now()).await {
                             Ok(o) => info!(outcome = ?o, "released on shutdown"),
                             Err(e) => warn!(error = %e, "cannot release job; its lease will expire"),
@@ -214,8 +240,10 @@ impl<H: JobHandler> Slot<H> {
                 Some(Err(e)) => Err(JobError::Transient(format!("handler panicked: {e}"))),
                 None => Err(JobError::Transient("handler vanished".to_string())),
             };
+            let took = started.elapsed();
             let recorded = match &result {
                 Ok(()) => self.store.complete_job(job.id, owner, now).await.map(|ok| {
+                    crate::metrics::job_finished(&job.kind, "ok", took);
                     if !ok {
                         warn!("finished, but the lease was lost meanwhile");
                     }
@@ -225,9 +253,18 @@ impl<H: JobHandler> Slot<H> {
                     self.store
                         .fail_job(&job, owner, e, &self.opts.retry, now)
                         .await
-                        .map(|o| match o {
-                            FailOutcome::Dead => warn!(error = %msg, "job is dead"),
-                            other => info!(error = %msg, outcome = ?other, "job failed"),
+                        .map(|o| {
+                            let outcome = match o {
+                                FailOutcome::Dead => "dead",
+                                FailOutcome::Retry { .. } => "retry",
+                                FailOutcome::Superseded { .. } => "superseded",
+                                FailOutcome::LeaseLost => "lease-lost",
+                            };
+                            crate::metrics::job_finished(&job.kind, outcome, took);
+                            match o {
+                                FailOutcome::Dead => warn!(error = %msg, "job is dead"),
+                                other => info!(error = %msg, outcome = ?other, "job failed"),
+                            }
                         })
                 }
             };

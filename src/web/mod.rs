@@ -1,4 +1,5 @@
-//! The HTTP server: webhook intake and health endpoints.
+//! The HTTP server: webhook intake, health endpoints, `/metrics`, the status page (`/`) and
+//! App registration (`/setup`).
 //!
 //! The webhook handler does no GitHub or registry call: it checks the signature, parses,
 //! records the delivery and its jobs in one transaction and answers 202. Everything else
@@ -9,15 +10,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use tracing::Instrument as _;
+
 use crate::github::webhook::{self, WebhookError};
 use crate::jobs;
+use crate::metrics::WebhookOutcome;
 use crate::schedule::Clock;
 use crate::store::Store;
+
+mod admin;
+mod metrics;
+pub mod setup;
+mod status;
+
+pub use admin::OpsState;
 
 /// GitHub caps webhook payloads at 25 MB.
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
@@ -29,6 +41,8 @@ pub struct WebState {
     pub clock: Arc<dyn Clock>,
     /// The App's credentials loaded and checked (for `/readyz`).
     pub app_ready: Arc<AtomicBool>,
+    /// Operator settings: admin token, previous webhook secret, GitHub's web address.
+    pub ops: Arc<OpsState>,
 }
 
 pub fn router(state: WebState) -> Router {
@@ -36,6 +50,10 @@ pub fn router(state: WebState) -> Router {
         .route("/webhooks/github", post(github_webhook))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/", get(status::page))
+        .route("/metrics", get(metrics::scrape))
+        .route("/setup", get(setup::disabled))
+        .route("/setup/callback", get(setup::disabled))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -47,70 +65,140 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn github_webhook(
     State(state): State<WebState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let delivery = header(&headers, "x-github-delivery")
         .unwrap_or("")
         .to_string();
     let event = header(&headers, "x-github-event").unwrap_or("").to_string();
-    let span = tracing::info_span!("webhook", delivery = %delivery, event = %event);
-    let _enter = span.enter();
-    if let Err(e) = webhook::verify_signature(
-        &state.webhook_secret,
-        header(&headers, "x-hub-signature-256"),
-        &body,
-    ) {
+    // Installation and repository are filled in once the payload is known to be GitHub's.
+    let span = tracing::info_span!(
+        "webhook",
+        delivery = %delivery,
+        event = %event,
+        installation = tracing::field::Empty,
+        repo = tracing::field::Empty,
+    );
+    let (outcome, response) = intake(&state, &headers, &delivery, &event, body)
+        .instrument(span)
+        .await;
+    crate::metrics::webhook(&event, outcome);
+    response
+}
+
+async fn intake(
+    state: &WebState,
+    headers: &HeaderMap,
+    delivery: &str,
+    event: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> (WebhookOutcome, Response) {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let outcome = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                WebhookOutcome::TooLarge
+            } else {
+                WebhookOutcome::Invalid
+            };
+            tracing::warn!(error = %rejection.body_text(), "webhook body refused");
+            return (outcome, rejection.into_response());
+        }
+    };
+    let signature = header(headers, "x-hub-signature-256");
+    let mut verified = webhook::verify_signature(&state.webhook_secret, signature, &body);
+    if verified.is_err()
+        && let Some(previous) = &state.ops.previous_webhook_secret
+        && webhook::verify_signature(previous, signature, &body).is_ok()
+    {
+        // Signed with the secret being rotated out: still GitHub (see README, rotation).
+        tracing::info!("webhook signed with DIGESTIF_WEBHOOK_SECRET_PREVIOUS");
+        verified = Ok(());
+    }
+    if let Err(e) = verified {
         tracing::warn!(error = %e, "webhook refused");
-        return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+        return (
+            WebhookOutcome::BadSignature,
+            (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
+        );
     }
     if delivery.is_empty() || event.is_empty() {
         return (
-            StatusCode::BAD_REQUEST,
-            "missing X-GitHub-Delivery or X-GitHub-Event header",
-        )
-            .into_response();
+            WebhookOutcome::Invalid,
+            (
+                StatusCode::BAD_REQUEST,
+                "missing X-GitHub-Delivery or X-GitHub-Event header",
+            )
+                .into_response(),
+        );
     }
-    let parsed = match webhook::parse(&event, &body) {
+    let raw = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    if let Some(v) = &raw {
+        let span = tracing::Span::current();
+        if let Some(id) = v.pointer("/installation/id").and_then(|i| i.as_i64()) {
+            span.record("installation", id);
+        }
+        if let Some(name) = v.pointer("/repository/full_name").and_then(|n| n.as_str()) {
+            span.record("repo", name);
+        }
+    }
+    let parsed = match webhook::parse(event, &body) {
         Ok(p) => p,
         Err(e @ WebhookError::Payload { .. }) => {
             // Signed by GitHub but not what we expect: say so, keep nothing half-done.
             tracing::warn!(error = %e, "webhook payload not understood");
-            return (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response();
+            return (
+                WebhookOutcome::Invalid,
+                (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
+            );
         }
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(e) => {
+            return (
+                WebhookOutcome::Invalid,
+                (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            );
+        }
     };
-    let action = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
+    let action = raw
+        .as_ref()
         .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_string));
     let work = jobs::for_event(&parsed);
     let new_jobs: Vec<_> = work.iter().map(jobs::Work::to_job).collect();
     let now = state.clock.now();
-    drop(_enter);
     match state
         .store
-        .record_delivery_and_enqueue(&delivery, &event, action.as_deref(), &new_jobs, now)
+        .record_delivery_and_enqueue(delivery, event, action.as_deref(), &new_jobs, now)
         .await
     {
         Ok(true) => {
-            tracing::info!(delivery = %delivery, event = %event, jobs = new_jobs.len(), "webhook accepted");
+            tracing::info!(jobs = new_jobs.len(), "webhook accepted");
             (
-                StatusCode::ACCEPTED,
-                format!("accepted, {} job(s)", new_jobs.len()),
+                WebhookOutcome::Accepted,
+                (
+                    StatusCode::ACCEPTED,
+                    format!("accepted, {} job(s)", new_jobs.len()),
+                )
+                    .into_response(),
             )
-                .into_response()
         }
         Ok(false) => {
-            tracing::info!(delivery = %delivery, "redelivery ignored");
-            (StatusCode::ACCEPTED, "already received").into_response()
+            tracing::info!("redelivery ignored");
+            (
+                WebhookOutcome::Redelivery,
+                (StatusCode::ACCEPTED, "already received").into_response(),
+            )
         }
         Err(e) => {
             // GitHub shows the failure and the operator can redeliver; nothing was recorded.
-            tracing::error!(delivery = %delivery, error = %e, "webhook could not be recorded");
+            tracing::error!(error = %e, "webhook could not be recorded");
             (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not record the delivery",
+                WebhookOutcome::Error,
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "could not record the delivery",
+                )
+                    .into_response(),
             )
-                .into_response()
         }
     }
 }

@@ -105,6 +105,16 @@ impl FakeGitHub {
 
     // ---- test controls ------------------------------------------------------------------
 
+    /// What GitHub's "new App from a manifest" page does when the person confirms: keeps
+    /// the manifest (the form field's JSON) and returns the code it sends to the manifest's
+    /// `redirect_url`.
+    pub fn manifest_code(&self, manifest: serde_json::Value) -> String {
+        let mut s = self.lock();
+        let code = format!("mc{:032x}", rand::random::<u128>());
+        s.manifest_codes.insert(code.clone(), manifest);
+        code
+    }
+
     /// Installs the App on `account` (an organization) with these permissions, e.g.
     /// `&[("contents", "write"), ("pull_requests", "write")]`. Returns the installation id.
     pub fn create_installation(&self, account: &str, permissions: &[(&str, &str)]) -> u64 {

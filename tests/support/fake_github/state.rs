@@ -223,6 +223,11 @@ pub struct State {
     pub token_lifetime: i64,
     /// `Link` headers with absolute URLs (like GitHub) instead of path-only ones.
     pub absolute_links: bool,
+    /// Codes handed out by the "new App from a manifest" page, with the manifest, until
+    /// converted (`POST /app-manifests/{code}/conversions`).
+    pub manifest_codes: HashMap<String, Value>,
+    /// The webhook secret the last manifest conversion handed out.
+    pub app_webhook_secret: Option<String>,
 }
 
 impl State {
@@ -243,6 +248,8 @@ impl State {
             rate_reset: now() + 3600,
             token_lifetime: 3600,
             absolute_links: false,
+            manifest_codes: HashMap::new(),
+            app_webhook_secret: None,
         }
     }
 

@@ -101,3 +101,36 @@ pub fn list_installation_repos(state: &mut State, ctx: &Ctx) -> HandlerResult {
     }
     Ok(r)
 }
+
+/// `POST /app-manifests/{code}/conversions`: the App the manifest described, with its
+/// secrets, once per code (GitHub's codes are single-use and expire after an hour). The
+/// fake has one App, so the manifest names it and the fake's own key is its key.
+pub fn create_from_manifest(state: &mut State, ctx: &Ctx) -> HandlerResult {
+    let code = ctx.param("code").to_string();
+    let manifest = state
+        .manifest_codes
+        .remove(&code)
+        .ok_or_else(Resp::not_found)?;
+    if let Some(name) = manifest.get("name").and_then(Value::as_str) {
+        state.app.name = name.to_string();
+    }
+    let mut app = state.app_json();
+    let secret: String = {
+        let mut rng = rand::rng();
+        (0..40)
+            .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+            .collect()
+    };
+    app["client_id"] = json!(format!("Iv1.{:016x}", state.app.id));
+    app["client_secret"] = json!(format!("{secret}{secret}"));
+    app["webhook_secret"] = json!(secret);
+    app["pem"] = json!(super::super::auth::app_key().private_pem.clone());
+    if let Some(perms) = manifest.get("default_permissions") {
+        app["permissions"] = perms.clone();
+    }
+    if let Some(events) = manifest.get("default_events") {
+        app["events"] = events.clone();
+    }
+    state.app_webhook_secret = Some(secret);
+    Ok(Resp::created(app))
+}

@@ -1,0 +1,30 @@
+//! `GET /metrics`: Prometheus text format.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::WebState;
+use super::admin::{bearer, same_secret};
+
+pub async fn scrape(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.ops.metrics_token
+        && !bearer(&headers).is_some_and(|t| same_secret(t, expected))
+    {
+        let mut r = (StatusCode::UNAUTHORIZED, "metrics need a Bearer token\n").into_response();
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    if let Err(e) = crate::metrics::refresh_from_store(&state.store).await {
+        // The process's own counters are still worth scraping.
+        tracing::warn!(error = %e, "metrics: cannot read the database figures");
+        crate::metrics::refresh_failed();
+    }
+    let mut r = crate::metrics::render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
