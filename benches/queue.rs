@@ -22,8 +22,17 @@ fn rate(n: usize, d: Duration) -> String {
     )
 }
 
-async fn queue(backend: Backend, n: usize) -> anyhow::Result<()> {
-    let db = TestDb::new(backend, true).await?;
+async fn queue(backend: Backend, n: usize, settings: &[(&str, &str)]) -> anyhow::Result<()> {
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let label = if settings.is_empty() {
+        String::new()
+    } else {
+        format!(" with {settings:?}")
+    };
+    let db = TestDb::with_settings(backend, true, settings).await?;
     let s = &db.store;
     let clock = SystemClock;
 
@@ -84,7 +93,7 @@ async fn queue(backend: Backend, n: usize) -> anyhow::Result<()> {
     }
     let seq = t.elapsed();
 
-    println!("{backend:?} queue");
+    println!("{backend:?} queue{label}");
     println!("  enqueue                          {}", rate(n, enq));
     println!("  lease+complete (worker, 4 slots) {}", rate(n, work));
     println!("  enqueue+lease+complete, serial   {}", rate(m, seq));
@@ -184,10 +193,15 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        queue(Backend::Sqlite, n).await?;
+        queue(Backend::Sqlite, n, &[]).await?;
         scheduler(Backend::Sqlite, repos).await?;
-        match queue(Backend::Postgres, n).await {
-            Ok(()) => scheduler(Backend::Postgres, repos).await?,
+        match queue(Backend::Postgres, n, &[]).await {
+            Ok(()) => {
+                // The same without waiting for the WAL flush per commit: what the queue
+                // costs when the disk's fsync latency is taken out.
+                queue(Backend::Postgres, n, &[("synchronous_commit", "off")]).await?;
+                scheduler(Backend::Postgres, repos).await?
+            }
             Err(e) => println!("PostgreSQL skipped: {e}"),
         }
         Ok(())

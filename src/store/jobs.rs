@@ -465,6 +465,25 @@ impl Store {
         uncount: bool,
         now: DateTime<Utc>,
     ) -> Result<FailOutcome> {
+        match self.requeue_once(job, owner, error, at, uncount, now).await {
+            // On PostgreSQL a twin can be queued between the check for one and the update
+            // (both under READ COMMITTED); the second try sees it and supersedes.
+            Err(StoreError::Sqlx(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                self.requeue_once(job, owner, error, at, uncount, now).await
+            }
+            other => other,
+        }
+    }
+
+    async fn requeue_once(
+        &self,
+        job: &Job,
+        owner: &str,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+        uncount: bool,
+        now: DateTime<Utc>,
+    ) -> Result<FailOutcome> {
         let requeue = "UPDATE jobs SET state = 'queued', run_at = $3,
                            last_error = coalesce($4, last_error), lease_owner = NULL,
                            lease_expires_at = NULL, updated_at = $5,

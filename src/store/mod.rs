@@ -110,6 +110,8 @@ pub struct ConnectOptions {
     pub max_connections: u32,
     /// PostgreSQL only: use this schema (`search_path`); tests isolate themselves with it.
     pub pg_schema: Option<String>,
+    /// PostgreSQL only: session settings, e.g. `("synchronous_commit", "off")`.
+    pub pg_settings: Vec<(String, String)>,
     /// SQLite only: how long a writer waits for another writer.
     pub busy_timeout: Duration,
 }
@@ -121,6 +123,7 @@ impl ConnectOptions {
             migrate: true,
             max_connections: 10,
             pg_schema: None,
+            pg_settings: Vec::new(),
             busy_timeout: Duration::from_secs(10),
         }
     }
@@ -179,6 +182,9 @@ impl Store {
             let mut o = PgConnectOptions::from_str(&opts.url)?;
             if let Some(schema) = &opts.pg_schema {
                 o = o.options([("search_path", schema.as_str())]);
+            }
+            if !opts.pg_settings.is_empty() {
+                o = o.options(opts.pg_settings.iter().map(|(k, v)| (k, v)));
             }
             Pool::Postgres(
                 PgPoolOptions::new()
