@@ -93,7 +93,11 @@ impl Server {
     /// The operator settings: admin and metrics tokens, previous webhook secret, GitHub's
     /// web address (defaults: all off, web address derived from the API URL).
     pub fn with_ops(mut self, ops: OpsSettings) -> Server {
+        let derived = std::mem::take(&mut self.ops.github_web_url);
         self.ops = ops;
+        if self.ops.github_web_url.is_empty() {
+            self.ops.github_web_url = derived;
+        }
         self
     }
 

@@ -173,3 +173,108 @@ fn latest() -> i64 {
         .max()
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn repos_lists_installation_scans_and_status_as_text_and_json() {
+    let db = TestDb::new(Backend::Sqlite, true).await.unwrap();
+    let url = db.url.clone();
+    let run = |args: &'static [&'static str]| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || digestif(&url, args))
+    };
+    let out = run(&["repos"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "no repositories (install the App on some)\n"
+    );
+
+    let s: &Store = &db.store;
+    let now = Utc::now();
+    s.upsert_installation(7, "octo", "Organization", now)
+        .await
+        .unwrap();
+    for (id, name) in [(1, "octo/api"), (2, "octo/web"), (3, "octo/old")] {
+        s.upsert_repository(
+            &NewRepository {
+                id,
+                installation_id: 7,
+                full_name: name,
+                default_branch: Some("main"),
+                archived: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    s.record_scan_result(1, "ok", None, now).await.unwrap();
+    s.record_scan_result(
+        2,
+        "error",
+        Some("ghcr.io: authentication required\nsecond line"),
+        now,
+    )
+    .await
+    .unwrap();
+    s.set_repository_archived(3, true, now).await.unwrap();
+
+    let out = run(&["repos"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(
+        lines[0].starts_with("repository  installation  status")
+            && lines[0].ends_with("last error"),
+        "{stdout}"
+    );
+    // By name; one line each, a multi-line error by its first line.
+    assert!(
+        lines[1].starts_with("octo/api    octo          ok  "),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("octo/old    octo          archived"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("octo/web    octo          error"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].ends_with("ghcr.io: authentication required"),
+        "{stdout}"
+    );
+    assert!(lines[1].contains(&now.format("%Y-%m-%d %H:%M UTC").to_string()));
+
+    let out = run(&["repos", "--format", "json"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let repos = v["repositories"].as_array().unwrap();
+    assert_eq!(repos.len(), 3);
+    assert_eq!(repos[0]["full_name"], "octo/api");
+    assert_eq!(repos[0]["installation"], "octo");
+    assert_eq!(repos[0]["installation_id"], 7);
+    assert_eq!(repos[0]["status"], "ok");
+    assert!(repos[0]["last_scan_at"].is_string());
+    assert!(repos[0]["next_scan_at"].is_string());
+    assert_eq!(repos[1]["status"], "archived");
+    assert_eq!(repos[2]["status"], "error");
+    assert_eq!(
+        repos[2]["last_error"],
+        "ghcr.io: authentication required\nsecond line"
+    );
+
+    // The other commands' JSON, for scripts.
+    let out = run(&["trigger", "octo/api", "--format", "json"])
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["repository"], "octo/api");
+    assert!(v["job_id"].as_i64().unwrap() > 0);
+    let out = run(&["migrate", "--format", "json"]).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["applied"], serde_json::json!([]));
+    assert_eq!(v["version"], latest());
+}

@@ -29,6 +29,7 @@ const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef";
 
 struct Running {
     url: String,
+    db_url: String,
     store: Store,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -65,7 +66,7 @@ async fn start_with(
         private_key_pem: fake.private_key_pem().as_bytes().to_vec(),
         webhook_secret: SECRET.as_bytes().to_vec(),
         github_api_url: fake.url().to_string(),
-        database_url: db,
+        database_url: db.clone(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         workers: 2,
     };
@@ -104,6 +105,7 @@ async fn start_with(
     let task = tokio::spawn(server.run(listener, shutdown.clone()));
     Running {
         url,
+        db_url: db,
         store,
         shutdown,
         task,
@@ -669,10 +671,11 @@ impl Drop for Proc {
 
 /// `digestif serve` with a clean environment (no App configured but by the credentials
 /// file next to the database in `dir`).
-fn serve(dir: &Path, fake: &FakeGitHub, port: u16) -> Child {
+fn serve(dir: &Path, fake: &FakeGitHub, port: u16, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_digestif"));
+    cmd.envs(env.iter().copied());
     for (k, _) in std::env::vars() {
-        if k.starts_with("DIGESTIF_") {
+        if k.starts_with("DIGESTIF_") && !env.iter().any(|(e, _)| *e == k) {
             cmd.env_remove(k);
         }
     }
@@ -726,7 +729,7 @@ async fn setup_registers_the_app_writes_a_private_file_and_serve_starts_with_it(
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut child = serve(dir.path(), &fake, port);
+    let mut child = serve(dir.path(), &fake, port, &[]);
     let stderr = child.stderr.take().unwrap();
     let mut proc = Proc {
         child,
@@ -842,8 +845,16 @@ async fn setup_registers_the_app_writes_a_private_file_and_serve_starts_with_it(
     assert_eq!(status, 404);
     drop(proc);
 
-    // A restart reads the file: no setup mode, straight to ready.
-    let child = serve(dir.path(), &fake, port);
+    // A restart reads the file: no setup mode, straight to ready. (With JSON logs, whose
+    // lines carry the webhook's and the job's span fields.)
+    let mut child = serve(dir.path(), &fake, port, &[("DIGESTIF_LOG_FORMAT", "json")]);
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
     proc = Proc {
         child,
         url: url.clone(),
@@ -853,7 +864,138 @@ async fn setup_registers_the_app_writes_a_private_file_and_serve_starts_with_it(
         async move { (status_of(&format!("{url}/readyz")).await == Some(200)).then_some(()) }
     })
     .await;
+    let again = webhooks::sign(
+        "installation",
+        &serde_json::from_slice::<Value>(&hook.body).unwrap(),
+        &secret,
+    );
+    let delivery = again
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-github-delivery")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(deliver(&url, &again).await, 202);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(proc);
+    let lines = lines.join().unwrap();
+    let json: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let accepted = json
+        .iter()
+        .find(|v| v["fields"]["message"] == "webhook accepted")
+        .unwrap_or_else(|| panic!("no 'webhook accepted' in {lines:#?}"));
+    assert_eq!(
+        accepted["span"]["delivery"],
+        delivery.as_str(),
+        "{accepted}"
+    );
+    assert_eq!(accepted["span"]["installation"], inst, "{accepted}");
+    let synced = json
+        .iter()
+        .find(|v| v["fields"]["message"] == "installation synced")
+        .unwrap_or_else(|| panic!("no 'installation synced' in {lines:#?}"));
+    let job_span = synced["spans"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no span list: {synced}"))
+        .iter()
+        .find(|s| s["name"] == "job")
+        .unwrap_or_else(|| panic!("no job span: {synced}"));
+    assert!(job_span["id"].is_number(), "{synced}");
+    assert_eq!(job_span["installation"], inst, "{synced}");
     let violations = fake.with_state(|s| std::mem::take(&mut s.violations));
     assert!(violations.is_empty(), "{violations:?}");
+}
+
+// ---- README ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_s_operator_commands_run_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let block = readme
+        .split("### Operator commands")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("README: an sh block under Operator commands")
+        .to_string();
+    assert!(block.contains("digestif repos --format json"), "{block}");
+
+    let fake = FakeGitHub::start().await;
+    let inst = fake.create_installation("acme", &[("contents", "read")]);
+    fake.create_repo(inst, "acme", "api", &[("README.md", "hi\n")]);
+    let server = start(
+        &fake,
+        OpsSettings {
+            admin_token: Some(ADMIN.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let s = server.store.clone();
+    eventually("repository scanned", || {
+        let s = s.clone();
+        async move {
+            let r = s.repository_by_full_name("acme/api").await.ok()??;
+            r.last_scan_at.map(|_| ())
+        }
+    })
+    .await;
+    eventually("ready", || {
+        let url = server.url.clone();
+        async move { (status_of(&format!("{url}/readyz")).await == Some(200)).then_some(()) }
+    })
+    .await;
+
+    // Run literally, except that the server is this test's and `digestif` the binary under
+    // test.
+    let script = block.replace("http://localhost:3000", &server.url);
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_digestif")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (db_url, dir) = (server.db_url.clone(), work.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(dir)
+            .env("PATH", path)
+            .env("DIGESTIF_DATABASE_URL", db_url)
+            .env("DIGESTIF_ADMIN_TOKEN", ADMIN)
+            .output()
+            .expect("bash")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{block}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for seen in [
+        "database is up to date",
+        "acme/api",
+        "\"repositories\"",
+        "queued scan of acme/api as job",
+        "queued ",
+        "\"counts\"",
+        "digestif_webhooks_total",
+        "digestif_references",
+        "ready",
+    ] {
+        assert!(stdout.contains(seen), "no {seen:?} in\n{stdout}");
+    }
+    let page = std::fs::read_to_string(work.path().join("status.html")).unwrap();
+    assert!(
+        page.contains("acme/api") && page.contains("digestif status"),
+        "{page}"
+    );
+    server.stop().await;
 }

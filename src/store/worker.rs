@@ -203,7 +203,9 @@ impl<H: JobHandler> Slot<H> {
             let mut task = JoinSet::new();
             let handler = self.handler.clone();
             let j = job.clone();
-            task.spawn(async move { handler.handle(j).await });
+            // A spawned task does not inherit the span: hand it over, so the handler's own
+            // log lines carry the job's fields.
+            task.spawn(async move { handler.handle(j).await }.instrument(tracing::Span::current()));
             let grace = self.opts.shutdown_grace;
             let shutdown = self.shutdown.clone();
             let deadline = async move {

@@ -57,19 +57,22 @@ pub enum SetupError {
     },
 }
 
-/// The manifest with `url`, `hook_attributes.url` and `redirect_url` set for a server
-/// reached at `public_url`.
-pub fn manifest(public_url: &str) -> Result<serde_json::Value, SetupError> {
+/// The manifest with `url` and `hook_attributes.url` set for a server GitHub reaches at
+/// `public_url`, and `redirect_url` for the address the operator's browser used
+/// (`browser_url`: often the same; `http://localhost:3000` when registering from a
+/// workstation or through `kubectl port-forward`).
+pub fn manifest(public_url: &str, browser_url: &str) -> Result<serde_json::Value, SetupError> {
     let mut m: serde_json::Value =
         serde_saphyr::from_str(APP_MANIFEST).map_err(|e| SetupError::Manifest(e.to_string()))?;
     let base = public_url.trim_end_matches('/');
+    let browser = browser_url.trim_end_matches('/');
     let obj = m
         .as_object_mut()
         .ok_or_else(|| SetupError::Manifest("not a mapping".into()))?;
     obj.insert("url".into(), format!("{base}/").into());
     obj.insert(
         "redirect_url".into(),
-        format!("{base}/setup/callback").into(),
+        format!("{browser}/setup/callback").into(),
     );
     let hook = obj
         .entry("hook_attributes")
@@ -345,10 +348,8 @@ fn valid_org(org: &str) -> bool {
         && !org.starts_with('-')
 }
 
-fn public_base(state: &SetupState, headers: &HeaderMap) -> Option<String> {
-    if let Some(u) = &state.public_url {
-        return Some(u.clone());
-    }
+/// The address the browser reached this server at, from `Host` (and `X-Forwarded-Proto`).
+fn browser_base(headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
     if !host
         .bytes()
@@ -423,7 +424,8 @@ fn form(state: &SetupState, headers: &HeaderMap, org: Option<&str>) -> Response 
         )
             .into_response();
     }
-    let Some(base) = public_base(state, headers) else {
+    let browser = browser_base(headers);
+    let Some(base) = state.public_url.clone().or_else(|| browser.clone()) else {
         return (
             StatusCode::BAD_REQUEST,
             page(
@@ -433,7 +435,7 @@ fn form(state: &SetupState, headers: &HeaderMap, org: Option<&str>) -> Response 
         )
             .into_response();
     };
-    let manifest = match manifest(&base) {
+    let manifest = match manifest(&base, browser.as_deref().unwrap_or(&base)) {
         Ok(m) => m.to_string(),
         Err(e) => {
             return (
@@ -620,7 +622,11 @@ mod tests {
 
     #[test]
     fn the_manifest_gets_this_server_s_urls() {
-        let m = manifest("https://digestif.corp.example/").unwrap();
+        let m = manifest(
+            "https://digestif.corp.example/",
+            "https://digestif.corp.example",
+        )
+        .unwrap();
         assert_eq!(m["url"], "https://digestif.corp.example/");
         assert_eq!(
             m["hook_attributes"]["url"],
@@ -632,6 +638,13 @@ mod tests {
         );
         assert_eq!(m["default_permissions"]["contents"], "write");
         assert!(!m.to_string().contains("example.com"));
+        // Registering from a workstation: GitHub sends the browser back there.
+        let m = manifest("https://digestif.corp.example", "http://localhost:3000").unwrap();
+        assert_eq!(m["redirect_url"], "http://localhost:3000/setup/callback");
+        assert_eq!(
+            m["hook_attributes"]["url"],
+            "https://digestif.corp.example/webhooks/github"
+        );
     }
 
     #[test]
