@@ -33,6 +33,7 @@ impl Store {
     ) -> Result<Vec<DueRepository>> {
         let claimed = match &self.pool {
             Pool::Sqlite(pool) => {
+                let _writer = self.sqlite_writer.lock().await;
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let mut due: Vec<DueRepository> = sqlx::query_as(due_sql!(""))
                     .bind(now)

@@ -348,6 +348,7 @@ impl Store {
         }
         let jobs = match &self.pool {
             Pool::Sqlite(p) => {
+                let _writer = self.sqlite_writer.lock().await;
                 sqlx::query_as(LEASE_SQLITE)
                     .bind(owner)
                     .bind(until)
