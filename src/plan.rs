@@ -344,10 +344,13 @@ pub fn plan(input: &Input<'_>) -> Plan {
                 open_count += 1;
                 let wanted: BTreeSet<UpdateKey> = updates.iter().map(Update::key).collect();
                 let have: BTreeSet<UpdateKey> = pr.updates.iter().cloned().collect();
-                let base_moved = pr
-                    .base_blobs
-                    .iter()
-                    .any(|(file, sha)| input.blobs.get(file) != Some(sha));
+                // No recorded base (a `@digestif rebase`, or a PR from before the store
+                // kept bases) counts as moved: the PR is rebuilt on the current base.
+                let base_moved = pr.base_blobs.is_empty()
+                    || pr
+                        .base_blobs
+                        .iter()
+                        .any(|(file, sha)| input.blobs.get(file) != Some(sha));
                 if wanted != have || base_moved {
                     out.actions.push(Action::Update {
                         number: pr.number,
@@ -569,15 +572,40 @@ mod tests {
             human_edited: false,
             handoff_notified: false,
             updates,
-            base_blobs: BTreeMap::new(),
+            base_blobs: [("Dockerfile".to_string(), "aaa".to_string())].into(),
         }
+    }
+
+    #[test]
+    fn a_pr_without_a_recorded_base_is_rebuilt() {
+        // What `@digestif rebase` leaves behind.
+        let text = format!("FROM python:3.12@{}\n", d(1));
+        let c = candidates("Dockerfile", &text, &[Some(d(3))]);
+        let cfg = RepoConfig::default();
+        let mut pr = open_pr(
+            "digestif/all",
+            vec![UpdateKey {
+                file: "Dockerfile".into(),
+                image: "docker.io/library/python".into(),
+                tag: Some("3.12".into()),
+                old: Some(d(1).to_string()),
+                new: d(3).to_string(),
+            }],
+        );
+        pr.base_blobs.clear();
+        let blobs: BTreeMap<_, _> = [("Dockerfile".to_string(), "aaa".to_string())].into();
+        let p = plan(&input(&cfg, &c, &[pr], &[], &blobs));
+        assert!(
+            matches!(&p.actions[..], [Action::Update { number: 7, .. }]),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn an_open_pr_is_left_alone_when_current_and_updated_when_the_digest_moves_again() {
         let text = format!("FROM python:3.12@{}\n", d(1));
         let c = candidates("Dockerfile", &text, &[Some(d(3))]);
-        let blobs = BTreeMap::new();
+        let blobs: BTreeMap<_, _> = [("Dockerfile".to_string(), "aaa".to_string())].into();
         let cfg = RepoConfig::default();
         let key = |new: Digest| UpdateKey {
             file: "Dockerfile".into(),
@@ -679,7 +707,7 @@ mod tests {
             &[None],
         );
         c[0].unknown = true;
-        let blobs = BTreeMap::new();
+        let blobs: BTreeMap<_, _> = [("Dockerfile".to_string(), "aaa".to_string())].into();
         let p = plan(&input(&RepoConfig::default(), &c, &prs, &[], &blobs));
         assert_eq!(p.actions, vec![]);
     }

@@ -281,6 +281,115 @@ pub fn config_fixed_comment(commit: &str) -> String {
     format!("The configuration file is valid again as of {commit}; digestif is back at work.")
 }
 
+/// Title of the per-repository dashboard issue (`dashboard: true`).
+pub const DASHBOARD_TITLE: &str = "digestif dashboard";
+
+/// The checkbox that asks for a rescan; digestif unticks it by rewriting the body.
+pub const RESCAN_BOX: &str = "<!-- digestif-rescan -->";
+
+/// One reference as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardRef {
+    pub file: String,
+    pub line: i64,
+    /// `image:tag` as people write it.
+    pub image: String,
+    pub status: String,
+    pub message: Option<String>,
+}
+
+/// Everything the dashboard shows.
+#[derive(Debug, Clone, Default)]
+pub struct Dashboard {
+    pub references: Vec<DashboardRef>,
+    /// `(branch, what waits, why)`
+    pub pending: Vec<(String, Vec<UpdateKey>, String)>,
+    /// `(image, tag, digest, reason)` of ignores people made.
+    pub ignored: Vec<(String, Option<String>, Option<String>, String)>,
+    /// Things a person must fix (registry unauthorized, workflows permission, …).
+    pub problems: Vec<String>,
+    /// Open pull requests: `(number, branch)`.
+    pub open_prs: Vec<(i64, String)>,
+}
+
+/// The dashboard issue body: a rescan box, then open PRs, pending updates, problems,
+/// references by file with status, and ignores.
+pub fn dashboard(d: &Dashboard) -> String {
+    let mut b = String::new();
+    b.push_str("This issue lists what digestif sees in this repository. It is rewritten after every scan.\n\n");
+    let _ = writeln!(b, "- [ ] {RESCAN_BOX} Tick this box to rescan now\n");
+    if !d.problems.is_empty() {
+        b.push_str("## Needs a person\n\n");
+        for p in &d.problems {
+            let _ = writeln!(b, "- {p}");
+        }
+        b.push('\n');
+    }
+    b.push_str("## Open pull requests\n\n");
+    if d.open_prs.is_empty() {
+        b.push_str("None.\n\n");
+    } else {
+        for (n, branch) in &d.open_prs {
+            let _ = writeln!(b, "- #{n} (`{branch}`)");
+        }
+        b.push('\n');
+    }
+    b.push_str("## Pending\n\n");
+    if d.pending.is_empty() {
+        b.push_str("Nothing waits.\n\n");
+    } else {
+        for (branch, updates, why) in &d.pending {
+            let _ = writeln!(b, "- `{branch}`: {why}");
+            for u in updates {
+                let tag = u
+                    .tag
+                    .as_deref()
+                    .map(|t| format!(":{t}"))
+                    .unwrap_or_default();
+                let new = u.new.get(..19).unwrap_or(&u.new);
+                let _ = writeln!(b, "  - `{}{tag}` in `{}` → `{new}`", u.image, u.file);
+            }
+        }
+        b.push('\n');
+    }
+    b.push_str("## References\n\n| File | Image | Status |\n|---|---|---|\n");
+    for r in &d.references {
+        let status = match &r.message {
+            Some(m) => format!(
+                "{} ({})",
+                r.status,
+                m.replace('|', "\\|").replace('\n', " ")
+            ),
+            None => r.status.clone(),
+        };
+        let _ = writeln!(b, "| `{}:{}` | `{}` | {status} |", r.file, r.line, r.image);
+    }
+    b.push('\n');
+    if !d.ignored.is_empty() {
+        b.push_str("## Ignored\n\n");
+        for (image, tag, digest, reason) in &d.ignored {
+            let what = match (tag, digest) {
+                (Some(t), Some(dg)) => format!("`{image}:{t}` at `{dg}`"),
+                (Some(t), None) => format!("`{image}:{t}`"),
+                (None, Some(dg)) => format!("`{image}` at `{dg}`"),
+                (None, None) => format!("`{image}` (every tag)"),
+            };
+            let _ = writeln!(b, "- {what}: {reason}");
+        }
+        b.push('\n');
+    }
+    b.push_str("Comment `@digestif unignore IMAGE` on one of digestif's pull requests to take an ignore back.\n");
+    b
+}
+
+/// True when the rescan box in an edited dashboard body is ticked.
+pub fn rescan_requested(body: &str) -> bool {
+    body.lines().any(|l| {
+        let l = l.trim_start();
+        (l.starts_with("- [x]") || l.starts_with("- [X]")) && l.contains(RESCAN_BOX)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,5 +531,47 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("abc1234"), "{body}");
+    }
+
+    #[test]
+    fn dashboard_lists_everything_and_its_box_can_be_ticked() {
+        let d = Dashboard {
+            references: vec![DashboardRef {
+                file: "Dockerfile".into(),
+                line: 3,
+                image: "python:3.12".into(),
+                status: "error".into(),
+                message: Some("registry.example.com: unauthorized | denied".into()),
+            }],
+            pending: vec![(
+                "digestif/all".into(),
+                vec![UpdateKey {
+                    file: "Dockerfile".into(),
+                    image: "docker.io/library/python".into(),
+                    tag: Some("3.12".into()),
+                    old: None,
+                    new: "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+                        .into(),
+                }],
+                "min-age: waits until 2026-12-01 06:00 UTC".into(),
+            )],
+            ignored: vec![(
+                "docker.io/library/node".into(),
+                None,
+                None,
+                "`@digestif ignore this image` on #4".into(),
+            )],
+            problems: vec!["workflows permission".into()],
+            open_prs: vec![(4, "digestif/all".into())],
+        };
+        let body = dashboard(&d);
+        assert!(body.contains("unauthorized \\| denied"), "{body}");
+        assert!(body.contains("min-age: waits until"), "{body}");
+        assert!(
+            body.contains("`docker.io/library/node` (every tag)"),
+            "{body}"
+        );
+        assert!(!rescan_requested(&body));
+        assert!(rescan_requested(&body.replacen("- [ ]", "- [x]", 1)));
     }
 }

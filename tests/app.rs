@@ -1,160 +1,11 @@
 //! End to end: the real server (router, job workers, scheduler, SQLite store, octocrab
 //! client) against the fake GitHub and a real registry, fed GitHub's example webhooks.
 
-#[path = "support/registry.rs"]
-mod registry_support;
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use digestif::schedule::SystemClock;
-use digestif::server::{Server, Tuning};
-use digestif::settings::Settings;
-use digestif::store::Store;
-use registry_support::TestRegistry;
-use serde_json::{Value, json};
+use support::app::*;
 use support::fake_github::{FakeGitHub, webhooks};
-use tokio_util::sync::CancellationToken;
-
-const SECRET: &str = "webhook-secret";
-const PERMS: &[(&str, &str)] = &[
-    ("contents", "write"),
-    ("pull_requests", "write"),
-    ("issues", "write"),
-    ("checks", "write"),
-];
-
-struct Running {
-    url: String,
-    store: Store,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let done = tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("server stops within 30 s")
-            .expect("server task");
-        done.expect("server ran cleanly");
-    }
-}
-
-async fn start_server(fake: &FakeGitHub, registry: &TestRegistry) -> Running {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = format!("sqlite://{}", dir.path().join("digestif.db").display());
-    let settings = Settings {
-        app_id: fake.app_id(),
-        private_key_pem: fake.private_key_pem().as_bytes().to_vec(),
-        webhook_secret: SECRET.as_bytes().to_vec(),
-        github_api_url: fake.url().to_string(),
-        database_url: db,
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        workers: 2,
-    };
-    let mut reg = registry.resolver_config();
-    // Server mode: the guard is on, and the test registry is allowed by name.
-    reg.ssrf_guard = true;
-    reg.allow_private.insert("127.0.0.1".into());
-    let tuning = Tuning {
-        github_retry: digestif::github::RetryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(20),
-            max_wait: Duration::from_secs(2),
-        },
-        scheduler_interval: Duration::from_millis(200),
-        worker_poll: Duration::from_millis(50),
-    };
-    let server = Server::build(settings, reg, Arc::new(SystemClock), tuning)
-        .await
-        .expect("server builds");
-    let store = server.store.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(listener, shutdown.clone()));
-    Running {
-        url,
-        store,
-        shutdown,
-        task,
-        _dir: dir,
-    }
-}
-
-async fn deliver(url: &str, hook: &webhooks::SignedWebhook) -> (u16, String) {
-    let client = reqwest::Client::new();
-    let mut req = client.post(format!("{url}/webhooks/github"));
-    for (k, v) in &hook.headers {
-        req = req.header(k, v);
-    }
-    let resp = req.body(hook.body.clone()).send().await.expect("delivered");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
-}
-
-/// Polls `check` until it returns `Some`, failing after 20 s with `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn repo_json(fake: &FakeGitHub, full: &str) -> Value {
-    fake.with_state(|s| s.repo_json(full))
-}
-
-fn installation_event(
-    fake: &FakeGitHub,
-    inst: u64,
-    action: &str,
-    repos: &[&str],
-) -> webhooks::SignedWebhook {
-    let mut p = webhooks::adapt(
-        webhooks::example("installation", Some(action)),
-        inst,
-        &Value::Null,
-        "octocat",
-    );
-    p["installation"]["account"]["login"] = json!("acme");
-    let list: Vec<Value> = repos
-        .iter()
-        .map(|r| {
-            let j = repo_json(fake, r);
-            json!({"id": j["id"], "node_id": j["node_id"], "name": j["name"], "full_name": j["full_name"], "private": false})
-        })
-        .collect();
-    p["repositories"] = json!(list);
-    webhooks::sign("installation", &p, SECRET)
-}
-
-fn push_event(fake: &FakeGitHub, inst: u64, full: &str, files: &[&str]) -> webhooks::SignedWebhook {
-    let repo = repo_json(fake, full);
-    let mut p = webhooks::adapt(webhooks::example("push", None), inst, &repo, "octocat");
-    let head = fake.branches(full)["main"].clone();
-    p["ref"] = json!("refs/heads/main");
-    p["after"] = json!(head);
-    p["commits"] = json!([{"id": head, "added": [], "removed": [], "modified": files}]);
-    p["head_commit"] = json!({"id": head, "added": [], "removed": [], "modified": files});
-    webhooks::sign("push", &p, SECRET)
-}
+use support::registry::TestRegistry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_scan_config_errors_and_uninstall() {
@@ -417,5 +268,137 @@ async fn oversized_and_unknown_deliveries() {
         }
     })
     .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescans_fetch_only_changed_blobs_and_a_config_pr_gets_a_check_run() {
+    let registry = TestRegistry::start().await;
+    let img = registry
+        .push_image("library/alpine", Some("3"), "linux/amd64", "a", true)
+        .await;
+    let pinned = registry.reference("library/alpine", "3", Some(&img.digest));
+    let fake = FakeGitHub::start().await;
+    let files: Vec<(String, String)> = (0..5)
+        .map(|i| {
+            (
+                format!("svc{i}/Dockerfile"),
+                format!("FROM {pinned}\nRUN echo {i}\n"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let (server, inst) = installed(&fake, &registry, &refs).await;
+    let blob_gets = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/git/blobs/"))
+            .count()
+    };
+    assert_eq!(blob_gets(), 5, "first scan reads each candidate once");
+    // Nothing changed: the branch answers 304 and no tree or blob is read.
+    let before = fake.requests().len();
+    server.scan("acme/widgets").await;
+    let new: Vec<_> = fake.requests()[before..].to_vec();
+    assert!(new.iter().any(|r| r.not_modified), "{new:?}");
+    assert!(
+        !new.iter().any(|r| r.path.contains("/git/trees/")),
+        "{new:?}"
+    );
+    assert_eq!(blob_gets(), 5);
+    // One file changes: one blob is read.
+    fake.push(
+        "acme/widgets",
+        "main",
+        &[(
+            "svc2/Dockerfile",
+            Some(&format!("FROM {pinned}\nRUN echo changed\n")),
+        )],
+        Default::default(),
+        "change one",
+    );
+    server.scan("acme/widgets").await;
+    assert_eq!(blob_gets(), 6);
+    let repo = server
+        .store
+        .repository_by_full_name("acme/widgets")
+        .await
+        .expect("db")
+        .expect("repo");
+    let stored = server
+        .store
+        .references_for_repo(repo.id)
+        .await
+        .expect("refs");
+    assert_eq!(stored.len(), 5);
+    assert!(
+        stored.iter().all(|r| r.status == "up-to-date"),
+        "{stored:?}"
+    );
+
+    // A pull request that changes the config gets a check run saying whether it is valid.
+    fake.push(
+        "acme/widgets",
+        "config",
+        &[(
+            ".github/digestif.yml",
+            Some("schedule: weekly\ngroup: everything\n"),
+        )],
+        Default::default(),
+        "try a config",
+    );
+    let api = digestif::github::GitHubApp::new(
+        fake.url(),
+        fake.app_id(),
+        fake.private_key_pem().as_bytes(),
+        Default::default(),
+    )
+    .expect("app");
+    let client = api.installation(inst).expect("client");
+    let pr: serde_json::Value = client
+        .post(
+            "/repos/acme/widgets/pulls",
+            &serde_json::json!({"title": "config", "head": "config", "base": "main"}),
+        )
+        .await
+        .expect("PR");
+    let number = pr["number"].as_u64().expect("number");
+    let hook = pull_request_event(&fake, inst, "acme/widgets", number, "opened", "carol");
+    assert_eq!(deliver(&server.url, &hook).await.0, 202);
+    server.settle().await;
+    let runs = fake.check_runs("acme/widgets");
+    let run = runs
+        .iter()
+        .find(|r| r.name == "digestif: configuration")
+        .expect("check run");
+    assert_eq!(run.conclusion.as_deref(), Some("failure"));
+    assert_eq!(run.head_sha, fake.branches("acme/widgets")["config"]);
+    let text = run.output.to_string();
+    assert!(text.contains("line 2"), "{text}");
+    // Fixed on the branch: the new head gets a passing check.
+    fake.push(
+        "acme/widgets",
+        "config",
+        &[(
+            ".github/digestif.yml",
+            Some("schedule: weekly\ngroup: image\n"),
+        )],
+        Default::default(),
+        "fix",
+    );
+    let hook = pull_request_event(&fake, inst, "acme/widgets", number, "synchronize", "carol");
+    deliver(&server.url, &hook).await;
+    server.settle().await;
+    let head = fake.branches("acme/widgets")["config"].clone();
+    let runs = fake.check_runs("acme/widgets");
+    let run = runs
+        .iter()
+        .find(|r| r.head_sha == head)
+        .expect("check on the new head");
+    assert_eq!(run.conclusion.as_deref(), Some("success"));
+    fake.assert_no_violations();
     server.stop().await;
 }

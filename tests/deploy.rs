@@ -275,6 +275,78 @@ fn the_dockerfile_builds_and_runs_this_crate_s_binary() {
 }
 
 #[test]
+fn every_dependency_the_release_build_compiles_supports_the_image_s_rust() {
+    // `cargo build --release --locked` compiles the normal and build dependencies of the
+    // package, at the versions in Cargo.lock: none may need a newer Rust than the image has.
+    let from = only(&stages()[0], "FROM").args.clone();
+    let tag = from
+        .strip_prefix("rust:")
+        .and_then(|t| t.split_once('-'))
+        .unwrap()
+        .0;
+    let version = |v: &str| -> (u64, u64) {
+        let mut parts = v.split('.').map(|p| p.parse::<u64>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap_or(0))
+    };
+    let image_rust = version(tag);
+
+    let out = run(Command::new(env!("CARGO"))
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .current_dir(root()));
+    assert!(out.status.success(), "{}", text(&out));
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages: BTreeMap<&str, &Value> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p))
+        .collect();
+    let nodes: BTreeMap<&str, &Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let mut todo = vec![meta["resolve"]["root"].as_str().unwrap()];
+    let mut seen = BTreeSet::new();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        for dep in nodes[id]["deps"].as_array().unwrap() {
+            let not_dev = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"] != "dev");
+            if not_dev {
+                todo.push(dep["pkg"].as_str().unwrap());
+            }
+        }
+    }
+    assert!(
+        seen.len() > 100,
+        "the walk found only {} packages",
+        seen.len()
+    );
+    let too_new: Vec<String> = seen
+        .iter()
+        .filter_map(|id| {
+            let p = packages[id];
+            let needs = p["rust_version"].as_str()?;
+            (version(needs) > image_rust).then(|| {
+                format!(
+                    "{} {} needs Rust {needs}",
+                    p["name"].as_str().unwrap(),
+                    p["version"].as_str().unwrap()
+                )
+            })
+        })
+        .collect();
+    assert!(too_new.is_empty(), "the image has Rust {tag}: {too_new:#?}");
+}
+
+#[test]
 fn the_image_s_healthcheck_command_works_with_the_image_s_settings() {
     let runtime = stages().pop().unwrap();
     let healthcheck = &only(&runtime, "HEALTHCHECK").args;
@@ -334,6 +406,46 @@ fn the_binary_links_only_what_the_runtime_image_has() {
             glibc_and_libgcc.contains(&name) || name.starts_with("ld-linux"),
             "{lib} is not in the runtime image"
         );
+    }
+}
+
+#[test]
+fn the_deployment_files_start_serve_with_settings_it_reads() {
+    // `serve` (the image's CMD and the Deployment's args) exists, and lists its settings.
+    let out = run(digestif().args(["serve", "--help"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let known = |var: &str| {
+        help.contains(&format!("[env: {var}=")) || help.contains(&format!("[env: {var}]"))
+    };
+    for var in [
+        "DIGESTIF_GITHUB_APP_ID",
+        "DIGESTIF_GITHUB_PRIVATE_KEY_PATH",
+        "DIGESTIF_WEBHOOK_SECRET",
+        "DIGESTIF_DATABASE_URL",
+        "DIGESTIF_BIND",
+    ] {
+        assert!(known(var), "serve does not read {var}:\n{help}");
+    }
+    // Every DIGESTIF_* variable the files set is one of those, or one issue 7 announces
+    // for the parts still being built (JSON logs, the status page's token).
+    let announced = ["DIGESTIF_LOG_FORMAT", "DIGESTIF_ADMIN_TOKEN"];
+    for file in [
+        "deploy/Dockerfile",
+        "deploy/compose.yaml",
+        "deploy/kubernetes/deployment.yaml",
+    ] {
+        let text = read(file);
+        for (i, _) in text.match_indices("DIGESTIF_") {
+            let var: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            assert!(
+                known(&var) || announced.contains(&var.as_str()),
+                "{file} sets {var}, which `digestif serve` does not read"
+            );
+        }
     }
 }
 

@@ -398,3 +398,37 @@ async fn a_vanished_pinned_manifest_falls_back_to_the_from_platform() {
     assert_eq!(r.current, Some(digest(&new)));
     assert!(r.message.unwrap().contains("no longer in the registry"));
 }
+
+#[tokio::test]
+async fn concurrent_challenges_share_one_token_request() {
+    let reg = TestRegistry::start_with(Options {
+        token: Some(("bob".into(), "hunter2".into())),
+        ..Options::default()
+    })
+    .await;
+    let img = reg
+        .push_image("many", Some("0"), "linux/amd64", "1", false)
+        .await;
+    for t in 1..12 {
+        reg.push_image("many", Some(&t.to_string()), "linux/amd64", "1", false)
+            .await;
+    }
+    let res = resolver(reg.resolver_config());
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..12 {
+        let (res, r) = (
+            res.clone(),
+            parse(&reg.reference("many", &t.to_string(), None)),
+        );
+        tasks.spawn(async move { res.resolve(&r, None).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+        assert_eq!(r.status, Status::Unpinned, "{r:?}");
+        assert_eq!(r.current, Some(digest(&img.digest)));
+    }
+    assert_eq!(count(&res, RequestKind::Token), 1, "{:?}", res.counts());
+    // Requests sent before the token arrived are answered 401 and sent again once.
+    let heads = count(&res, RequestKind::ManifestHead);
+    assert!((12..=20).contains(&heads), "{heads}");
+}

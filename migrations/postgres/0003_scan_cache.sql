@@ -4,6 +4,7 @@
 CREATE TABLE scan_states (
     repository_id     BIGINT  PRIMARY KEY REFERENCES repositories (id) ON DELETE CASCADE,
     head_sha          TEXT    NOT NULL,
+    tree_sha          TEXT    NOT NULL,
     head_etag         TEXT,
     extractor_version INTEGER NOT NULL,
     updated_at        TIMESTAMPTZ NOT NULL
@@ -13,6 +14,7 @@ CREATE TABLE scanned_files (
     repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
     path          TEXT   NOT NULL,
     blob_sha      TEXT   NOT NULL,
+    mode          TEXT   NOT NULL,
     content       TEXT,
     PRIMARY KEY (repository_id, path)
 );

@@ -237,14 +237,15 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 pub fn kind_for_path(path: &str) -> Option<Kind> {
     let name = path.rsplit('/').next().unwrap_or(path);
     let lower = name.to_ascii_lowercase();
-    if name == "Dockerfile"
-        || name == "Containerfile"
-        || lower == "dockerfile"
+    // `Dockerfile.dev` is a Dockerfile, but `dockerfile.rs` (source code) and
+    // `Dockerfile.dockerignore` (BuildKit's per-Dockerfile ignore file) are not: the prefix
+    // form needs Docker's own spelling and no ignore-file suffix.
+    let ignore_file = lower.ends_with(".dockerignore") || lower.ends_with(".containerignore");
+    if lower == "dockerfile"
         || lower == "containerfile"
         || lower.ends_with(".dockerfile")
-        || lower.starts_with("dockerfile.")
         || lower.ends_with(".containerfile")
-        || lower.starts_with("containerfile.")
+        || ((name.starts_with("Dockerfile.") || name.starts_with("Containerfile.")) && !ignore_file)
     {
         return Some(Kind::Dockerfile);
     }
@@ -346,6 +347,13 @@ mod tests {
         );
         assert_eq!(kind_for_path("k8s/deploy.yaml"), Some(Kind::Kubernetes));
         assert_eq!(kind_for_path("README.md"), None);
+        for p in [
+            "src/extract/dockerfile.rs",
+            "deploy/Dockerfile.dockerignore",
+            "Containerfile.containerignore",
+        ] {
+            assert_eq!(kind_for_path(p), None, "{p}");
+        }
     }
 
     #[test]

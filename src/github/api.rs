@@ -282,6 +282,11 @@ impl GitHubApp {
         self.app_id
     }
 
+    /// The REST API root, without a trailing slash.
+    pub fn api_url(&self) -> &str {
+        &self.base_url
+    }
+
     pub fn rate_limit(&self) -> Arc<RateLimitGauge> {
         self.gauge.clone()
     }

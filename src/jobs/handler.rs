@@ -35,11 +35,10 @@ impl From<ApiError> for JobError {
                     + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::minutes(1)),
             },
             // GitHub said no for good: retrying the same request cannot help.
-            ApiError::Status { status, .. }
-                if matches!(status, 400 | 401 | 403 | 404 | 410 | 422) =>
-            {
-                JobError::Permanent(e.to_string())
-            }
+            ApiError::Status {
+                status: 400 | 401 | 403 | 404 | 410 | 422,
+                ..
+            } => JobError::Permanent(e.to_string()),
             ApiError::Settings(_) | ApiError::Decode { .. } => JobError::Permanent(e.to_string()),
             _ => JobError::Transient(e.to_string()),
         }
@@ -89,9 +88,26 @@ impl Handler {
                 number,
                 action,
                 merged,
+                sender,
                 ..
             } => {
-                self.pull_request_event(repository_id, number, &action, merged)
+                super::pulls::pull_request_event(
+                    self,
+                    repository_id,
+                    number,
+                    &action,
+                    merged,
+                    &sender,
+                )
+                .await
+            }
+            Work::IssueEdited {
+                repository_id,
+                issue_number,
+                sender,
+                ..
+            } => {
+                self.dashboard_edited(repository_id, issue_number, &sender)
                     .await
             }
             Work::BotBranchPush {
@@ -100,9 +116,24 @@ impl Handler {
                 sender,
                 ..
             } => self.bot_branch_push(repository_id, &branch, &sender).await,
-            // Commands are answered by the pull-request writer; until it runs here the
-            // comment is only recorded by the delivery.
-            Work::Comment { .. } => Ok(()),
+            Work::Comment {
+                repository_id,
+                issue_number,
+                comment_id,
+                body,
+                sender,
+                ..
+            } => {
+                super::pulls::comment(
+                    self,
+                    repository_id,
+                    issue_number,
+                    comment_id,
+                    &body,
+                    &sender,
+                )
+                .await
+            }
         }
     }
 
@@ -266,24 +297,31 @@ impl Handler {
         Ok(())
     }
 
-    async fn pull_request_event(
+    /// The dashboard's rescan box was ticked: scan now (the scan rewrites the body, which
+    /// unticks the box).
+    async fn dashboard_edited(
         &self,
         repository_id: i64,
-        number: i64,
-        action: &str,
-        merged: bool,
+        issue_number: i64,
+        sender: &str,
     ) -> Result<(), JobError> {
-        use crate::store::PrStatus;
-        let now = self.clock.now();
-        let state = match (action, merged) {
-            ("closed", true) => PrStatus::Merged,
-            ("closed", false) => PrStatus::Closed,
-            ("reopened", _) => PrStatus::Open,
-            _ => return Ok(()),
+        let Some(repo) = self.store.repository(repository_id).await? else {
+            return Ok(());
         };
-        // A PR the store does not know is not ours (or predates the store): nothing to do.
+        if repo.dashboard_issue != Some(issue_number)
+            || sender.eq_ignore_ascii_case(&self.github.bot_login().await?)
+        {
+            return Ok(());
+        }
         self.store
-            .set_pr_state(repository_id, number, state, now)
+            .enqueue(
+                &Work::ScanRepo {
+                    repository_id,
+                    reason: format!("rescan asked by {sender}"),
+                }
+                .to_job(),
+                self.clock.now(),
+            )
             .await?;
         Ok(())
     }

@@ -5,7 +5,9 @@
 //! [`Work::kind`]. Work that must not run twice at once (a repository scan) carries a
 //! uniqueness key, so a burst of pushes queues one scan.
 
+pub mod dashboard;
 pub mod handler;
+pub mod pulls;
 pub mod resolve;
 pub mod scan;
 
@@ -69,6 +71,15 @@ pub enum Work {
         sender: String,
         sender_type: String,
     },
+    /// An issue was edited: on the dashboard, a ticked "rescan" box asks for a scan.
+    #[serde(rename = "handle_issue_edit")]
+    IssueEdited {
+        installation_id: i64,
+        repository_id: i64,
+        issue_number: i64,
+        body: String,
+        sender: String,
+    },
     /// A comment that mentions digestif on one of its pull requests.
     #[serde(rename = "handle_comment")]
     Comment {
@@ -90,6 +101,7 @@ impl Work {
             Work::PullRequestEvent { .. } => "handle_pr_event",
             Work::BotBranchPush { .. } => "handle_push",
             Work::CheckConfig { .. } => "check_config",
+            Work::IssueEdited { .. } => "handle_issue_edit",
             Work::Comment { .. } => "handle_comment",
         }
     }
@@ -226,8 +238,21 @@ pub fn for_event(event: &Event) -> Vec<Work> {
                 Vec::new()
             }
         }
-        // The dashboard issue arrives with the pull-request issue; until then an edited
-        // issue asks nothing of us.
+        // Only a ticked rescan box matters; whether this is the dashboard is the job's
+        // question (the store knows the dashboard's number).
+        Event::IssueEdited {
+            installation_id,
+            repository,
+            issue_number,
+            body,
+            sender,
+        } if crate::render::rescan_requested(body) => vec![Work::IssueEdited {
+            installation_id: *installation_id,
+            repository_id: repository.id,
+            issue_number: *issue_number,
+            body: body.clone(),
+            sender: sender.login.clone(),
+        }],
         Event::IssueEdited { .. } => Vec::new(),
         Event::Repository {
             action,

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use tracing::Instrument as _;
+
 use super::handler::Handler;
 use crate::extract::{self, Extraction};
 use crate::github::api::Api;
@@ -15,19 +17,21 @@ use crate::github::issues::{self, Annotation, CheckRun};
 use crate::github::repo::{self, Tree};
 use crate::render;
 use crate::repo_config::{CONFIG_PATHS, ConfigErrors, RepoConfig};
-use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository};
+use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository, ScanState};
 
 /// Bumped when extractors change what they find, so cached "nothing here" verdicts are
 /// not trusted across an upgrade.
 pub const EXTRACTOR_VERSION: i32 = 1;
 
 /// What one scan read from GitHub.
-struct Snapshot {
-    head_sha: String,
+pub struct Snapshot {
+    pub head_sha: String,
+    pub tree_sha: String,
     /// `(path, text)` of the config file, if the repository has one.
-    config: Option<(String, String)>,
+    pub config: Option<(String, String)>,
     /// Candidate files with their text (`None`: the file yields nothing).
-    files: Vec<CachedFile>,
+    pub files: Vec<CachedFile>,
+    pub branch: String,
 }
 
 pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobError> {
@@ -47,10 +51,13 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
     }
     let span =
         tracing::info_span!("scan", repo = %repo.full_name, installation = repo.installation_id);
-    let _g = span.enter();
-    drop(_g);
+    scan(h, repo).instrument(span).await
+}
+
+async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
+    let now = h.clock.now();
     let api = h.github.installation(repo.installation_id as u64)?;
-    let snapshot = match read_repository(h, &api, &repo).await {
+    let snapshot = match read_repository(h, &api, &repo, None).await {
         Ok(s) => s,
         Err(e) => {
             let message = e.to_string();
@@ -71,6 +78,27 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
                 return Ok(());
             }
         },
+    };
+    // `base-branch`: the config comes from the default branch, the files and the PRs'
+    // base from the branch it names.
+    let snapshot = match config.base_branch.as_deref() {
+        Some(base) if base != snapshot.branch => {
+            match read_repository(h, &api, &repo, Some(base)).await {
+                Ok(mut s) => {
+                    s.config = snapshot.config.clone();
+                    s
+                }
+                Err(JobError::Permanent(e)) => {
+                    let message = format!("base-branch {base:?} cannot be read: {e}");
+                    h.store
+                        .record_scan_result(repo.id, "error", Some(&message), now)
+                        .await?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        _ => snapshot,
     };
     let tz = config.timezone.name().to_string();
     h.store
@@ -94,10 +122,10 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
         if !config.includes_path(&f.path) {
             continue;
         }
-        if let Some(text) = &f.content {
-            if let Some(e) = extract::extract_file(&f.path, text.as_bytes()) {
-                extraction.merge(e);
-            }
+        if let Some(text) = &f.content
+            && let Some(e) = extract::extract_file(&f.path, text.as_bytes())
+        {
+            extraction.merge(e);
         }
     }
     let resolved = super::resolve::resolve_all(h, &extraction).await?;
@@ -112,6 +140,24 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
             None => format!("{}: {}", e.file, e.message),
         })
         .collect();
+    let summary =
+        super::pulls::update_pull_requests(h, &api, &repo, &config, &snapshot, &resolved).await;
+    let mut problems = problems;
+    match summary {
+        Ok(summary) => {
+            problems.extend(summary.outcome.problems.iter().cloned());
+            if config.dashboard {
+                super::dashboard::update(h, &api, &repo, &records, &summary, &problems).await?;
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            h.store
+                .record_scan_result(repo.id, "error", Some(&message), now)
+                .await?;
+            return Err(e);
+        }
+    }
     let error_text = (!problems.is_empty()).then(|| problems.join("\n"));
     h.store
         .record_scan_result(repo.id, "ok", error_text.as_deref(), now)
@@ -127,23 +173,33 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
     Ok(())
 }
 
-/// Reads the default branch: head (conditional), tree, config, candidate files by blob sha.
-async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Snapshot, JobError> {
-    let branch = match &repo.default_branch {
-        Some(b) => b.clone(),
-        None => repo::repository(api, &repo.full_name).await?.default_branch,
+/// Reads a branch (`None`: the default branch): head, tree, config, candidate files by blob
+/// sha. The default branch's head is a conditional request against the last scan's ETag.
+async fn read_repository(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    branch: Option<&str>,
+) -> Result<Snapshot, JobError> {
+    let (branch, conditional) = match (branch, &repo.default_branch) {
+        (Some(b), _) => (b.to_string(), false),
+        (None, Some(b)) => (b.clone(), true),
+        (None, None) => (
+            repo::repository(api, &repo.full_name).await?.default_branch,
+            true,
+        ),
     };
     let cached = h.store.cached_files(repo.id).await?;
     let state = h.store.scan_state(repo.id).await?;
     let etag = state
         .as_ref()
-        .filter(|s| s.extractor_version == EXTRACTOR_VERSION)
+        .filter(|s| conditional && s.extractor_version == EXTRACTOR_VERSION)
         .and_then(|s| s.head_etag.clone());
     let head = repo::branch_head(api, &repo.full_name, &branch, etag.as_deref()).await?;
     let Some(head) = head else {
         // 304: the branch has not moved, so the cached files are exactly its candidates.
-        let head_sha = state.map(|s| s.head_sha).unwrap_or_default();
-        return Ok(split_config(head_sha, cached));
+        let (head_sha, tree_sha) = state.map(|s| (s.head_sha, s.tree_sha)).unwrap_or_default();
+        return Ok(split_config(branch, head_sha, tree_sha, cached));
     };
     let tree = repo::tree(api, &repo.full_name, &head.tree_sha).await?;
     if tree.truncated {
@@ -152,11 +208,11 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
     let by_path: HashMap<&str, &CachedFile> = cached.iter().map(|c| (c.path.as_str(), c)).collect();
     let mut files = Vec::new();
     for entry in wanted(&tree) {
-        if let Some(c) = by_path.get(entry.path.as_str()) {
-            if c.blob_sha == entry.sha {
-                files.push((*c).clone());
-                continue;
-            }
+        if let Some(c) = by_path.get(entry.path.as_str())
+            && c.blob_sha == entry.sha
+        {
+            files.push((*c).clone());
+            continue;
         }
         let bytes = repo::blob(api, &repo.full_name, &entry.sha).await?;
         let is_config = CONFIG_PATHS.contains(&entry.path.as_str());
@@ -178,20 +234,24 @@ async fn read_repository(h: &Handler, api: &Api, repo: &Repository) -> Result<Sn
         files.push(CachedFile {
             path: entry.path.clone(),
             blob_sha: entry.sha.clone(),
+            mode: entry.mode.clone(),
             content,
         });
     }
     h.store
         .replace_cached_files(
             repo.id,
-            &head.commit_sha,
-            head.etag.as_deref(),
-            EXTRACTOR_VERSION,
+            &ScanState {
+                head_sha: head.commit_sha.clone(),
+                tree_sha: head.tree_sha.clone(),
+                head_etag: head.etag.clone(),
+                extractor_version: EXTRACTOR_VERSION,
+            },
             &files,
             h.clock.now(),
         )
         .await?;
-    Ok(split_config(head.commit_sha, files))
+    Ok(split_config(branch, head.commit_sha, head.tree_sha, files))
 }
 
 /// Tree entries worth reading: the config files and every file an extractor may read.
@@ -203,7 +263,12 @@ fn wanted(tree: &Tree) -> impl Iterator<Item = &repo::TreeEntry> {
     })
 }
 
-fn split_config(head_sha: String, files: Vec<CachedFile>) -> Snapshot {
+fn split_config(
+    branch: String,
+    head_sha: String,
+    tree_sha: String,
+    files: Vec<CachedFile>,
+) -> Snapshot {
     let config = CONFIG_PATHS.iter().find_map(|p| {
         files
             .iter()
@@ -213,8 +278,10 @@ fn split_config(head_sha: String, files: Vec<CachedFile>) -> Snapshot {
     // The config file stays in the list: no extractor reads it, so it yields nothing.
     Snapshot {
         head_sha,
+        tree_sha,
         config,
         files,
+        branch,
     }
 }
 

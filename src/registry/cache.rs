@@ -62,6 +62,18 @@ impl<K: Eq + Hash + Clone, V: Clone> Coalescing<K, V> {
             .await;
         v.clone()
     }
+
+    /// The value of `key` if one is cached and fresh; never fetches or waits.
+    pub fn peek(&self, key: &K, ttl: impl Fn(&V) -> Duration) -> Option<V> {
+        let map = lock(&self.map);
+        let (at, v) = map.get(key)?.get()?;
+        (at.elapsed() < ttl(v)).then(|| v.clone())
+    }
+
+    /// Drops `key`, so the next ask fetches again (e.g. a token the server rejected).
+    pub fn forget(&self, key: &K) {
+        lock(&self.map).remove(key);
+    }
 }
 
 #[cfg(test)]

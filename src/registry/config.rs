@@ -387,6 +387,27 @@ mod tests {
         assert!(!c.private_allowed("evil.example"));
         let cred = c.credential_for("reg.example.com").unwrap();
         assert!(cred.token_hosts.contains("auth.example.com"));
+        assert!(c.extra_roots_pem.is_empty());
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let with_ca = RegistryConfig::from_vars(
+            |k| (k == ENV_CA_FILE).then(|| ca.display().to_string()),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(with_ca.extra_roots_pem.len(), 1);
+        let missing = RegistryConfig::from_vars(
+            |k| (k == ENV_CA_FILE).then(|| "/nonexistent/ca.pem".to_string()),
+            None,
+            None,
+        );
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/ca.pem")
+        );
         let bad = RegistryConfig::from_vars(
             |k| (k == ENV_MIRRORS).then(|| "nope".to_string()),
             None,

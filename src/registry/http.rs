@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::RegistryError;
+use super::cache::Coalescing;
 use super::config::{ConfigError, Credential, RegistryConfig, strip_port};
 use super::guard::{self, GuardResolver, Refused};
 
@@ -74,8 +75,9 @@ pub struct Http {
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Hosts that rate-limited us: skipped until the instant.
     blocked: Mutex<HashMap<String, Instant>>,
-    /// Bearer tokens by (host, scope), with their expiry.
-    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Bearer tokens by (host, scope), with their lifetime; concurrent 401s on one scope
+    /// share one token request.
+    tokens: Coalescing<(String, String), Result<(String, Duration), RegistryError>>,
     /// Hosts that asked for Basic auth: later requests send it up front.
     basic: Mutex<std::collections::HashSet<String>>,
 }
@@ -118,7 +120,7 @@ impl Http {
             counts: Mutex::default(),
             limits: Mutex::default(),
             blocked: Mutex::default(),
-            tokens: Mutex::default(),
+            tokens: Coalescing::new(10_000),
             basic: Mutex::default(),
         })
     }
@@ -207,7 +209,8 @@ impl Http {
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
             }
-            if let Some(auth) = self.cached_auth(&host, &scope) {
+            let sent_auth = self.cached_auth(&host, &scope);
+            if let Some(auth) = &sent_auth {
                 req = req.header(AUTHORIZATION, auth);
             }
             let resp = match req.send().await {
@@ -232,7 +235,10 @@ impl Http {
                     .get(WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok())
                     .map(parse_challenge);
-                if self.answer_challenge(ep, &scope, challenge).await? {
+                if self
+                    .answer_challenge(ep, &scope, challenge, sent_auth.as_deref())
+                    .await?
+                {
                     continue;
                 }
                 return Ok(resp);
@@ -275,9 +281,7 @@ impl Http {
 
     fn cached_auth(&self, host: &str, scope: &str) -> Option<String> {
         let key = (host.to_string(), scope.to_string());
-        if let Some((token, exp)) = lock(&self.tokens).get(&key)
-            && *exp > Instant::now()
-        {
+        if let Some(Ok((token, _))) = self.tokens.peek(&key, token_ttl) {
             return Some(format!("Bearer {token}"));
         }
         if lock(&self.basic).contains(host) {
@@ -292,6 +296,7 @@ impl Http {
         ep: &Endpoint,
         scope: &str,
         challenge: Option<Challenge>,
+        sent_auth: Option<&str>,
     ) -> Result<bool, RegistryError> {
         let cred = self.config.credential_for(&ep.host);
         match challenge {
@@ -306,12 +311,19 @@ impl Http {
                 let Some(realm) = c.params.get("realm") else {
                     return Ok(false);
                 };
-                let token = self.fetch_token(ep, realm, &c.params, scope, cred).await?;
-                let mut tokens = lock(&self.tokens);
-                if tokens.len() > 10_000 {
-                    tokens.retain(|_, (_, exp)| *exp > Instant::now());
+                let key = (ep.host.clone(), scope.to_string());
+                // A token we sent was refused: it must not be handed out again. (Only that
+                // one: forgetting an in-flight fetch would undo the coalescing.)
+                if let Some(Ok((token, _))) = self.tokens.peek(&key, token_ttl)
+                    && sent_auth == Some(format!("Bearer {token}").as_str())
+                {
+                    self.tokens.forget(&key);
                 }
-                tokens.insert((ep.host.clone(), scope.to_string()), token);
+                self.tokens
+                    .get_or_fetch(key, token_ttl, || {
+                        self.fetch_token(ep, realm, &c.params, scope, cred)
+                    })
+                    .await?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -325,7 +337,7 @@ impl Http {
         params: &BTreeMap<String, String>,
         scope: &str,
         cred: Option<&Credential>,
-    ) -> Result<(String, Instant), RegistryError> {
+    ) -> Result<(String, Duration), RegistryError> {
         let host = ep.host.clone();
         let bad = |message: String| RegistryError::Invalid {
             host: host.clone(),
@@ -417,7 +429,15 @@ impl Http {
             .ok_or_else(|| bad("token response has no token".into()))?;
         // Tokens default to 60 s (distribution spec); renew a little early.
         let life = Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, 3600) - 5);
-        Ok((token, Instant::now() + life))
+        Ok((token, life))
+    }
+}
+
+/// Tokens live as long as the token service said; failures are not kept.
+fn token_ttl(v: &Result<(String, Duration), RegistryError>) -> Duration {
+    match v {
+        Ok((_, life)) => *life,
+        Err(_) => Duration::ZERO,
     }
 }
 

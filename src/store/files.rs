@@ -10,6 +10,8 @@ use super::{Result, Store, in_tx, on_pool};
 pub struct CachedFile {
     pub path: String,
     pub blob_sha: String,
+    /// Git file mode (`100644`, `100755`): a commit that edits the file keeps it.
+    pub mode: String,
     /// `None`: the file yields no reference, so its text is not kept.
     pub content: Option<String>,
 }
@@ -18,13 +20,14 @@ pub struct CachedFile {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScanState {
     pub head_sha: String,
+    pub tree_sha: String,
     pub head_etag: Option<String>,
     pub extractor_version: i32,
 }
 
 impl Store {
     pub async fn cached_files(&self, repository_id: i64) -> Result<Vec<CachedFile>> {
-        let sql = "SELECT path, blob_sha, content FROM scanned_files
+        let sql = "SELECT path, blob_sha, mode, content FROM scanned_files
                    WHERE repository_id = $1 ORDER BY path";
         Ok(on_pool!(self, |p| sqlx::query_as(sql)
             .bind(repository_id)
@@ -33,7 +36,7 @@ impl Store {
     }
 
     pub async fn scan_state(&self, repository_id: i64) -> Result<Option<ScanState>> {
-        let sql = "SELECT head_sha, head_etag, extractor_version FROM scan_states
+        let sql = "SELECT head_sha, tree_sha, head_etag, extractor_version FROM scan_states
                    WHERE repository_id = $1";
         Ok(on_pool!(self, |p| sqlx::query_as(sql)
             .bind(repository_id)
@@ -41,13 +44,11 @@ impl Store {
             .await)?)
     }
 
-    /// Replaces the cache with what a scan of `head_sha` read.
+    /// Replaces the cache with what a scan of `head` read.
     pub async fn replace_cached_files(
         &self,
         repository_id: i64,
-        head_sha: &str,
-        head_etag: Option<&str>,
-        extractor_version: i32,
+        head: &ScanState,
         files: &[CachedFile],
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -58,27 +59,30 @@ impl Store {
                 .await?;
             for f in files {
                 sqlx::query(
-                    "INSERT INTO scanned_files (repository_id, path, blob_sha, content)
-                     VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO scanned_files (repository_id, path, blob_sha, mode, content)
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(repository_id)
                 .bind(&f.path)
                 .bind(&f.blob_sha)
+                .bind(&f.mode)
                 .bind(f.content.as_deref())
                 .execute(&mut *tx)
                 .await?;
             }
             sqlx::query(
-                "INSERT INTO scan_states (repository_id, head_sha, head_etag, extractor_version, updated_at)
-                 VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO scan_states (repository_id, head_sha, tree_sha, head_etag, extractor_version, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (repository_id) DO UPDATE SET head_sha = excluded.head_sha,
+                     tree_sha = excluded.tree_sha,
                      head_etag = excluded.head_etag, extractor_version = excluded.extractor_version,
                      updated_at = excluded.updated_at",
             )
             .bind(repository_id)
-            .bind(head_sha)
-            .bind(head_etag)
-            .bind(extractor_version)
+            .bind(&head.head_sha)
+            .bind(&head.tree_sha)
+            .bind(head.head_etag.as_deref())
+            .bind(head.extractor_version)
             .bind(now)
             .execute(&mut *tx)
             .await?;

@@ -13,6 +13,7 @@
 //! scans must not run at once.
 
 use std::borrow::Cow;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -265,6 +266,8 @@ macro_rules! enqueue_in {
 pub(crate) use enqueue_in;
 pub(crate) const ENQUEUE_SQL: &str = ENQUEUE;
 
+const BURY_EVERY_SECS: u64 = 5;
+
 /// Jobs whose lease expired after their last allowed attempt: dead, not leased again.
 const BURY_EXPIRED: &str = "UPDATE jobs SET state = 'dead', lease_owner = NULL,
         last_error = coalesce(last_error || '; ', '') || 'lease expired on the last attempt',
@@ -308,7 +311,16 @@ fn chrono_duration(d: Duration) -> chrono::TimeDelta {
 impl Store {
     /// Enqueues a job; with a `unique_key` that is queued already, returns that job's id.
     pub async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<i64> {
-        let id = in_tx!(self, |tx| { Ok(enqueue_in!(tx, job, now)) })?;
+        // One statement: atomic on its own, no transaction needed.
+        let id: i64 = on_pool!(self, |p| sqlx::query_scalar(ENQUEUE)
+            .bind(job.kind.as_str())
+            .bind(Json(&job.payload))
+            .bind(job.unique_key.as_deref())
+            .bind(job.run_at.unwrap_or(now))
+            .bind(job.max_attempts)
+            .bind(now)
+            .fetch_one(p)
+            .await)?;
         self.wake.notify_waiters();
         Ok(id)
     }
@@ -322,11 +334,18 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>> {
         let until = now + chrono_duration(lease);
-        on_pool!(self, |p| sqlx::query(BURY_EXPIRED)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
+        // Burying is a write (on SQLite it takes the write lock even when nothing
+        // matches), and nothing waits for it: jobs past their last attempt are not leased
+        // either way. So at most every few seconds per process, not on every poll.
+        let last = self.last_bury.load(Ordering::Relaxed);
+        if now.timestamp().abs_diff(last) >= BURY_EVERY_SECS {
+            self.last_bury.store(now.timestamp(), Ordering::Relaxed);
+            on_pool!(self, |p| sqlx::query(BURY_EXPIRED)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|_| ()))?;
+        }
         let jobs = match &self.pool {
             Pool::Sqlite(p) => {
                 sqlx::query_as(LEASE_SQLITE)
@@ -438,6 +457,25 @@ impl Store {
     /// Back to `queued`; when a job with the same key was queued meanwhile, that one does
     /// the work (moved earlier to `at` if need be) and this one ends as done.
     async fn requeue(
+        &self,
+        job: &Job,
+        owner: &str,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+        uncount: bool,
+        now: DateTime<Utc>,
+    ) -> Result<FailOutcome> {
+        match self.requeue_once(job, owner, error, at, uncount, now).await {
+            // On PostgreSQL a twin can be queued between the check for one and the update
+            // (both under READ COMMITTED); the second try sees it and supersedes.
+            Err(StoreError::Sqlx(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                self.requeue_once(job, owner, error, at, uncount, now).await
+            }
+            other => other,
+        }
+    }
+
+    async fn requeue_once(
         &self,
         job: &Job,
         owner: &str,

@@ -25,6 +25,7 @@
 //!   (`digestif trigger`) wrote in between; an immediate one waits for the busy timeout.
 
 mod claim;
+mod decisions;
 mod files;
 mod jobs;
 mod model;
@@ -95,6 +96,9 @@ pub struct Store {
     /// Woken on every local enqueue so idle workers in this process start at once;
     /// workers in other processes find the job on their next poll.
     pub(crate) wake: Arc<Notify>,
+    /// When this process last buried jobs whose final lease expired (unix seconds); see
+    /// `lease_jobs`.
+    pub(crate) last_bury: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// How to connect; [`ConnectOptions::new`] gives the defaults the server uses.
@@ -106,6 +110,8 @@ pub struct ConnectOptions {
     pub max_connections: u32,
     /// PostgreSQL only: use this schema (`search_path`); tests isolate themselves with it.
     pub pg_schema: Option<String>,
+    /// PostgreSQL only: session settings, e.g. `("synchronous_commit", "off")`.
+    pub pg_settings: Vec<(String, String)>,
     /// SQLite only: how long a writer waits for another writer.
     pub busy_timeout: Duration,
 }
@@ -117,6 +123,7 @@ impl ConnectOptions {
             migrate: true,
             max_connections: 10,
             pg_schema: None,
+            pg_settings: Vec::new(),
             busy_timeout: Duration::from_secs(10),
         }
     }
@@ -176,6 +183,9 @@ impl Store {
             if let Some(schema) = &opts.pg_schema {
                 o = o.options([("search_path", schema.as_str())]);
             }
+            if !opts.pg_settings.is_empty() {
+                o = o.options(opts.pg_settings.iter().map(|(k, v)| (k, v)));
+            }
             Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(opts.max_connections)
@@ -203,6 +213,7 @@ impl Store {
         let store = Store {
             pool,
             wake: Arc::new(Notify::new()),
+            last_bury: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
         };
         if opts.migrate {
             store.migrate().await?;

@@ -31,6 +31,15 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new(backend: Backend, migrate: bool) -> Result<TestDb> {
+        TestDb::with_settings(backend, migrate, Vec::new()).await
+    }
+
+    /// With PostgreSQL session settings (ignored on SQLite).
+    pub async fn with_settings(
+        backend: Backend,
+        migrate: bool,
+        pg_settings: Vec<(String, String)>,
+    ) -> Result<TestDb> {
         let tag = format!("{:016x}", rand::random::<u64>());
         match backend {
             Backend::Sqlite => {
@@ -57,6 +66,7 @@ impl TestDb {
                 let mut o = ConnectOptions::new(url.clone());
                 o.migrate = migrate;
                 o.pg_schema = Some(schema.clone());
+                o.pg_settings = pg_settings;
                 let store = Store::connect_with(o).await?;
                 Ok(TestDb {
                     store,

@@ -2,5 +2,6 @@
 //! and uses only part of it, so unused items are expected here, not a sign of dead code.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod fake_github;
 pub mod registry;

@@ -1,0 +1,443 @@
+//! After a scan: plan which pull requests should exist and have the writer make it so.
+//! Also the reactions to what people do on those PRs (close, merge, push, comment).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::TimeDelta;
+use serde::Deserialize;
+
+use super::handler::Handler;
+use super::resolve::Resolved;
+use super::scan::Snapshot;
+use crate::github::api::Api;
+use crate::github::issues;
+use crate::plan::{self, Candidate};
+use crate::registry::Status;
+use crate::repo_config::RepoConfig;
+use crate::store::{IgnoreSource, JobError, NewIgnore, PrStatus, Repository};
+use crate::writer::{Base, Outcome, WriteError, Writer};
+
+impl From<WriteError> for JobError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::GitHub(a) => a.into(),
+            WriteError::Store(s) => s.into(),
+            // The branch moved between read and write: the next attempt rescans.
+            WriteError::Stale { .. } => JobError::Transient(e.to_string()),
+        }
+    }
+}
+
+/// `https://api.github.com` → `https://github.com`; GHES `https://HOST/api/v3` → `https://HOST`.
+pub fn web_base(api_url: &str) -> String {
+    let u = api_url.trim_end_matches('/');
+    if let Some(rest) = u.strip_suffix("/api/v3") {
+        return rest.to_string();
+    }
+    u.replace("://api.github.com", "://github.com")
+}
+
+/// What planning and writing came to, for the dashboard.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub outcome: Outcome,
+    pub pending: Vec<plan::Pending>,
+}
+
+pub async fn update_pull_requests(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    config: &RepoConfig,
+    snapshot: &Snapshot,
+    resolved: &[Resolved],
+) -> Result<Summary, JobError> {
+    let now = h.clock.now();
+    let mut candidates = Vec::with_capacity(resolved.len());
+    for r in resolved {
+        let proposed = r.resolution.proposed().cloned();
+        let unknown = matches!(r.resolution.status, Status::RateLimited | Status::Error);
+        // Metadata only for digests a PR will show (cached by digest in the resolver).
+        let info = match &proposed {
+            Some(d) if r.found.reference.digest.is_some() || config.pin => {
+                h.resolver.metadata(&r.found.reference, d).await.ok()
+            }
+            _ => None,
+        };
+        candidates.push(Candidate {
+            found: r.found.clone(),
+            proposed,
+            unknown,
+            first_seen: r.first_seen,
+            platform_pin: r.resolution.platform.clone(),
+            info,
+        });
+    }
+    let prs: Vec<_> = h
+        .store
+        .prs_for_repo(repo.id)
+        .await?
+        .iter()
+        .map(|p| p.to_existing())
+        .collect();
+    let ignores: Vec<_> = h
+        .store
+        .ignores_for_repo(repo.id)
+        .await?
+        .iter()
+        .map(|i| i.to_plan())
+        .collect();
+    let blobs: BTreeMap<String, String> = snapshot
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.blob_sha.clone()))
+        .collect();
+    let created_last_hour = h
+        .store
+        .prs_created_since(repo.id, now - TimeDelta::hours(1))
+        .await?;
+    let plan = plan::plan(&plan::Input {
+        config,
+        candidates: &candidates,
+        prs: &prs,
+        ignores: &ignores,
+        blobs: &blobs,
+        now,
+        created_last_hour,
+    });
+    for p in &plan.pending {
+        tracing::info!(repo = %repo.full_name, branch = %p.branch, reason = ?p.reason, "update pending");
+    }
+    if plan.actions.is_empty() {
+        return Ok(Summary {
+            outcome: Outcome::default(),
+            pending: plan.pending,
+        });
+    }
+    let files: HashMap<String, String> = snapshot
+        .files
+        .iter()
+        .filter_map(|f| f.content.clone().map(|c| (f.path.clone(), c)))
+        .collect();
+    let modes: HashMap<String, String> = snapshot
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.mode.clone()))
+        .collect();
+    let writer = Writer {
+        api,
+        store: &h.store,
+        repository_id: repo.id,
+        full_name: &repo.full_name,
+        html_url: format!("{}/{}", web_base(h.github.api_url()), repo.full_name),
+        config,
+        base: Base {
+            branch: &snapshot.branch,
+            commit_sha: &snapshot.head_sha,
+            tree_sha: &snapshot.tree_sha,
+            files: &files,
+            modes: &modes,
+            blobs: &blobs,
+        },
+        now,
+    };
+    let outcome = writer.apply(&plan).await?;
+    tracing::info!(
+        repo = %repo.full_name,
+        created = outcome.created.len(),
+        updated = outcome.updated.len(),
+        closed = outcome.closed.len(),
+        pending = plan.pending.len(),
+        "pull requests in line with the plan"
+    );
+    Ok(Summary {
+        outcome,
+        pending: plan.pending,
+    })
+}
+
+/// A PR of digestif's was closed, merged or reopened.
+pub async fn pull_request_event(
+    h: &Handler,
+    repository_id: i64,
+    number: i64,
+    action: &str,
+    merged: bool,
+    sender: &str,
+) -> Result<(), JobError> {
+    let now = h.clock.now();
+    let Some(pr) = h.store.pr_by_number(repository_id, number).await? else {
+        return Ok(());
+    };
+    match (action, merged) {
+        ("closed", true) => {
+            h.store
+                .set_pr_state(repository_id, number, PrStatus::Merged, now)
+                .await?;
+            // The next scan sees the new pins as current.
+            h.store
+                .enqueue(
+                    &super::Work::ScanRepo {
+                        repository_id,
+                        reason: "merged".into(),
+                    }
+                    .to_job(),
+                    now,
+                )
+                .await?;
+        }
+        ("closed", false) => {
+            // Already closed in the store: digestif closed it itself.
+            if pr.state != PrStatus::Open {
+                return Ok(());
+            }
+            h.store
+                .set_pr_state(repository_id, number, PrStatus::Closed, now)
+                .await?;
+            let Some(repo) = h.store.repository(repository_id).await? else {
+                return Ok(());
+            };
+            for k in &pr.updates.0 {
+                h.store
+                    .add_ignore(
+                        repository_id,
+                        &NewIgnore {
+                            image: &k.image,
+                            tag: k.tag.as_deref(),
+                            digest: Some(&k.new),
+                            reason: &format!("pull request #{number} closed without merging"),
+                            source: IgnoreSource::ClosedPr,
+                            created_by: Some(sender),
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+            let api = h.github.installation(repo.installation_id as u64)?;
+            issues::comment(
+                &api,
+                &repo.full_name,
+                number,
+                "Understood: digestif will not propose these digests again. It will open a new \
+                 pull request when a tag moves to a different digest. Comment `@digestif recreate` \
+                 to get this one back.",
+            )
+            .await?;
+        }
+        ("reopened", _) => {
+            h.store
+                .set_pr_state(repository_id, number, PrStatus::Open, now)
+                .await?;
+            for k in &pr.updates.0 {
+                h.store
+                    .remove_ignore_digest(repository_id, &k.image, k.tag.as_deref(), &k.new)
+                    .await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The commands people may give on digestif's PRs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Rebase,
+    Recreate,
+    IgnoreDigest,
+    IgnoreImage,
+    Unignore(String),
+    Unknown(String),
+}
+
+/// Reads `@digestif <command>` from the first line that addresses digestif.
+pub fn parse_command(body: &str) -> Option<Command> {
+    let line = body
+        .lines()
+        .map(str::trim)
+        .find(|l| l.to_ascii_lowercase().starts_with("@digestif"))?;
+    let rest = line["@digestif".len()..].trim();
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+    Some(match lower.as_slice() {
+        ["rebase", ..] => Command::Rebase,
+        ["recreate", ..] => Command::Recreate,
+        ["ignore", "this", "digest", ..] => Command::IgnoreDigest,
+        ["ignore", "this", "image", ..] => Command::IgnoreImage,
+        ["unignore", _, ..] => Command::Unignore(words[1].to_string()),
+        _ => Command::Unknown(rest.to_string()),
+    })
+}
+
+pub async fn comment(
+    h: &Handler,
+    repository_id: i64,
+    number: i64,
+    comment_id: i64,
+    body: &str,
+    sender: &str,
+) -> Result<(), JobError> {
+    let Some(command) = parse_command(body) else {
+        return Ok(());
+    };
+    let Some(repo) = h.store.repository(repository_id).await? else {
+        return Ok(());
+    };
+    let Some(pr) = h.store.pr_by_number(repository_id, number).await? else {
+        return Ok(());
+    };
+    let api = h.github.installation(repo.installation_id as u64)?;
+    let full = repo.full_name.as_str();
+    #[derive(Deserialize)]
+    struct Permission {
+        permission: String,
+    }
+    let allowed = match api
+        .get_opt::<Permission>(&format!(
+            "/repos/{full}/collaborators/{}/permission",
+            crate::github::repo::encode_path(sender)
+        ))
+        .await?
+    {
+        Some(p) => matches!(p.permission.as_str(), "admin" | "write" | "maintain"),
+        None => false,
+    };
+    if !allowed {
+        issues::comment(
+            &api,
+            full,
+            number,
+            &format!("Sorry @{sender}, only people with write access to this repository can give digestif commands."),
+        )
+        .await?;
+        return Ok(());
+    }
+    let now = h.clock.now();
+    let reply = match &command {
+        Command::Rebase => {
+            h.store.hand_back_pr(repository_id, number, now).await?;
+            None
+        }
+        Command::Recreate => {
+            if pr.state == PrStatus::Open {
+                Some("This pull request is open; `@digestif rebase` regenerates it.".to_string())
+            } else {
+                for k in &pr.updates.0 {
+                    h.store
+                        .remove_ignore_digest(repository_id, &k.image, k.tag.as_deref(), &k.new)
+                        .await?;
+                }
+                None
+            }
+        }
+        Command::IgnoreDigest => {
+            for k in &pr.updates.0 {
+                h.store
+                    .add_ignore(
+                        repository_id,
+                        &NewIgnore {
+                            image: &k.image,
+                            tag: k.tag.as_deref(),
+                            digest: Some(&k.new),
+                            reason: &format!("`@digestif ignore this digest` on #{number}"),
+                            source: IgnoreSource::Command,
+                            created_by: Some(sender),
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+            None
+        }
+        Command::IgnoreImage => {
+            let mut images: Vec<&str> = pr.updates.0.iter().map(|k| k.image.as_str()).collect();
+            images.dedup();
+            for image in images {
+                h.store
+                    .add_ignore(
+                        repository_id,
+                        &NewIgnore {
+                            image,
+                            tag: None,
+                            digest: None,
+                            reason: &format!("`@digestif ignore this image` on #{number}"),
+                            source: IgnoreSource::Command,
+                            created_by: Some(sender),
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+            None
+        }
+        Command::Unignore(image) => {
+            let name = crate::reference::Reference::parse(image)
+                .map(|r| r.name())
+                .unwrap_or_else(|_| image.clone());
+            let n = h.store.remove_ignores(repository_id, &name, None).await?;
+            (n == 0).then(|| format!("Nothing was ignored for `{name}`."))
+        }
+        Command::Unknown(text) => Some(format!(
+            "digestif does not know `{text}`. Commands: `@digestif rebase`, `@digestif recreate`, \
+             `@digestif ignore this digest`, `@digestif ignore this image`, `@digestif unignore IMAGE`."
+        )),
+    };
+    match reply {
+        Some(text) => issues::comment(&api, full, number, &text).await?,
+        None => {
+            // Acknowledge with a reaction, then act through a scan.
+            let _: serde_json::Value = api
+                .post(
+                    &format!("/repos/{full}/issues/comments/{comment_id}/reactions"),
+                    &serde_json::json!({"content": "+1"}),
+                )
+                .await?;
+            h.store
+                .enqueue(
+                    &super::Work::ScanRepo {
+                        repository_id,
+                        reason: format!("command on #{number}"),
+                    }
+                    .to_job(),
+                    now,
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_read_from_the_addressed_line() {
+        assert_eq!(parse_command("@digestif rebase"), Some(Command::Rebase));
+        assert_eq!(
+            parse_command("thanks\n@Digestif  Ignore this DIGEST please"),
+            Some(Command::IgnoreDigest)
+        );
+        assert_eq!(
+            parse_command("@digestif ignore this image"),
+            Some(Command::IgnoreImage)
+        );
+        assert_eq!(
+            parse_command("@digestif unignore docker.io/library/Node"),
+            Some(Command::Unignore("docker.io/library/Node".into()))
+        );
+        assert_eq!(
+            parse_command("@digestif dance"),
+            Some(Command::Unknown("dance".into()))
+        );
+        assert_eq!(parse_command("no command"), None);
+    }
+
+    #[test]
+    fn web_links_follow_the_api_host() {
+        assert_eq!(web_base("https://api.github.com"), "https://github.com");
+        assert_eq!(web_base("https://ghe.corp/api/v3/"), "https://ghe.corp");
+        assert_eq!(web_base("http://127.0.0.1:4000"), "http://127.0.0.1:4000");
+    }
+}
