@@ -185,8 +185,15 @@ impl Server {
             shutdown.clone(),
         ));
 
+        let pruner = tokio::spawn(prune_periodically(
+            self.store.clone(),
+            self.handler.clock.clone(),
+            shutdown.clone(),
+        ));
+
         let served = web.await.context("web server task")?;
         shutdown.cancel();
+        pruner.abort();
         let _ = workers.await;
         let _ = scheduler.await;
         startup.abort();
@@ -195,6 +202,23 @@ impl Server {
         served.context("web server")?;
         tracing::info!("digestif stopped");
         Ok(())
+    }
+}
+
+/// Deliveries are remembered for a week (GitHub redelivers within days) and finished jobs
+/// for as long; pruning hourly keeps both tables, and the lease query, small.
+async fn prune_periodically(store: Store, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let before = clock.now() - chrono::TimeDelta::days(7);
+        match store.prune(before).await {
+            Ok(n) => tracing::debug!(rows = n, "pruned old deliveries and finished jobs"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed"),
+        }
     }
 }
 

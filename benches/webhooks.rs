@@ -1,0 +1,502 @@
+//! Webhook intake under load, on SQLite and on PostgreSQL.
+//!
+//! `cargo bench --bench webhooks` (add `-- sqlite` or `-- postgres` for one backend) starts
+//! the release `digestif serve` binary as its own process, so the memory figures are the
+//! server's alone, against a fake GitHub on loopback (`tests/support/fake_github`, one
+//! installation, no repositories: the start-up sync succeeds and `/readyz` is green). It then
+//! loads `POST /webhooks/github` with `wrk` (`benches/webhooks.lua`) and prints requests/s,
+//! p50/p90/p99 latency, errors, and the server's RSS idle (after start-up, before load) and
+//! after each run.
+//!
+//! The payload is GitHub's example `push` (`@octokit/webhooks-examples`) turned into a push
+//! to the default branch that modifies a `Dockerfile`, signed with the webhook secret: every
+//! request is parsed, recorded as a delivery and enqueues a scan job in one transaction. Its
+//! repository (Codertocat/Hello-World) is unknown to the store, so the job workers finish each
+//! scan job at once without calling GitHub and do not skew the figures; they still claim and
+//! finish jobs concurrently with the intake, as in production. Three runs per backend:
+//! - `fresh-1`: one repository, a new `X-GitHub-Delivery` per request (the signature covers
+//!   only the body). All deliveries coalesce into that repository's one queued scan job, so
+//!   every transaction updates the same job row: the worst case for row locks;
+//! - `fresh-1k`: the same push for 1,000 different repositories in turn (each body signed);
+//! - `redeliver`: one delivery id over and over (acknowledged, nothing enqueued).
+//!
+//! Why a Rust driver rather than a shell script: it reuses the fake GitHub and the signed
+//! example payloads the end-to-end tests use, creates and drops the PostgreSQL schema with
+//! the store's own test helper, and checks afterwards that every request really became a
+//! delivery row. `wrk` does the load because a load generator in this process would share its
+//! runtime and allocator with the fake GitHub and be harder to compare with other servers.
+//!
+//! Settings (environment): `DIGESTIF_BENCH_SECS` (10), `DIGESTIF_BENCH_CONNECTIONS` (32),
+//! `DIGESTIF_BENCH_THREADS` (2), `DIGESTIF_BENCH_BIN` (the `digestif` binary; default: the
+//! one cargo built for this bench, `target/release/digestif` under `cargo bench`),
+//! `DIGESTIF_TEST_POSTGRES_URL` (`postgres://postgres@127.0.0.1:5432/test`). The server logs at
+//! its default level (`DIGESTIF_LOG` is passed through) into a file in the temp directory.
+//!
+//! `cargo test --all-targets` runs this binary without `--bench`: it then only says how to run
+//! it and exits, so the test suite never generates load.
+
+// The fake is shared with the tests; this bench uses part of it, and its unit tests
+// (`#[cfg(test)]`, compiled when `--all-targets` checks benches in test mode) run elsewhere.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/fake_github/mod.rs"]
+mod fake_github;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use digestif::store::Backend;
+use digestif::store::testing::TestDb;
+use fake_github::{FakeGitHub, webhooks};
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use tokio::process::{Child, Command};
+
+const SECRET: &str = "bench-webhook-secret";
+const LUA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/webhooks.lua");
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
+        Err(_) => default,
+    }
+}
+
+struct Options {
+    secs: u64,
+    connections: u32,
+    threads: u32,
+    bin: PathBuf,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        println!(
+            "webhooks: load benchmark, not run by `cargo test`; run `cargo bench --bench webhooks`"
+        );
+        return;
+    }
+    let wanted: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let backends: Vec<Backend> = [Backend::Sqlite, Backend::Postgres]
+        .into_iter()
+        .filter(|b| wanted.is_empty() || wanted.contains(&backend_name(*b)))
+        .collect();
+    let opts = Options {
+        secs: env_or("DIGESTIF_BENCH_SECS", 10),
+        connections: env_or("DIGESTIF_BENCH_CONNECTIONS", 32),
+        threads: env_or("DIGESTIF_BENCH_THREADS", 2),
+        bin: std::env::var_os("DIGESTIF_BENCH_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_digestif"))),
+    };
+    match std::process::Command::new("wrk").arg("--version").output() {
+        Ok(_) => {}
+        Err(e) => panic!("wrk not found ({e}); install it, e.g. `apt-get install wrk`"),
+    }
+    assert!(
+        opts.bin.is_file(),
+        "no digestif binary at {}",
+        opts.bin.display()
+    );
+    // One worker thread: the fake GitHub is idle during the load and must not compete for
+    // the CPU with the server and wrk.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(opts, backends));
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
+const REPOS: u64 = 1000;
+
+/// GitHub's example push, made a push to the default branch that modifies a Dockerfile.
+/// `repo` > 0 renames the repository and gives it its own id.
+fn push_payload(installation: u64, repo: u64) -> Value {
+    let mut p = webhooks::adapt(
+        webhooks::example("push", None),
+        installation,
+        &Value::Null,
+        "octocat",
+    );
+    let branch = p["repository"]["default_branch"]
+        .as_str()
+        .expect("example repository has a default branch")
+        .to_string();
+    p["ref"] = json!(format!("refs/heads/{branch}"));
+    p["created"] = json!(false);
+    p["base_ref"] = Value::Null;
+    let mut commit = p["head_commit"].clone();
+    assert!(commit.is_object(), "example push has a head commit");
+    commit["added"] = json!([]);
+    commit["removed"] = json!([]);
+    commit["modified"] = json!(["Dockerfile"]);
+    p["commits"] = json!([commit.clone()]);
+    p["head_commit"] = commit;
+    if repo > 0 {
+        let r = &mut p["repository"];
+        r["id"] = json!(1_000_000 + repo);
+        r["name"] = json!(format!("bench-{repo}"));
+        r["full_name"] = json!(format!("acme/bench-{repo}"));
+    }
+    p
+}
+
+/// One line per delivery: `<hex signature> <compact JSON body>` (see `webhooks.lua`).
+fn bodies_file(path: &Path, bodies: &[Vec<u8>]) {
+    let mut text = Vec::new();
+    for b in bodies {
+        assert!(!b.contains(&b'\n'), "compact JSON has no newline");
+        text.extend_from_slice(webhooks::signature(SECRET, b).as_bytes());
+        text.push(b' ');
+        text.extend_from_slice(b);
+        text.push(b'\n');
+    }
+    std::fs::write(path, text).expect("write bodies");
+}
+
+struct RunFigures {
+    mode: &'static str,
+    wrk: Value,
+    rss_after_kib: u64,
+    server_cpu_s: f64,
+}
+
+struct BackendFigures {
+    backend: Backend,
+    idle_rss_kib: u64,
+    runs: Vec<RunFigures>,
+    deliveries: i64,
+    fresh_requests: u64,
+    jobs: digestif::store::JobCounts,
+    peak_rss_kib: u64,
+}
+
+async fn run(opts: Options, backends: Vec<Backend>) {
+    let fake = FakeGitHub::start().await;
+    let installation = fake.create_installation("acme", &[("contents", "read")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = webhooks::sign("push", &push_payload(installation, 0), SECRET);
+    let one = dir.path().join("push-1.txt");
+    bodies_file(&one, std::slice::from_ref(&hook.body));
+    let many = dir.path().join("push-1k.txt");
+    let bodies: Vec<Vec<u8>> = (1..=REPOS)
+        .map(|r| serde_json::to_vec(&push_payload(installation, r)).expect("body"))
+        .collect();
+    bodies_file(&many, &bodies);
+    let signature = webhooks::signature(SECRET, &hook.body);
+    println!(
+        "digestif webhook intake: {} (binary {}), wrk {} threads, {} connections, {} s per run",
+        std::env::consts::ARCH,
+        opts.bin.display(),
+        opts.threads,
+        opts.connections,
+        opts.secs
+    );
+    println!(
+        "payload: example push to the default branch modifying a Dockerfile, {} bytes; \
+         each fresh delivery enqueues one scan job for a repository the store does not know",
+        hook.body.len()
+    );
+    let mut all = Vec::new();
+    for backend in backends {
+        let figures = bench_backend(
+            &opts,
+            backend,
+            &fake,
+            dir.path(),
+            [&one, &many],
+            &signature,
+            &hook.body,
+        )
+        .await;
+        all.push(figures);
+    }
+    println!();
+    println!(
+        "{:<9} {:<9} {:>9} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8}",
+        "backend",
+        "run",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "idle RSS",
+        "RSS after",
+        "CPU s"
+    );
+    for f in &all {
+        for r in &f.runs {
+            let w = &r.wrk;
+            let n = |k: &str| w[k].as_f64().unwrap_or(0.0);
+            let errors = n("connect") + n("read") + n("write") + n("status") + n("timeout");
+            println!(
+                "{:<9} {:<9} {:>9.0} {:>8.2} {:>8.2} {:>8.1} {:>7} {:>6} MiB {:>5} MiB {:>8.1}",
+                backend_name(f.backend),
+                r.mode,
+                n("requests") / (n("duration_us") / 1e6),
+                n("p50_us") / 1e3,
+                n("p99_us") / 1e3,
+                n("max_us") / 1e3,
+                errors,
+                f.idle_rss_kib / 1024,
+                r.rss_after_kib / 1024,
+                r.server_cpu_s,
+            );
+        }
+        println!(
+            "{:<9} fresh requests answered {}, delivery rows {}; jobs done {}, queued {}, \
+             running {}, dead {}; peak RSS {} MiB",
+            backend_name(f.backend),
+            f.fresh_requests,
+            f.deliveries,
+            f.jobs.done,
+            f.jobs.queued,
+            f.jobs.running,
+            f.jobs.dead,
+            f.peak_rss_kib / 1024
+        );
+    }
+    drop(fake);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bench_backend(
+    opts: &Options,
+    backend: Backend,
+    fake: &FakeGitHub,
+    dir: &Path,
+    [one, many]: [&Path; 2],
+    signature: &str,
+    body: &[u8],
+) -> BackendFigures {
+    let name = backend_name(backend);
+    println!("\n== {name}");
+    // Migrations are the server's job: the database starts empty.
+    let db = TestDb::new(backend, false).await.expect("test database");
+    let url = match &db.schema {
+        None => db.url.clone(),
+        Some(schema) => format!("{}?options=-c%20search_path%3D{schema}", db.url),
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let log_path = dir.join(format!("server-{name}.log"));
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut server = Command::new(&opts.bin)
+        .arg("serve")
+        .env("DIGESTIF_GITHUB_APP_ID", fake.app_id().to_string())
+        .env("DIGESTIF_GITHUB_PRIVATE_KEY", fake.private_key_pem())
+        .env("DIGESTIF_WEBHOOK_SECRET", SECRET)
+        .env("DIGESTIF_GITHUB_API_URL", fake.url())
+        .env("DIGESTIF_DATABASE_URL", &url)
+        .env("DIGESTIF_BIND", format!("127.0.0.1:{port}"))
+        .env_remove("DIGESTIF_GITHUB_PRIVATE_KEY_PATH")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start digestif serve");
+    let pid = server.id().expect("server pid");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            panic!(
+                "server exited ({status}) before it was ready; log {}:\n{}",
+                log_path.display(),
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server not ready within 60 s; log {}",
+            log_path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "ready after {:.2} s (migrations, App credentials, start-up sync)",
+        started.elapsed().as_secs_f64()
+    );
+    // Let the start-up sync job finish and the allocator settle before measuring idle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_rss_kib = proc_status(pid, "VmRSS");
+    println!("idle RSS {} KiB", idle_rss_kib);
+
+    // Check the payload does what the figures claim before loading with it.
+    let tag = format!("bench-{:08x}", rand::random::<u32>());
+    let redelivered = format!("{tag}-redelivered");
+    for (delivery, expect) in [
+        (format!("{tag}-check"), "accepted, 1 job(s)"),
+        (redelivered.clone(), "accepted, 1 job(s)"),
+        (redelivered.clone(), "already received"),
+    ] {
+        let resp = client
+            .post(format!("{base}/webhooks/github"))
+            .header("content-type", "application/json")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", &delivery)
+            .header("x-hub-signature-256", format!("sha256={signature}"))
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("check delivery");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(
+            status == 202 && text == expect,
+            "check delivery {delivery}: {status} {text:?}, expected 202 {expect:?}"
+        );
+    }
+
+    let mut runs = Vec::new();
+    let mut fresh_requests = 0;
+    for (run, bodies, mode, run_tag) in [
+        ("fresh-1", one, "fresh", format!("{tag}-a")),
+        ("fresh-1k", many, "fresh", format!("{tag}-b")),
+        ("redeliver", one, "redeliver", redelivered.clone()),
+    ] {
+        let cpu_before = proc_cpu_seconds(pid);
+        let wrk = run_wrk(opts, &base, bodies, mode, &run_tag).await;
+        let server_cpu_s = proc_cpu_seconds(pid) - cpu_before;
+        let rss_after_kib = proc_status(pid, "VmRSS");
+        if mode == "fresh" {
+            fresh_requests += wrk["requests"].as_u64().unwrap_or(0);
+        }
+        println!("{run}: {wrk}, server CPU {server_cpu_s:.1} s, RSS after {rss_after_kib} KiB");
+        runs.push(RunFigures {
+            mode: run,
+            wrk,
+            rss_after_kib,
+            server_cpu_s,
+        });
+        // Let the workers drain what the run queued before the next one.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let peak_rss_kib = proc_status(pid, "VmHWM");
+
+    stop(&mut server, pid).await;
+    let deliveries = count_deliveries(backend, &url).await;
+    let jobs = db.store.job_counts().await.expect("job counts");
+    db.store.close().await;
+    drop(db);
+    BackendFigures {
+        backend,
+        idle_rss_kib,
+        runs,
+        deliveries,
+        fresh_requests,
+        jobs,
+        peak_rss_kib,
+    }
+}
+
+async fn run_wrk(opts: &Options, base: &str, bodies: &Path, mode: &str, tag: &str) -> Value {
+    let out = Command::new("wrk")
+        .arg(format!("-t{}", opts.threads))
+        .arg(format!("-c{}", opts.connections))
+        .arg(format!("-d{}s", opts.secs))
+        .arg("--latency")
+        .arg("-s")
+        .arg(LUA)
+        .arg(format!("{base}/webhooks/github"))
+        .arg("--")
+        .arg(bodies)
+        .arg("push")
+        .arg(mode)
+        .arg(tag)
+        .output()
+        .await
+        .expect("run wrk");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "wrk failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("WRK-JSON "))
+        .unwrap_or_else(|| panic!("no WRK-JSON line in wrk's output:\n{stdout}"));
+    serde_json::from_str(line).expect("wrk summary is JSON")
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// User + system CPU time the process has used so far.
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
+    // USER_HZ is 100 on every Linux architecture Rust targets.
+    ticks / 100.0
+}
+
+/// SIGTERM (graceful shutdown), then SIGKILL if it takes more than 30 s.
+async fn stop(server: &mut Child, pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    match tokio::time::timeout(Duration::from_secs(30), server.wait()).await {
+        Ok(Ok(status)) => assert!(status.success(), "server exited with {status}"),
+        _ => {
+            let _ = server.kill().await;
+            panic!("server did not stop within 30 s of SIGTERM");
+        }
+    }
+}
+
+async fn count_deliveries(backend: Backend, url: &str) -> i64 {
+    let sql = "SELECT count(*) FROM webhook_deliveries";
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        }
+    }
+}
