@@ -999,3 +999,65 @@ async fn the_readme_s_operator_commands_run_as_written() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_refuses_forged_callbacks_and_never_overwrites_credentials() {
+    use digestif::web::setup::{SetupState, router};
+    let fake = FakeGitHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.env");
+    std::fs::write(&file, "DIGESTIF_GITHUB_APP_ID=1\n").unwrap();
+    let token = "setup-token-0123456789abcdef";
+    let state = Arc::new(SetupState::new(
+        fake.url(),
+        fake.url(),
+        None,
+        file.clone(),
+        token.into(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+
+    let (status, h, _) = get(&format!("{url}/setup?token={token}"), &[]).await;
+    assert_eq!(status, 303);
+    let admin = cookie_pair(&h);
+    let (_, h, html) = get(&format!("{url}/setup"), &[("cookie", &admin)]).await;
+    let state_cookie = cookie_pair(&h);
+    let action = attr(&html, r#"<form method="post" action=""#);
+    let issued = action.split("state=").nth(1).unwrap().to_string();
+    let manifest: Value = serde_json::from_str(&attr(&html, r#"name="manifest" value=""#)).unwrap();
+    let code = fake.manifest_code(manifest);
+
+    // A state this server never issued, with a matching cookie the forger set himself.
+    let fake_state = "0".repeat(48);
+    let (status, _, _) = get(
+        &format!("{url}/setup/callback?code={code}&state={fake_state}"),
+        &[("cookie", &format!("digestif_setup_state={fake_state}"))],
+    )
+    .await;
+    assert_eq!(status, 400);
+    // The right state, but the credentials file exists: refused before the code is spent.
+    let callback = format!("{url}/setup/callback?code={code}&state={issued}");
+    let (status, _, body) = get(&callback, &[("cookie", &state_cookie)]).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("exists already"), "{body}");
+    assert!(fake.with_state(|s| s.manifest_codes.contains_key(&code)));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "DIGESTIF_GITHUB_APP_ID=1\n"
+    );
+    // Moved away: the same callback completes.
+    std::fs::remove_file(&file).unwrap();
+    let (status, _, body) = get(&callback, &[("cookie", &state_cookie)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("DIGESTIF_GITHUB_APP_ID=4242")
+    );
+    // A state works once.
+    let (status, _, _) = get(&callback, &[("cookie", &state_cookie)]).await;
+    assert_eq!(status, 200, "registered: the page says so again");
+    server.abort();
+}

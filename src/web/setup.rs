@@ -55,6 +55,19 @@ pub enum SetupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// GitHub created the App but its credentials could not be kept: GitHub shows the
+    /// private key only once, so the operator has to make a new one.
+    #[error(
+        "GitHub created the App (id {app_id}), but its credentials could not be written: \
+         {source}. On {html_url} generate a new private key and set a new webhook secret, \
+         then start digestif with DIGESTIF_GITHUB_APP_ID={app_id}, \
+         DIGESTIF_GITHUB_PRIVATE_KEY_PATH and DIGESTIF_WEBHOOK_SECRET."
+    )]
+    Orphaned {
+        app_id: u64,
+        html_url: String,
+        source: Box<SetupError>,
+    },
 }
 
 /// The manifest with `url` and `hook_attributes.url` set for a server GitHub reaches at
@@ -164,6 +177,13 @@ impl SetupState {
         state
     }
 
+    /// Whether `state` was issued here and is still fresh (not consumed).
+    fn knows_state(&self, state: &str) -> bool {
+        lock(&self.states)
+            .iter()
+            .any(|(k, t)| admin::same_secret(k, state) && t.elapsed() < STATE_TTL)
+    }
+
     fn take_state(&self, state: &str) -> bool {
         let mut states = lock(&self.states);
         let found = states
@@ -224,13 +244,20 @@ impl SetupState {
             webhook_secret,
             slug: c.slug.clone().unwrap_or_default(),
         };
-        write_private(&self.credentials_file, creds.to_env_file().as_bytes())?;
         let slug = c.slug.unwrap_or_default();
+        let html_url = c
+            .html_url
+            .unwrap_or_else(|| format!("{}/apps/{slug}", self.web_url));
+        if let Err(e) = write_private(&self.credentials_file, creds.to_env_file().as_bytes()) {
+            return Err(SetupError::Orphaned {
+                app_id: c.id,
+                html_url,
+                source: Box::new(e),
+            });
+        }
         Ok(Registered {
             app_id: c.id,
-            html_url: c
-                .html_url
-                .unwrap_or_else(|| format!("{}/apps/{slug}", self.web_url)),
+            html_url,
             slug,
             file: self.credentials_file.clone(),
         })
@@ -536,11 +563,27 @@ async fn callback(
     }
     let cookie_ok = admin::cookie(&headers, STATE_COOKIE)
         .is_some_and(|c| !given.is_empty() && admin::same_secret(c, &given));
-    if !cookie_ok || !state.take_state(&given) {
-        return bad(
+    let forged = || {
+        bad(
             StatusCode::BAD_REQUEST,
             "This registration was not started from this browser's /setup page, or it expired.",
+        )
+    };
+    if !cookie_ok || !state.knows_state(&given) {
+        return forged();
+    }
+    // Checked before the state and the code are spent: GitHub's codes work once.
+    if state.credentials_file.exists() {
+        return bad(
+            StatusCode::CONFLICT,
+            &format!(
+                "{} exists already: move it away (or start digestif, which reads it) and try again.",
+                state.credentials_file.display()
+            ),
         );
+    }
+    if !state.take_state(&given) {
+        return forged();
     }
     if code.is_empty()
         || code.len() > 200
