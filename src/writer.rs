@@ -128,6 +128,7 @@ impl Writer<'_> {
                 Action::Create { branch, updates } => {
                     let n = self.write_pr(None, branch, updates, &mut out).await?;
                     if let Some(n) = n {
+                        crate::metrics::pr_opened();
                         out.created.push(n);
                     }
                 }
@@ -141,6 +142,7 @@ impl Writer<'_> {
                         .await?
                         .is_some()
                     {
+                        crate::metrics::pr_updated();
                         out.updated.push(*number);
                     }
                 }
@@ -150,6 +152,11 @@ impl Writer<'_> {
                     reason,
                 } => {
                     self.close(*number, branch, reason).await?;
+                    crate::metrics::pr_closed(match reason {
+                        CloseReason::AlreadyApplied => "already-applied",
+                        CloseReason::UpstreamReverted => "upstream-reverted",
+                        CloseReason::NoLongerNeeded => "no-longer-needed",
+                    });
                     out.closed.push(*number);
                 }
                 Action::NotifyHandoff { number } => self.notify_handoff(*number).await?,

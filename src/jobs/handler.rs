@@ -50,9 +50,7 @@ impl Handler {
         let work = Work::from_job(job.kind.as_str(), &job.payload).map_err(|e| {
             JobError::Permanent(format!("job {} ({}): {e}", job.id, job.kind.as_str()))
         })?;
-        let span = tracing::info_span!("job", id = job.id, kind = job.kind.as_str());
-        let _guard = span.enter();
-        drop(_guard);
+        // The worker runs this inside the job's span (id, kind, installation, repo).
         match work {
             Work::SyncInstallation {
                 installation_id,
