@@ -102,6 +102,14 @@ async fn a_pr_is_opened_kept_current_and_closed_when_upstream_reverts() {
     let commit = fake.commit(REPO, &head).expect("commit");
     assert_eq!(commit.parents, [fake.branches(REPO)["main"].clone()]);
 
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("digestif_pull_requests_opened_total"), "{metrics}");
+
     // A second scan with nothing new changes nothing.
     server.scan(REPO).await;
     assert_eq!(fake.branches(REPO)["digestif/all"], head);
