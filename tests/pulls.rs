@@ -108,7 +108,10 @@ async fn a_pr_is_opened_kept_current_and_closed_when_upstream_reverts() {
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("digestif_pull_requests_opened_total"), "{metrics}");
+    assert!(
+        metrics.contains("digestif_pull_requests_opened_total"),
+        "{metrics}"
+    );
 
     // A second scan with nothing new changes nothing.
     server.scan(REPO).await;
