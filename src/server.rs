@@ -24,6 +24,8 @@ pub struct Tuning {
     pub github_retry: RetryPolicy,
     pub scheduler_interval: Duration,
     pub worker_poll: Duration,
+    /// Backoff of failed jobs.
+    pub job_retry: crate::store::RetryPolicy,
 }
 
 impl Default for Tuning {
@@ -32,6 +34,7 @@ impl Default for Tuning {
             github_retry: RetryPolicy::default(),
             scheduler_interval: Duration::from_secs(5),
             worker_poll: Duration::from_secs(1),
+            job_retry: crate::store::RetryPolicy::default(),
         }
     }
 }
@@ -155,6 +158,7 @@ impl Server {
             WorkerOptions {
                 concurrency: self.settings.workers,
                 poll_interval: self.tuning.worker_poll,
+                retry: self.tuning.job_retry,
                 ..WorkerOptions::default()
             },
         );

@@ -402,3 +402,73 @@ async fn rescans_fetch_only_changed_blobs_and_a_config_pr_gets_a_check_run() {
     fake.assert_no_violations();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_failing_is_recorded_and_the_scan_is_retried() {
+    let registry = TestRegistry::start().await;
+    let old = registry
+        .push_image("library/alpine", Some("3"), "linux/amd64", "a", true)
+        .await;
+    registry
+        .push_image("library/alpine", Some("3"), "linux/amd64", "b", true)
+        .await;
+    let dockerfile = format!(
+        "FROM {}\n",
+        registry.reference("library/alpine", "3", Some(&old.digest))
+    );
+    let fake = FakeGitHub::start().await;
+    let (server, _) = installed(&fake, &registry, &[("README.md", "nothing yet\n")]).await;
+    fake.push(
+        "acme/widgets",
+        "main",
+        &[("Dockerfile", Some(&dockerfile))],
+        Default::default(),
+        "add",
+    );
+    // GitHub answers 502 to every try of the next read: the scan fails, says why, and
+    // the job comes back.
+    fake.inject_faults(3, support::fake_github::Fault::BadGateway);
+    let repo = server
+        .store
+        .repository_by_full_name("acme/widgets")
+        .await
+        .expect("db")
+        .expect("repo");
+    let job = digestif::jobs::Work::ScanRepo {
+        repository_id: repo.id,
+        reason: "test".into(),
+    }
+    .to_job();
+    server
+        .store
+        .enqueue(&job, chrono::Utc::now())
+        .await
+        .expect("enqueue");
+    let error = eventually("the failure is recorded", || {
+        let store = server.store.clone();
+        async move {
+            let r = store.repository(repo.id).await.ok()??;
+            (r.last_scan_status.as_deref() == Some("error"))
+                .then_some(r.last_error.unwrap_or_default())
+        }
+    })
+    .await;
+    assert!(error.contains("502"), "{error}");
+    server.settle().await;
+    let r = server
+        .store
+        .repository(repo.id)
+        .await
+        .expect("db")
+        .expect("repo");
+    assert_eq!(
+        r.last_scan_status.as_deref(),
+        Some("ok"),
+        "{:?}",
+        r.last_error
+    );
+    let pulls = fake.pulls("acme/widgets");
+    assert_eq!(pulls.len(), 1, "the retry opened the PR");
+    fake.assert_no_violations();
+    server.stop().await;
+}

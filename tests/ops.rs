@@ -78,6 +78,7 @@ async fn start_with(
         },
         scheduler_interval: scheduler,
         worker_poll: Duration::from_millis(50),
+        ..Tuning::default()
     };
     let ops = OpsSettings {
         github_web_url: digestif::settings::github_web_url(fake.url()),

@@ -390,6 +390,19 @@ impl Api {
                         Err(e) => Err(e.to_string()),
                     }
                 }
+                // octocrab turns some error statuses (5xx among them) into errors; they are
+                // answers all the same, and the retry policy needs their status.
+                Err(octocrab::Error::GitHub { source, .. }) => Ok(Response {
+                    status: source.status_code,
+                    headers: source.headers.clone().unwrap_or_default(),
+                    body: Bytes::from(
+                        serde_json::to_vec(&serde_json::json!({
+                            "message": source.message,
+                            "errors": source.errors,
+                        }))
+                        .unwrap_or_default(),
+                    ),
+                }),
                 Err(e) => Err(error_text(&e)),
             };
             let last = attempt >= self.policy.attempts;

@@ -68,6 +68,10 @@ pub async fn start_server(fake: &FakeGitHub, registry: &TestRegistry) -> Running
         },
         scheduler_interval: Duration::from_millis(200),
         worker_poll: Duration::from_millis(50),
+        job_retry: digestif::store::RetryPolicy {
+            base: Duration::from_millis(200),
+            max: Duration::from_millis(400),
+        },
     };
     let server = Server::build(settings, reg, Arc::new(SystemClock), tuning)
         .await
