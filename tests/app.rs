@@ -472,3 +472,46 @@ async fn github_failing_is_recorded_and_the_scan_is_retried() {
     fake.assert_no_violations();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_is_reported_and_the_rest_is_scanned() {
+    let registry = TestRegistry::start().await;
+    let img = registry
+        .push_image("library/alpine", Some("3"), "linux/amd64", "a", true)
+        .await;
+    let good = format!(
+        "services:\n  a:\n    image: {}\n",
+        registry.reference("library/alpine", "3", Some(&img.digest))
+    );
+    let fake = FakeGitHub::start().await;
+    let (server, _) = installed(
+        &fake,
+        &registry,
+        &[
+            ("Dockerfile", "FROM Not/A:Valid:Image\n"),
+            ("compose.yaml", &good),
+            ("k8s/bad.yaml", "apiVersion: v1\nkind: Pod\nspec: [\n"),
+        ],
+    )
+    .await;
+    let repo = server
+        .store
+        .repository_by_full_name("acme/widgets")
+        .await
+        .expect("db")
+        .expect("repo");
+    assert_eq!(repo.last_scan_status.as_deref(), Some("ok"));
+    let error = repo.last_error.unwrap_or_default();
+    assert!(error.contains("Dockerfile:1"), "{error}");
+    assert!(error.contains("k8s/bad.yaml"), "{error}");
+    let refs = server
+        .store
+        .references_for_repo(repo.id)
+        .await
+        .expect("refs");
+    assert_eq!(refs.len(), 1, "{refs:?}");
+    assert_eq!(refs[0].file, "compose.yaml");
+    assert_eq!(refs[0].status, "up-to-date");
+    fake.assert_no_violations();
+    server.stop().await;
+}
