@@ -350,22 +350,7 @@ async fn rescans_fetch_only_changed_blobs_and_a_config_pr_gets_a_check_run() {
         Default::default(),
         "try a config",
     );
-    let api = digestif::github::GitHubApp::new(
-        fake.url(),
-        fake.app_id(),
-        fake.private_key_pem().as_bytes(),
-        Default::default(),
-    )
-    .expect("app");
-    let client = api.installation(inst).expect("client");
-    let pr: serde_json::Value = client
-        .post(
-            "/repos/acme/widgets/pulls",
-            &serde_json::json!({"title": "config", "head": "config", "base": "main"}),
-        )
-        .await
-        .expect("PR");
-    let number = pr["number"].as_u64().expect("number");
+    let number = open_pull_as_app(&fake, inst, "config", "config").await;
     let hook = pull_request_event(&fake, inst, "acme/widgets", number, "opened", "carol");
     assert_eq!(deliver(&server.url, &hook).await.0, 202);
     server.settle().await;

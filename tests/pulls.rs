@@ -281,12 +281,9 @@ async fn a_person_pushing_takes_over_until_rebase_and_commands_need_write_access
 
     // 10. Commands: refused without write access, obeyed with it.
     fake.set_permission(REPO, "eve", "read");
-    deliver(
-        &server.url,
-        &comment_event(&fake, inst, REPO, pr.number, "eve", "@digestif rebase"),
-    )
-    .await;
-    server.settle().await;
+    server
+        .comment(&fake, inst, pr.number, "eve", "@digestif rebase")
+        .await;
     assert_eq!(
         fake.branches(REPO)["digestif/all"],
         human_head,
@@ -298,12 +295,9 @@ async fn a_person_pushing_takes_over_until_rebase_and_commands_need_write_access
             .any(|c| c.body.contains("only people with write access"))
     );
     fake.set_permission(REPO, "dave", "write");
-    deliver(
-        &server.url,
-        &comment_event(&fake, inst, REPO, pr.number, "dave", "@digestif rebase"),
-    )
-    .await;
-    server.settle().await;
+    server
+        .comment(&fake, inst, pr.number, "dave", "@digestif rebase")
+        .await;
     assert_eq!(
         fake.file_at(REPO, "digestif/all", "Dockerfile")
             .expect("file"),
@@ -313,27 +307,20 @@ async fn a_person_pushing_takes_over_until_rebase_and_commands_need_write_access
     assert_eq!(fake.file_at(REPO, "digestif/all", "NOTES.md"), None);
 
     // `ignore this digest` closes the PR for good.
-    deliver(
-        &server.url,
-        &comment_event(
+    server
+        .comment(
             &fake,
             inst,
-            REPO,
             pr.number,
             "dave",
             "@digestif ignore this digest",
-        ),
-    )
-    .await;
-    server.settle().await;
+        )
+        .await;
     assert!(open_pulls(&fake).is_empty());
     // Unknown commands get help, not silence.
-    deliver(
-        &server.url,
-        &comment_event(&fake, inst, REPO, pr.number, "dave", "@digestif dance"),
-    )
-    .await;
-    server.settle().await;
+    server
+        .comment(&fake, inst, pr.number, "dave", "@digestif dance")
+        .await;
     assert!(
         fake.comments(REPO, pr.number)
             .iter()
@@ -450,21 +437,7 @@ async fn a_crash_between_commit_and_pr_leaves_exactly_one_pr() {
         Default::default(),
         "half",
     );
-    let app = digestif::github::GitHubApp::new(
-        fake.url(),
-        fake.app_id(),
-        fake.private_key_pem().as_bytes(),
-        Default::default(),
-    )
-    .expect("app");
-    let api = app.installation(inst).expect("client");
-    let _: serde_json::Value = api
-        .post(
-            "/repos/acme/widgets/pulls",
-            &serde_json::json!({"title": "half", "head": "digestif/all", "base": "main"}),
-        )
-        .await
-        .expect("PR");
+    open_pull_as_app(&fake, inst, "digestif/all", "half").await;
     let server = start_server(&fake, &reg).await;
     deliver(
         &server.url,
@@ -666,12 +639,9 @@ async fn recreate_brings_a_declined_update_back_and_unignore_lifts_an_image_igno
     server.scan(REPO).await;
     assert!(open_pulls(&fake).is_empty());
 
-    deliver(
-        &server.url,
-        &comment_event(&fake, inst, REPO, pr.number, "carol", "@digestif recreate"),
-    )
-    .await;
-    server.settle().await;
+    server
+        .comment(&fake, inst, pr.number, "carol", "@digestif recreate")
+        .await;
     let again = open_pulls(&fake).pop().expect("recreated");
     assert_ne!(again.number, pr.number);
     assert_eq!(
@@ -687,34 +657,26 @@ async fn recreate_brings_a_declined_update_back_and_unignore_lifts_an_image_igno
     assert!(acked);
 
     // Ignore the whole image: the PR closes; unignore it: the PR comes back.
-    deliver(
-        &server.url,
-        &comment_event(
+    server
+        .comment(
             &fake,
             inst,
-            REPO,
             again.number,
             "carol",
             "@digestif ignore this image",
-        ),
-    )
-    .await;
-    server.settle().await;
+        )
+        .await;
     assert!(open_pulls(&fake).is_empty());
     let image = format!("{}/library/python", reg.addr);
-    deliver(
-        &server.url,
-        &comment_event(
+    server
+        .comment(
             &fake,
             inst,
-            REPO,
             again.number,
             "carol",
             &format!("@digestif unignore {image}"),
-        ),
-    )
-    .await;
-    server.settle().await;
+        )
+        .await;
     assert_eq!(open_pulls(&fake).len(), 1);
     fake.assert_no_violations();
     server.stop().await;

@@ -313,3 +313,34 @@ pub fn branch_push_event(
     p["sender"]["type"] = json!("User");
     webhooks::sign("push", &p, SECRET)
 }
+
+impl Running {
+    /// `user` comments `body` on PR `number`; waits until the work it caused is done.
+    pub async fn comment(&self, fake: &FakeGitHub, inst: u64, number: u64, user: &str, body: &str) {
+        let hook = comment_event(fake, inst, "acme/widgets", number, user, body);
+        let (status, text) = deliver(&self.url, &hook).await;
+        assert_eq!(status, 202, "{text}");
+        self.settle().await;
+    }
+}
+
+/// Opens a pull request from `head` into `main` with the installation's token, as if
+/// someone (or an earlier, interrupted digestif) had. Returns its number.
+pub async fn open_pull_as_app(fake: &FakeGitHub, inst: u64, head: &str, title: &str) -> u64 {
+    let app = digestif::github::GitHubApp::new(
+        fake.url(),
+        fake.app_id(),
+        fake.private_key_pem().as_bytes(),
+        Default::default(),
+    )
+    .expect("app");
+    let api = app.installation(inst).expect("client");
+    let pr: Value = api
+        .post(
+            "/repos/acme/widgets/pulls",
+            &json!({"title": title, "head": head, "base": "main"}),
+        )
+        .await
+        .expect("PR");
+    pr["number"].as_u64().expect("number")
+}
