@@ -438,3 +438,20 @@ async fn mirrors_take_lookups_while_names_stay() {
     assert_eq!(r.status, Status::Unpinned, "{r:?}");
     assert_eq!(res.counts()[0].host, host(&mirror));
 }
+
+#[tokio::test]
+async fn a_token_service_that_sheds_load_reads_as_rate_limited() {
+    let realm = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "120"))
+        .mount(&realm)
+        .await;
+    let registry = bearer_registry(&format!("http://{}/token", host(&realm))).await;
+    let res = Resolver::new(config_for(&[&registry, &realm])).unwrap();
+    let r = resolve(&res, &format!("{}/app:1", host(&registry))).await;
+    assert_eq!(r.status, Status::RateLimited, "{r:?}");
+    let message = r.message.unwrap_or_default();
+    assert!(message.contains("token service answered 429"), "{message}");
+    assert!(message.contains("retry after 120 s"), "{message}");
+}

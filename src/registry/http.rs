@@ -411,6 +411,17 @@ impl Http {
                     },
                 });
             }
+            // A token service that sheds load limits lookups like the registry itself
+            // would: this cycle gives up on the host with a "rate limited" status.
+            s @ (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) => {
+                let after = retry_after(resp.headers())
+                    .map(|d| format!(", retry after {} s", d.as_secs()))
+                    .unwrap_or_default();
+                return Err(RegistryError::RateLimited {
+                    host: realm_host,
+                    detail: format!("token service answered {s}{after}"),
+                });
+            }
             s => return Err(bad(format!("token service answered {s}"))),
         }
         #[derive(serde::Deserialize)]
