@@ -347,17 +347,18 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`. The last `@` ends the
+/// user part, so a password holding an unencoded `@` is hidden whole.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -482,6 +483,10 @@ mod tests {
         assert_eq!(
             github_web_url("https://api.octo.ghe.com"),
             "https://octo.ghe.com"
+        );
+        assert_eq!(
+            github_web_url("https://ghe.corp/api/v3/"),
+            "https://ghe.corp"
         );
         assert_eq!(github_web_url("http://127.0.0.1:9"), "http://127.0.0.1:9");
     }
@@ -611,5 +616,9 @@ mod tests {
             "postgres://app:***@db:5432/digestif"
         );
         assert_eq!(redact_url("sqlite://digestif.db"), "sqlite://digestif.db");
+        assert_eq!(
+            redact_url("postgres://u:p@ss@db/x"),
+            "postgres://u:***@db/x"
+        );
     }
 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::edit;
-use crate::github::api::{Api, ApiError};
+use crate::github::api::{Api, ApiError, ok_or_status};
 use crate::github::issues;
 use crate::github::repo::encode_path;
 use crate::plan::{Action, CloseReason, Plan, Update, UpdateKey};
@@ -76,8 +76,6 @@ pub struct Outcome {
 struct PullRef {
     number: u64,
     node_id: String,
-    #[serde(default)]
-    body: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -335,12 +333,10 @@ impl Writer<'_> {
             return Ok(());
         }
         // GitHub answers 422 "Reference does not exist" for a missing branch.
-        if updated.status.as_u16() != 422
-            || !String::from_utf8_lossy(&updated.body).contains("does not exist")
-        {
-            let resp: Result<serde_json::Value, ApiError> =
-                Err(status_error("PATCH", &path, &updated));
-            resp?;
+        let missing = updated.status.as_u16() == 422
+            && String::from_utf8_lossy(&updated.body).contains("does not exist");
+        if !missing {
+            return ok_or_status(http::Method::PATCH, &path, updated).map(|_| ());
         }
         let _: serde_json::Value = self
             .api
@@ -442,7 +438,6 @@ impl Writer<'_> {
                 .await?;
             }
         }
-        let _ = pr.body;
         Ok(number)
     }
 
@@ -524,23 +519,6 @@ impl Writer<'_> {
             .await?;
         }
         Ok(())
-    }
-}
-
-fn status_error(method: &str, path: &str, resp: &crate::github::api::Response) -> ApiError {
-    let message = serde_json::from_slice::<serde_json::Value>(&resp.body)
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    ApiError::Status {
-        status: resp.status.as_u16(),
-        method: method.to_string(),
-        path: path.to_string(),
-        message,
     }
 }
 

@@ -77,23 +77,12 @@ async fn open(db: &DbArgs, migrate: bool) -> anyhow::Result<Store> {
     let mut o = ConnectOptions::new(db.database_url.clone());
     o.migrate = migrate;
     o.max_connections = 2;
-    Store::connect_with(o)
-        .await
-        .with_context(|| format!("cannot open the database {}", redact(&db.database_url)))
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    Store::connect_with(o).await.with_context(|| {
+        format!(
+            "cannot open the database {}",
+            crate::settings::redact_url(&db.database_url)
+        )
+    })
 }
 
 /// Applies pending migrations and prints the versions applied.

@@ -611,7 +611,8 @@ fn with_per_page(path: &str) -> String {
     }
 }
 
-fn ok_or_status(method: Method, path: &str, resp: Response) -> Result<Response, ApiError> {
+/// A non-2xx answer as [`ApiError::Status`], with GitHub's own `message`.
+pub fn ok_or_status(method: Method, path: &str, resp: Response) -> Result<Response, ApiError> {
     if resp.status.is_success() {
         return Ok(resp);
     }

@@ -28,15 +28,6 @@ impl From<WriteError> for JobError {
     }
 }
 
-/// `https://api.github.com` → `https://github.com`; GHES `https://HOST/api/v3` → `https://HOST`.
-pub fn web_base(api_url: &str) -> String {
-    let u = api_url.trim_end_matches('/');
-    if let Some(rest) = u.strip_suffix("/api/v3") {
-        return rest.to_string();
-    }
-    u.replace("://api.github.com", "://github.com")
-}
-
 /// What planning and writing came to, for the dashboard.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -129,7 +120,11 @@ pub async fn update_pull_requests(
         store: &h.store,
         repository_id: repo.id,
         full_name: &repo.full_name,
-        html_url: format!("{}/{}", web_base(h.github.api_url()), repo.full_name),
+        html_url: format!(
+            "{}/{}",
+            crate::settings::github_web_url(h.github.api_url()),
+            repo.full_name
+        ),
         config,
         base: Base {
             branch: &snapshot.branch,
@@ -432,12 +427,5 @@ mod tests {
             Some(Command::Unknown("dance".into()))
         );
         assert_eq!(parse_command("no command"), None);
-    }
-
-    #[test]
-    fn web_links_follow_the_api_host() {
-        assert_eq!(web_base("https://api.github.com"), "https://github.com");
-        assert_eq!(web_base("https://ghe.corp/api/v3/"), "https://ghe.corp");
-        assert_eq!(web_base("http://127.0.0.1:4000"), "http://127.0.0.1:4000");
     }
 }
