@@ -14,7 +14,7 @@ use crate::github::issues;
 use crate::plan::{self, Candidate};
 use crate::registry::Status;
 use crate::repo_config::RepoConfig;
-use crate::store::{IgnoreSource, JobError, NewIgnore, PrStatus, Repository};
+use crate::store::{IgnoreSource, JobError, NewIgnore, PrStatus, PullRequest, Repository};
 use crate::writer::{Base, Outcome, WriteError, Writer};
 
 impl From<WriteError> for JobError {
@@ -192,22 +192,8 @@ pub async fn pull_request_event(
             let Some(repo) = h.store.repository(repository_id).await? else {
                 return Ok(());
             };
-            for k in &pr.updates.0 {
-                h.store
-                    .add_ignore(
-                        repository_id,
-                        &NewIgnore {
-                            image: &k.image,
-                            tag: k.tag.as_deref(),
-                            digest: Some(&k.new),
-                            reason: &format!("pull request #{number} closed without merging"),
-                            source: IgnoreSource::ClosedPr,
-                            created_by: Some(sender),
-                        },
-                        now,
-                    )
-                    .await?;
-            }
+            let reason = format!("pull request #{number} closed without merging");
+            ignore_digests(h, &pr, &reason, IgnoreSource::ClosedPr, sender).await?;
             let api = h.github.installation(repo.installation_id as u64)?;
             issues::comment(
                 &api,
@@ -223,13 +209,42 @@ pub async fn pull_request_event(
             h.store
                 .set_pr_state(repository_id, number, PrStatus::Open, now)
                 .await?;
-            for k in &pr.updates.0 {
-                h.store
-                    .remove_ignore_digest(repository_id, &k.image, k.tag.as_deref(), &k.new)
-                    .await?;
-            }
+            unignore_digests(h, &pr).await?;
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Ignores, for this repository, the digests `pr` proposes.
+async fn ignore_digests(
+    h: &Handler,
+    pr: &PullRequest,
+    reason: &str,
+    source: IgnoreSource,
+    by: &str,
+) -> Result<(), JobError> {
+    let now = h.clock.now();
+    for k in &pr.updates.0 {
+        let ignore = NewIgnore {
+            image: &k.image,
+            tag: k.tag.as_deref(),
+            digest: Some(&k.new),
+            reason,
+            source,
+            created_by: Some(by),
+        };
+        h.store.add_ignore(pr.repository_id, &ignore, now).await?;
+    }
+    Ok(())
+}
+
+/// Takes back the ignores of the digests `pr` proposes (reopened, or `recreate`).
+async fn unignore_digests(h: &Handler, pr: &PullRequest) -> Result<(), JobError> {
+    for k in &pr.updates.0 {
+        h.store
+            .remove_ignore_digest(pr.repository_id, &k.image, k.tag.as_deref(), &k.new)
+            .await?;
     }
     Ok(())
 }
@@ -318,31 +333,13 @@ pub async fn comment(
             if pr.state == PrStatus::Open {
                 Some("This pull request is open; `@digestif rebase` regenerates it.".to_string())
             } else {
-                for k in &pr.updates.0 {
-                    h.store
-                        .remove_ignore_digest(repository_id, &k.image, k.tag.as_deref(), &k.new)
-                        .await?;
-                }
+                unignore_digests(h, &pr).await?;
                 None
             }
         }
         Command::IgnoreDigest => {
-            for k in &pr.updates.0 {
-                h.store
-                    .add_ignore(
-                        repository_id,
-                        &NewIgnore {
-                            image: &k.image,
-                            tag: k.tag.as_deref(),
-                            digest: Some(&k.new),
-                            reason: &format!("`@digestif ignore this digest` on #{number}"),
-                            source: IgnoreSource::Command,
-                            created_by: Some(sender),
-                        },
-                        now,
-                    )
-                    .await?;
-            }
+            let reason = format!("`@digestif ignore this digest` on #{number}");
+            ignore_digests(h, &pr, &reason, IgnoreSource::Command, sender).await?;
             None
         }
         Command::IgnoreImage => {
