@@ -1,6 +1,9 @@
 //! The job queue on both backends: uniqueness, leases and their expiry, backoff, dead
 //! jobs, and the worker runtime (exactly-once with two workers, a killed worker, shutdown).
 
+#[path = "support/backends.rs"]
+mod backends;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,29 +24,6 @@ fn t0() -> DateTime<Utc> {
 
 fn secs(s: i64) -> TimeDelta {
     TimeDelta::seconds(s)
-}
-
-async fn db(backend: Backend) -> TestDb {
-    TestDb::new(backend, true)
-        .await
-        .unwrap_or_else(|e| panic!("test database ({backend:?}): {e}"))
-}
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::$name(super::db(digestif::store::Backend::Sqlite).await).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::$name(super::db(digestif::store::Backend::Postgres).await).await
-            })*
-        }
-    };
 }
 
 on_both!(

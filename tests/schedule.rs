@@ -1,6 +1,9 @@
 //! Schedules: cron semantics, DST in Europe/Berlin, preset jitter, and the scheduler's
 //! claim on both backends (once after downtime, once across concurrent replicas).
 
+#[path = "support/backends.rs"]
+mod backends;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use digestif::schedule::{
     Clock, ManualClock, Schedule, ScheduleError, Scheduler, effective_expr, jitter, next_scan_at,
 };
 use digestif::store::testing::TestDb;
-use digestif::store::{Backend, JobKind, JobState, NewRepository, RepoConfigUpdate, Store};
+use digestif::store::{JobKind, JobState, NewRepository, RepoConfigUpdate, Store};
 
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
@@ -193,29 +196,6 @@ fn presets_keep_their_cadence_in_the_repository_time_zone() {
 }
 
 // ---- the scheduler on both backends --------------------------------------------------------
-
-async fn db(backend: Backend) -> TestDb {
-    TestDb::new(backend, true)
-        .await
-        .unwrap_or_else(|e| panic!("test database ({backend:?}): {e}"))
-}
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::$name(super::db(digestif::store::Backend::Sqlite).await).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::$name(super::db(digestif::store::Backend::Postgres).await).await
-            })*
-        }
-    };
-}
 
 on_both!(
     a_missed_run_happens_once_after_downtime,

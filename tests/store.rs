@@ -1,6 +1,9 @@
 //! The store on both backends: every test runs on a temporary SQLite file and on a fresh
 //! PostgreSQL schema (127.0.0.1:5432, database `test`, or DIGESTIF_TEST_POSTGRES_URL).
 
+#[path = "support/backends.rs"]
+mod backends;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone as _, Utc};
@@ -14,30 +17,6 @@ use sqlx::Connection as _;
 
 fn t(h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 4, h, m, 0).unwrap()
-}
-
-async fn db(backend: Backend) -> TestDb {
-    TestDb::new(backend, true)
-        .await
-        .unwrap_or_else(|e| panic!("test database ({backend:?}): {e}"))
-}
-
-/// Runs each listed `async fn(TestDb)` once per backend.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::db(digestif::store::Backend::Sqlite).await).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::db(digestif::store::Backend::Postgres).await).await
-            })*
-        }
-    };
 }
 
 on_both!(
