@@ -100,22 +100,15 @@ async fn install_scan_config_errors_and_uninstall() {
     assert_eq!(cp.current_digest.as_deref(), Some(new.as_str()));
 
     // An invalid config: the repository gets one issue with line numbers, and no updates.
-    fake.push(
-        "acme/widgets",
-        "main",
-        &[(
+    server
+        .push_to_main(
+            &fake,
+            inst,
             ".github/digestif.yml",
-            Some("schedule: sometimes\ngroup: all\nlabels: [deps]\ntimezone: Mars/Olympus\n"),
-        )],
-        Default::default(),
-        "configure digestif",
-    );
-    let (status, _) = deliver(
-        &server.url,
-        &push_event(&fake, inst, "acme/widgets", &[".github/digestif.yml"]),
-    )
-    .await;
-    assert_eq!(status, 202);
+            "schedule: sometimes\ngroup: all\nlabels: [deps]\ntimezone: Mars/Olympus\n",
+            "configure digestif",
+        )
+        .await;
     let issue = eventually("config error issue", || {
         let issues = fake.issues("acme/widgets");
         async move {
@@ -136,18 +129,15 @@ async fn install_scan_config_errors_and_uninstall() {
             .contains("Mars/Olympus")
     );
     // Scanning again with the same broken file updates the same issue, never a second one.
-    fake.push(
-        "acme/widgets",
-        "main",
-        &[(".github/digestif.yml", Some("schedule: sometimes\n"))],
-        Default::default(),
-        "still broken",
-    );
-    deliver(
-        &server.url,
-        &push_event(&fake, inst, "acme/widgets", &[".github/digestif.yml"]),
-    )
-    .await;
+    server
+        .push_to_main(
+            &fake,
+            inst,
+            ".github/digestif.yml",
+            "schedule: sometimes\n",
+            "still broken",
+        )
+        .await;
     eventually("issue updated", || {
         let issues = fake.issues("acme/widgets");
         async move {
@@ -162,21 +152,15 @@ async fn install_scan_config_errors_and_uninstall() {
     .await;
 
     // Fixed: the issue is closed with a comment, the schedule is the one the file asks for.
-    fake.push(
-        "acme/widgets",
-        "main",
-        &[(
+    server
+        .push_to_main(
+            &fake,
+            inst,
             ".github/digestif.yml",
-            Some("schedule: \"0 6 * * 1-5\"\ntimezone: Europe/Berlin\n"),
-        )],
-        Default::default(),
-        "fix config",
-    );
-    deliver(
-        &server.url,
-        &push_event(&fake, inst, "acme/widgets", &[".github/digestif.yml"]),
-    )
-    .await;
+            "schedule: \"0 6 * * 1-5\"\ntimezone: Europe/Berlin\n",
+            "fix config",
+        )
+        .await;
     eventually("config issue closed", || {
         let issues = fake.issues("acme/widgets");
         async move {

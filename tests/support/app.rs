@@ -344,3 +344,27 @@ pub async fn open_pull_as_app(fake: &FakeGitHub, inst: u64, head: &str, title: &
         .expect("PR");
     pr["number"].as_u64().expect("number")
 }
+
+impl Running {
+    /// Someone pushes `path` = `text` to `main` of acme/widgets, and GitHub delivers the
+    /// push webhook (answered 202).
+    pub async fn push_to_main(
+        &self,
+        fake: &FakeGitHub,
+        inst: u64,
+        path: &str,
+        text: &str,
+        message: &str,
+    ) {
+        fake.push(
+            "acme/widgets",
+            "main",
+            &[(path, Some(text))],
+            Default::default(),
+            message,
+        );
+        let (status, body) =
+            deliver(&self.url, &push_event(fake, inst, "acme/widgets", &[path])).await;
+        assert_eq!(status, 202, "{body}");
+    }
+}
