@@ -225,7 +225,7 @@ pub fn for_event(event: &Event) -> Vec<Work> {
             sender,
             is_pull_request,
         } => {
-            if *is_pull_request && mentions_digestif(body) {
+            if *is_pull_request && pulls::parse_command(body).is_some() {
                 vec![Work::Comment {
                     installation_id: *installation_id,
                     repository_id: repository.id,
@@ -266,11 +266,6 @@ pub fn for_event(event: &Event) -> Vec<Work> {
             archived: repository.archived,
         }],
     }
-}
-
-fn mentions_digestif(body: &str) -> bool {
-    body.lines()
-        .any(|l| l.trim_start().to_ascii_lowercase().starts_with("@digestif"))
 }
 
 #[cfg(test)]
