@@ -13,7 +13,7 @@ use clap::Args;
 use thiserror::Error;
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://digestif.db";
+pub use crate::store::DEFAULT_DATABASE_URL;
 pub const DEFAULT_BIND: &str = "0.0.0.0:3000";
 
 #[derive(Debug, Clone, Args)]
