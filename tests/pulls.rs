@@ -416,6 +416,36 @@ async fn platform_pins_arg_edits_grouping_and_min_age() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pr_with_2000_updates_has_a_body_github_accepts() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let python = reg.reference("library/python", "3.12-slim", Some(&old));
+    let dockerfile: String = (0..2000)
+        .map(|i| format!("FROM {python} AS s{i}\n"))
+        .collect();
+    let fake = FakeGitHub::start().await;
+    // The fake refuses bodies over GitHub's 65,536 characters, as GitHub does.
+    let (server, _) = installed(&fake, &reg, &[("Dockerfile", &dockerfile)]).await;
+    let pulls = open_pulls(&fake);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &new),
+        "every one of the 2,000 references is updated"
+    );
+    let body = pulls[0].body.clone().unwrap_or_default();
+    assert!(body.chars().count() <= 65_536, "{}", body.len());
+    assert!(body.contains("more of the 2000 updates; the commit message lists every one"));
+    let head = fake.branches(REPO)["digestif/all"].clone();
+    let message = fake.commit(REPO, &head).expect("commit").message;
+    assert_eq!(message.matches(" -> ").count(), 2000);
+    fake.assert_no_violations();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_commit_and_pr_leaves_exactly_one_pr() {
     let reg = TestRegistry::start().await;
     let (old, _, _) = push_python(&reg, "one").await;
