@@ -636,8 +636,32 @@ async fn workflow_files_without_the_permission_are_explained_not_fatal() {
         .expect("db")
         .expect("repo");
     assert!(repo.last_error.unwrap_or_default().contains("workflows"));
-    // The refusal was GitHub's answer to a request we made; nothing else broke the contract.
-    let _ = fake.take_violations();
+    // GitHub's refusal is an answer (422 to creating the branch with the workflow change),
+    // not a broken contract: the exact set of contract violations is empty.
+    let writes: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/git/refs"))
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert_eq!(
+        writes[..4],
+        [
+            // The branch does not exist yet, so it is created: refused for the workflow,
+            "PATCH /repos/acme/widgets/git/refs/heads/digestif/all 422",
+            "POST /repos/acme/widgets/git/refs 422",
+            // then created with the commit that leaves the workflow alone.
+            "PATCH /repos/acme/widgets/git/refs/heads/digestif/all 422",
+            "POST /repos/acme/widgets/git/refs 201",
+        ],
+        "{writes:#?}"
+    );
+    let violations: Vec<String> = fake
+        .take_violations()
+        .iter()
+        .map(|v| format!("{} {}: {}", v.method, v.path, v.message))
+        .collect();
+    assert_eq!(violations, Vec::<String>::new());
     server.stop().await;
 }
 
