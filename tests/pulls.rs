@@ -117,12 +117,19 @@ async fn a_pr_is_opened_kept_current_and_closed_when_upstream_reverts() {
     server.scan(REPO).await;
     assert_eq!(fake.branches(REPO)["digestif/all"], head);
 
-    // 2. The tag moves again: the same PR gets a new commit and body.
+    // 2. The tag moves again: the same PR is rebuilt — its branch force-moved to one new
+    // commit on the base (not a commit added on top), and its body rewritten.
     let (newer, _, _) = push_python(&reg, "three").await;
     server.scan(REPO).await;
     let pulls = open_pulls(&fake);
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0].number, pr.number);
+    let rebuilt = fake.branches(REPO)["digestif/all"].clone();
+    assert_ne!(rebuilt, head);
+    assert_eq!(
+        fake.commit(REPO, &rebuilt).expect("commit").parents,
+        [fake.branches(REPO)["main"].clone()]
+    );
     assert_eq!(
         fake.file_at(REPO, "digestif/all", "Dockerfile")
             .expect("file"),
@@ -697,7 +704,27 @@ async fn recreate_brings_a_declined_update_back_and_unignore_lifts_an_image_igno
         .comment(&fake, inst, pr.number, "carol", "@digestif recreate")
         .await;
     let again = open_pulls(&fake).pop().expect("recreated");
+    // What the PR body and the closing comment promised: a new PR, not the old one reopened.
     assert_ne!(again.number, pr.number);
+    assert!(
+        pr.body.as_deref().unwrap_or("").contains(
+            "`@digestif recreate` (on a closed PR: propose its digests again, in a new PR)"
+        )
+    );
+    assert!(
+        fake.comments(REPO, pr.number)
+            .iter()
+            .any(|c| c.body.contains(
+                "`@digestif recreate` to have these digests proposed again, in a new pull request"
+            ))
+    );
+    assert_eq!(
+        fake.pulls(REPO)
+            .iter()
+            .find(|p| p.number == pr.number)
+            .map(|p| p.state.as_str()),
+        Some("closed")
+    );
     assert_eq!(
         fake.file_at(REPO, "digestif/all", "Dockerfile")
             .expect("file"),

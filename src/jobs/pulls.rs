@@ -202,7 +202,7 @@ pub async fn pull_request_event(
                 number,
                 "Understood: digestif will not propose these digests again. It will open a new \
                  pull request when a tag moves to a different digest. Comment `@digestif recreate` \
-                 to get this one back.",
+                 to have these digests proposed again, in a new pull request.",
             )
             .await?;
         }
