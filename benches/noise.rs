@@ -99,8 +99,8 @@ impl Event {
 fn event(i: usize, day: usize) -> Option<Event> {
     match i {
         0..4 => Some(Event::Rebuilt),
-        4..8 => (day % 3 == 0).then_some(Event::AttestationOnly),
-        8..12 => (day % 7 == 0).then_some(Event::Arm64Rebuilt),
+        4..8 => day.is_multiple_of(3).then_some(Event::AttestationOnly),
+        8..12 => day.is_multiple_of(7).then_some(Event::Arm64Rebuilt),
         12..16 => match day {
             5 => Some(Event::Rebuilt),
             9 => Some(Event::Reverted),
