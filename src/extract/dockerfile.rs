@@ -1009,6 +1009,9 @@ impl Lexer<'_> {
             return self.value(&name);
         }
         self.bump();
+        if matches!(self.peek(), Some('{' | '}' | ':')) {
+            return Err(Skip::Syntax("bad substitution"));
+        }
         let name = self.name();
         let (colon, modifier) = match self.bump() {
             Some((_, '}')) => return self.value(&name),
@@ -2444,6 +2447,7 @@ mod tests {
         err("golang:\\$A", "invalid tag \"$A\"");
         err("golang:${A#1.}", "does not evaluate");
         err("golang:${A", "not closed");
+        err("golang:${}", "bad substitution");
         err("golang:\"$A", "not closed");
         err("alpine-${TARGETARCH}:3", "for each target platform");
         err("golang:${TARGETARCH:-amd64}", "for each target platform");
