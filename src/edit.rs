@@ -71,8 +71,9 @@ pub fn apply(bytes: &[u8], changes: &[Change]) -> Result<Vec<u8>, EditError> {
 
 /// The change that makes `found` point at `digest`: replace the digest it has, or append
 /// `@digest` right after its tag (pinning). `None` when it already has that digest.
+/// `None` too for a reference digestif must not edit (`Found::not_editable`).
 pub fn set_digest(found: &Found, digest: &Digest) -> Option<Change> {
-    if found.reference.digest.as_ref() == Some(digest) {
+    if found.not_editable.is_some() || found.reference.digest.as_ref() == Some(digest) {
         return None;
     }
     Some(match &found.digest_span {
@@ -91,13 +92,21 @@ pub fn set_digest(found: &Found, digest: &Digest) -> Option<Change> {
 /// so an edit never lands on text that moved underneath it.
 pub fn verify(bytes: &[u8], founds: &[&Found]) -> Result<(), EditError> {
     for f in founds {
-        let found = bytes.get(f.span.clone()).unwrap_or_default();
-        if found != f.text.as_bytes() {
-            return Err(EditError::Stale {
-                start: f.span.start,
-                expected: f.text.clone(),
+        let expect = |span: &Range<usize>, text: String| {
+            let found = bytes.get(span.clone()).unwrap_or_default();
+            if found == text.as_bytes() {
+                return Ok(());
+            }
+            Err(EditError::Stale {
+                start: span.start,
+                expected: text,
                 found: String::from_utf8_lossy(found).into_owned(),
-            });
+            })
+        };
+        expect(&f.span, f.text.clone())?;
+        // A digest from an `ARG` default sits outside the image text.
+        if let (Some(span), Some(d)) = (&f.digest_span, &f.reference.digest) {
+            expect(span, d.to_string())?;
         }
     }
     Ok(())
@@ -194,25 +203,78 @@ mod tests {
         .prop_map(|v| v.concat())
     }
 
+    /// One reference in one of the forms a Dockerfile writes it: `(global ARG lines,
+    /// FROM line)`. `i` keeps ARG names apart.
+    fn form(form: u8, i: usize, name: &str, tag: &str, pinned: bool) -> (String, String) {
+        let at = if pinned {
+            format!("@{OLD}")
+        } else {
+            String::new()
+        };
+        match form {
+            // Plain text.
+            0 => (String::new(), format!("FROM {name}:{tag}{at}")),
+            // A version ARG: the pin goes after the FROM text.
+            1 => (
+                format!("ARG V{i}={tag}\n"),
+                format!("FROM {name}:${{V{i}}}{at}"),
+            ),
+            // Quoted, as `ARG ALPINE_TAG="3.24.1"` + `FROM alpine:"${ALPINE_TAG}"`.
+            2 => (
+                format!("ARG V{i}=\"{tag}\"\n"),
+                format!("FROM {name}:\"${{V{i}}}\"{at}"),
+            ),
+            // An ARG holds the whole reference, through a chain.
+            3 => (
+                format!("ARG R{i}={name}:{tag}{at}\nARG B{i}=$R{i}\n"),
+                format!("FROM ${{B{i}}}"),
+            ),
+            // `${X:-default}` falls back to its default, which holds the reference.
+            4 => (
+                format!("ARG O{i}\n"),
+                format!("FROM ${{O{i}:-{name}:{tag}{at}}}"),
+            ),
+            // A digest ARG: edited at the ARG; unpinned, the pin goes after the FROM text.
+            _ if pinned => (
+                format!("ARG T{i}={tag}\nARG D{i}={OLD}\n"),
+                format!("FROM {name}:$T{i}@${{D{i}}}"),
+            ),
+            _ => (format!("ARG T{i}={tag}\n"), format!("FROM {name}:$T{i}")),
+        }
+    }
+
     proptest! {
         #[test]
         fn only_the_digest_spans_change(
-            parts in prop::collection::vec((filler(), "[a-z]{1,8}", "[a-z0-9][a-z0-9.]{0,5}", any::<bool>(), any::<bool>()), 1..6),
+            parts in prop::collection::vec((filler(), "[a-z]{1,8}", "[a-z0-9][a-z0-9.]{0,5}", any::<bool>(), any::<bool>(), 0u8..6), 1..6),
+            syntax in prop::option::of(any::<bool>()),
             tail in filler(),
         ) {
             let new: Digest = NEW.parse().unwrap();
-            let mut text = String::new();
-            for (pre, name, tag, pinned, crlf) in &parts {
-                text.push_str(pre);
-                if !text.is_empty() && !text.ends_with('\n') { text.push('\n'); }
-                text.push_str(&format!("FROM {name}:{tag}"));
-                if *pinned { text.push('@'); text.push_str(OLD); }
-                text.push_str(if *crlf { " AS s\r\n" } else { "\n" });
+            // The `# syntax=` directive, pinned or not, must be the first line.
+            let mut text = match syntax {
+                Some(true) => format!("# syntax=docker/dockerfile:1@{OLD}\n"),
+                Some(false) => "# syntax=docker/dockerfile:1\n".to_string(),
+                None => String::new(),
+            };
+            let mut froms = String::new();
+            for (i, (pre, name, tag, pinned, crlf, kind)) in parts.iter().enumerate() {
+                let (args, from) = form(*kind, i, name, tag, *pinned);
+                // Global ARGs come before the first FROM.
+                text.push_str(&args);
+                froms.push_str(pre);
+                if !froms.is_empty() && !froms.ends_with('\n') { froms.push('\n'); }
+                froms.push_str(&from);
+                froms.push_str(if *crlf { " AS s\r\n" } else { "\n" });
             }
+            text.push_str(&froms);
             text.push_str(&tail);
             let bytes = text.as_bytes();
             let e = extract_file("Dockerfile", bytes).unwrap();
-            prop_assert_eq!(e.references.len(), parts.len());
+            let expected = parts.len() + usize::from(syntax.is_some());
+            prop_assert_eq!(e.references.len(), expected, "{:#?}\n{}", e, text);
+            prop_assert!(e.references.iter().all(|f| f.not_editable.is_none()));
+            verify(bytes, &e.references.iter().collect::<Vec<_>>()).unwrap();
             let changes: Vec<Change> = e.references.iter().filter_map(|f| set_digest(f, &new)).collect();
             let out = apply(bytes, &changes).unwrap();
 
@@ -230,11 +292,14 @@ mod tests {
             }
             prop_assert_eq!(&bytes[i..], &out[j..]);
 
-            // And a rescan of the result finds every reference pinned to the new digest.
+            // A rescan of the result finds every reference, naming the same image and tag
+            // as before, pinned to the new digest.
             let again = extract_file("Dockerfile", &out).unwrap();
-            prop_assert_eq!(again.references.len(), parts.len());
-            for f in &again.references {
+            prop_assert_eq!(again.references.len(), expected);
+            for (f, before) in again.references.iter().zip(&e.references) {
                 prop_assert_eq!(f.reference.digest.as_ref(), Some(&new));
+                prop_assert_eq!(f.reference.name(), before.reference.name());
+                prop_assert_eq!(&f.reference.tag, &before.reference.tag);
             }
         }
     }

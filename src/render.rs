@@ -409,7 +409,38 @@ fn source_cell(i: &crate::plan::ImageInfo) -> String {
 
 fn why_line(u: &Update) -> Option<String> {
     let at = code(&format!("{}:{}", u.found.file, u.found.line));
-    match (&u.platform_pin, &u.found.context.arg) {
+    let context = &u.found.context;
+    if context.location.as_deref() == Some("# syntax") {
+        return Some(format!(
+            "{at} is the `# syntax=` parser directive: BuildKit pulls that frontend image \
+             before it reads the rest of the file, so its digest is written in place on the \
+             directive line."
+        ));
+    }
+    if context.arg.is_none() && !context.variables.is_empty() {
+        let vars = context
+            .variables
+            .iter()
+            .map(|v| code(v))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let platform = match &u.platform_pin {
+            Some(p) => format!(
+                " It is pinned to the {} manifest of the tag's index.",
+                code(p)
+            ),
+            None => String::new(),
+        };
+        return Some(format!(
+            "{at} names {text}, which the ARGs {vars} make {image}: the digest is written \
+             after the image text in that line, not in the ARGs, which may be used elsewhere. \
+             When one of those ARGs changes, the pinned digest no longer matches the new tag \
+             and digestif proposes the new tag's digest.{platform}",
+            text = code(&u.found.text),
+            image = code(&image_tag(u)),
+        ));
+    }
+    match (&u.platform_pin, &context.arg) {
         (Some(p), Some(arg)) => Some(format!(
             "{at} is pinned to the {p} manifest through {a}: the new digest is {p}'s \
              manifest in the tag's current index, written at the `ARG` default.",
@@ -765,6 +796,36 @@ mod tests {
         let state = parse_marker(&b).unwrap();
         assert_eq!(state.branch, "digestif/all");
         assert_eq!(state.updates, u.iter().map(Update::key).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_body_says_where_each_digest_goes_and_why() {
+        let text = "# syntax=docker/dockerfile:1\nARG GO=1.26\nARG BASE=alpine:3\n\
+                    FROM golang:${GO}-alpine AS build\nFROM $BASE\n";
+        let u = updates("Dockerfile", text, &[d(1), d(2), d(3)]);
+        let b = body(&RepoConfig::default(), &links(), PIN_BRANCH, &u);
+        assert!(
+            b.contains(
+                "- `Dockerfile:1` is the `# syntax=` parser directive: BuildKit pulls that \
+                 frontend image before it reads the rest of the file, so its digest is written \
+                 in place on the directive line."
+            ),
+            "{b}"
+        );
+        assert!(
+            b.contains(
+                "- `Dockerfile:4` names `golang:${GO}-alpine`, which the ARGs `GO` make \
+                 `golang:1.26-alpine`: the digest is written after the image text in that \
+                 line, not in the ARGs, which may be used elsewhere. When one of those ARGs \
+                 changes, the pinned digest no longer matches the new tag and digestif \
+                 proposes the new tag's digest."
+            ),
+            "{b}"
+        );
+        assert!(
+            b.contains("- `Dockerfile:3` is the default of `ARG BASE`, which a `FROM $BASE` uses"),
+            "{b}"
+        );
     }
 
     #[test]

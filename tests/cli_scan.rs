@@ -17,7 +17,28 @@ fn digestif(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn json_output_matches_the_golden_file() {
-    let root = fixtures().join("repo");
+    golden("repo");
+    // Errors also reach stderr with file and line.
+    let out = digestif(&[
+        "scan",
+        "--offline",
+        fixtures().join("repo").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken/Dockerfile:1:"), "{stderr}");
+}
+
+/// Dockerfiles copied from docker/buildx, docker/cli, moby/buildkit, containerd and
+/// others (see tests/fixtures/dockerfiles/README.md): syntax directives, images built from
+/// ARGs, and file names that only suggest a Dockerfile.
+#[test]
+fn real_dockerfiles_match_their_golden_file() {
+    golden("dockerfiles");
+}
+
+/// Scans `tests/fixtures/NAME` and compares the JSON with `NAME.expected.json`.
+fn golden(name: &str) {
+    let root = fixtures().join(name);
     let out = digestif(&[
         "scan",
         "--offline",
@@ -32,7 +53,7 @@ fn json_output_matches_the_golden_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     let actual: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-    let golden = fixtures().join("repo.expected.json");
+    let golden = fixtures().join(format!("{name}.expected.json"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         let text = serde_json::to_string_pretty(&actual).unwrap() + "\n";
         std::fs::write(&golden, text).unwrap();
@@ -46,9 +67,6 @@ fn json_output_matches_the_golden_file() {
         golden.display(),
         serde_json::to_string_pretty(&actual).unwrap()
     );
-    // Errors also reach stderr with file and line.
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("broken/Dockerfile:1:"), "{stderr}");
 }
 
 #[test]

@@ -200,3 +200,193 @@ async fn update_rewrites_only_digests_and_check_reports_staleness() {
         "{text}"
     );
 }
+
+/// The Dockerfile forms of issue 12 through `scan` and `update --pin`: the `# syntax=`
+/// directive, a `FROM` built from several ARGs (pinned after its text), an ARG default
+/// built from ARGs that holds the whole reference (pinned in the default), and a digest put
+/// together from an ARG (listed, never edited).
+#[tokio::test]
+async fn update_pins_the_syntax_directive_and_images_built_from_args() {
+    let reg = TestRegistry::start().await;
+    let amd = reg.push_image("app", None, "linux/amd64", "1", false).await;
+    let arm = reg.push_image("app", None, "linux/arm64", "1", false).await;
+    let app1 = reg
+        .push_index("app", "1-alpine", &[&amd, &arm], false, "a", false)
+        .await;
+    let front = reg
+        .push_image("docker/dockerfile", Some("1"), "linux/amd64", "f", false)
+        .await;
+    let tools = reg
+        .push_image("tools", Some("3.1"), "linux/amd64", "t", false)
+        .await;
+    let hex = app1.trim_start_matches("sha256:");
+
+    let dir = tempfile::tempdir().unwrap();
+    let docker_config = tempfile::tempdir().unwrap();
+    let a = &reg.addr;
+    let original = format!(
+        "# syntax={a}/docker/dockerfile:1\r\n\
+         \r\n\
+         ARG REGISTRY={a}\r\n\
+         ARG APP_VERSION=1\r\n\
+         ARG MINOR=3.1\r\n\
+         ARG TOOLS_IMAGE=\"${{REGISTRY}}/tools:${{MINOR}}\"\r\n\
+         ARG HEX={hex}\r\n\
+         FROM --platform=$BUILDPLATFORM ${{REGISTRY}}/app:${{APP_VERSION}}-alpine AS build\r\n\
+         FROM ${{TOOLS_IMAGE}} AS tools\r\n\
+         FROM ${{REGISTRY}}/app:\"${{APP_VERSION}}\"-alpine@sha256:${{HEX}}\r\n"
+    );
+    let file = dir.path().join("Dockerfile.release");
+    std::fs::write(&file, &original).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--insecure-registry", a, root]);
+        digestif(&all, docker_config.path(), None)
+    };
+
+    // Offline: each reference with its resolved image and tag.
+    let out = run(&["scan", "--offline", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refs = json["references"].as_array().unwrap();
+    let got: Vec<(u64, &str, &str, &str)> = refs
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["image"].as_str().unwrap(),
+                r["tag"].as_str().unwrap(),
+                r["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let app = format!("{a}/app");
+    assert_eq!(
+        got,
+        [
+            (
+                1,
+                format!("{a}/docker/dockerfile").as_str(),
+                "1",
+                format!("{a}/docker/dockerfile:1").as_str()
+            ),
+            (
+                6,
+                format!("{a}/tools").as_str(),
+                "3.1",
+                "${REGISTRY}/tools:${MINOR}"
+            ),
+            (
+                8,
+                app.as_str(),
+                "1-alpine",
+                "${REGISTRY}/app:${APP_VERSION}-alpine"
+            ),
+            (
+                10,
+                app.as_str(),
+                "1-alpine",
+                "${REGISTRY}/app:\"${APP_VERSION}\"-alpine@sha256:${HEX}"
+            ),
+        ]
+    );
+    assert_eq!(refs[0]["context"]["location"], "# syntax");
+    assert_eq!(refs[1]["context"]["arg"], "TOOLS_IMAGE");
+    assert_eq!(
+        refs[2]["context"]["variables"],
+        serde_json::json!(["REGISTRY", "APP_VERSION"])
+    );
+    assert!(refs[2].get("not_editable").is_none());
+    assert!(
+        refs[3]["not_editable"]
+            .as_str()
+            .unwrap()
+            .contains("put together from several places")
+    );
+
+    // Resolved: the split digest is current, so it is up to date.
+    let out = run(&["scan", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = json["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["unpinned", "unpinned", "unpinned", "up-to-date"],
+        "{json:#}"
+    );
+
+    // --pin: the directive in place, the ARG default that holds the whole reference, and
+    // the FROM built from ARGs after its text. Nothing else changes, CRLF included.
+    let out = run(&["update", "--pin"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pinned = original
+        .replace(
+            "dockerfile:1\r\n",
+            &format!("dockerfile:1@{}\r\n", front.digest),
+        )
+        .replace(
+            "tools:${MINOR}\"",
+            &format!("tools:${{MINOR}}@{}\"", tools.digest),
+        )
+        .replace(
+            "${APP_VERSION}-alpine AS build",
+            &format!("${{APP_VERSION}}-alpine@{app1} AS build"),
+        );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), pinned);
+    let out = run(&["scan", "--check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Someone bumps APP_VERSION: the digest pinned after the FROM text no longer matches
+    // the new tag, so it is stale and updated; the split digest cannot be edited and is
+    // reported, and the file keeps it.
+    let amd2 = reg.push_image("app", None, "linux/amd64", "2", false).await;
+    let arm2 = reg.push_image("app", None, "linux/arm64", "2", false).await;
+    let app2 = reg
+        .push_index("app", "2-alpine", &[&amd2, &arm2], false, "b", false)
+        .await;
+    let bumped = pinned.replace("APP_VERSION=1", "APP_VERSION=2");
+    std::fs::write(&file, &bumped).unwrap();
+    let out = run(&["scan", "--check", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refs = json["references"].as_array().unwrap();
+    assert_eq!(refs[2]["tag"], "2-alpine");
+    assert_eq!(refs[2]["status"], "stale");
+    assert_eq!(refs[2]["current_digest"], app2.as_str());
+    assert_eq!(refs[3]["status"], "not-editable");
+    assert!(
+        refs[3]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("stale: the digest is put together from several places"),
+        "{:#}",
+        refs[3]
+    );
+    let out = run(&["update"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not-editable: Dockerfile.release:10:"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        bumped.replace(
+            &format!("alpine@{app1} AS build"),
+            &format!("alpine@{app2} AS build")
+        )
+    );
+}

@@ -813,3 +813,94 @@ async fn base_branch_from_the_config_is_read_and_targeted() {
     fake.assert_no_violations();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syntax_directives_and_images_built_from_args_get_prs() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let front = reg
+        .push_image("docker/dockerfile", Some("1"), "linux/amd64", "f", false)
+        .await;
+    let a = &reg.addr;
+    let hex = old.trim_start_matches("sha256:");
+    let dockerfile = format!(
+        "# syntax={a}/docker/dockerfile:1\n\
+         \n\
+         ARG PY=3.12\n\
+         ARG VARIANT=slim\n\
+         ARG HEX={hex}\n\
+         FROM {a}/library/python:${{PY}}-${{VARIANT}}@{old} AS build\n\
+         FROM {a}/library/python:${{PY}}-slim@sha256:${{HEX}} AS split\n"
+    );
+    let fake = FakeGitHub::start().await;
+    let (server, _inst) = installed(
+        &fake,
+        &reg,
+        &[
+            ("docker/Dockerfile.release", &dockerfile),
+            (".github/digestif.yml", "pin: true\ndashboard: true\n"),
+        ],
+    )
+    .await;
+    let path = "docker/Dockerfile.release";
+    let pulls = open_pulls(&fake);
+    assert_eq!(pulls.len(), 2, "{pulls:#?}");
+
+    // The FROM built from ARGs: its digest is updated in its own text.
+    let update = pulls
+        .iter()
+        .find(|p| pull_branch(p) == "digestif/all")
+        .expect("update PR");
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", path).expect("file"),
+        dockerfile.replace(
+            &format!("${{VARIANT}}@{old}"),
+            &format!("${{VARIANT}}@{new}")
+        )
+    );
+    let body = update.body.clone().unwrap_or_default();
+    assert!(
+        body.contains(&format!(
+            "`{path}:6` names `{a}/library/python:${{PY}}-${{VARIANT}}@{old}`, which the ARGs \
+             `PY`, `VARIANT` make `{a}/library/python:3.12-slim`: the digest is written after \
+             the image text in that line"
+        )),
+        "{body}"
+    );
+
+    // The syntax directive: pinned in place by the pin PR, which says why.
+    let pin = pulls
+        .iter()
+        .find(|p| pull_branch(p) == "digestif/pin")
+        .expect("pin PR");
+    assert_eq!(
+        fake.file_at(REPO, "digestif/pin", path).expect("file"),
+        dockerfile.replace(
+            "docker/dockerfile:1\n",
+            &format!("docker/dockerfile:1@{}\n", front.digest)
+        )
+    );
+    let body = pin.body.clone().unwrap_or_default();
+    assert!(
+        body.contains(&format!("`{path}:1` is the `# syntax=` parser directive")),
+        "{body}"
+    );
+
+    // The digest put together from an ARG is in no PR, and the dashboard says why.
+    let dash = fake
+        .issues(REPO)
+        .into_iter()
+        .find(|i| i.title == "digestif dashboard")
+        .expect("dashboard issue");
+    let body = dash.body.clone().unwrap_or_default();
+    assert!(
+        body.contains(&format!(
+            "| `{path}:7` | `{a}/library/python:3.12-slim` | not-editable (stale: the digest is \
+             put together from several places"
+        )),
+        "{body}"
+    );
+    fake.assert_no_violations();
+    server.stop().await;
+}

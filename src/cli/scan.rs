@@ -49,6 +49,9 @@ pub struct ReferenceReport {
     /// The image text exactly as written in the file.
     pub text: String,
     pub context: Context,
+    /// Why digestif will not write a digest here; absent when it can.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_editable: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +71,7 @@ impl From<&Found> for ReferenceReport {
             digest: f.reference.digest.as_ref().map(|d| d.to_string()),
             text: f.text.clone(),
             context: f.context.clone(),
+            not_editable: f.not_editable.clone(),
             current_digest: None,
             status: None,
             message: None,
@@ -105,7 +109,13 @@ impl ScanReport {
     /// Whether `--check` should fail: unpinned or stale references, and anything that could
     /// not be checked (unreadable files, registry errors, rate limits).
     pub fn has_findings(&self) -> bool {
-        let failing = [Status::Stale, Status::Error, Status::RateLimited].map(Status::as_str);
+        let failing = [
+            Status::Stale,
+            Status::Error,
+            Status::RateLimited,
+            Status::NotEditable,
+        ]
+        .map(Status::as_str);
         !self.errors.is_empty()
             || self.references.iter().any(|r| {
                 r.digest.is_none() || r.status.as_deref().is_some_and(|s| failing.contains(&s))
@@ -210,6 +220,13 @@ pub fn render_table(report: &ScanReport) -> String {
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
+    }
+    if !with_status {
+        for r in &report.references {
+            if let Some(why) = &r.not_editable {
+                out.push_str(&format!("not editable {}:{}: {why}\n", r.file, r.line));
+            }
+        }
     }
     for s in &report.skipped {
         out.push_str(&format!("skipped {}:{}: {}\n", s.file, s.line, s.reason));

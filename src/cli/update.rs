@@ -86,7 +86,10 @@ pub fn run(args: UpdateArgs) -> anyhow::Result<ExitCode> {
                 }
                 if matches!(
                     res.status,
-                    Status::Error | Status::RateLimited | Status::PlatformGone
+                    Status::Error
+                        | Status::RateLimited
+                        | Status::PlatformGone
+                        | Status::NotEditable
                 ) {
                     writeln!(
                         err,

@@ -68,10 +68,6 @@ enum SyntaxError {
 /// Why an image text is left alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Skip {
-    /// `python:${PY}-slim`, `${REGISTRY}/app:1`: no single place holds the reference.
-    Composed(Vec<String>),
-    /// `${BASE:-python:3}`: the value depends on the build's arguments.
-    Modifier(String),
     /// `$X` with no ARG in scope; `global` for `FROM`.
     Undeclared {
         name: String,
@@ -79,9 +75,18 @@ enum Skip {
     },
     NoDefault(String),
     EmptyDefault(String),
-    Quoted,
+    EmptyValue(Vec<String>),
+    /// `$TARGETARCH` and friends: a value per platform being built.
+    Platform(String),
+    /// Set by `ENV` in the stage.
+    Env(String),
+    /// `${X#pattern}` and other expansions we do not evaluate.
+    Unsupported(String),
+    /// `${X:?message}` with X unset: the build requires the argument.
+    Required(String),
+    Syntax(&'static str),
     Split,
-    /// The ARG default the image resolves to cannot be pinned itself.
+    /// The ARG default the image resolves to cannot be expanded itself.
     ArgDefault {
         arg: String,
         reason: Box<Skip>,
@@ -91,15 +96,6 @@ enum Skip {
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Skip::Composed(names) => write!(
-                f,
-                "image is built from variables ({}); cannot be updated in place",
-                names.join(", ")
-            ),
-            Skip::Modifier(name) => write!(
-                f,
-                "image uses variable {name} with an expansion modifier; cannot be updated in place"
-            ),
             Skip::Undeclared { name, global: true } => write!(
                 f,
                 "variable {name} is not declared by an ARG before the first FROM"
@@ -113,13 +109,31 @@ impl fmt::Display for Skip {
                 "ARG {name} has no default value; the image is chosen at build time"
             ),
             Skip::EmptyDefault(name) => write!(f, "ARG {name} has an empty default value"),
-            Skip::Quoted => write!(
+            Skip::EmptyValue(names) => write!(
                 f,
-                "image text contains quotes or escape characters; cannot be updated in place"
+                "the image is empty once ARGs {} are expanded",
+                names.join(", ")
             ),
+            Skip::Platform(name) => write!(
+                f,
+                "variable {name} is set by the build for each target platform; no single image \
+                 can be pinned"
+            ),
+            Skip::Env(name) => write!(
+                f,
+                "variable {name} is set by ENV in this stage; digestif reads only ARG defaults"
+            ),
+            Skip::Unsupported(form) => write!(
+                f,
+                "the image uses the expansion {form}, which digestif does not evaluate"
+            ),
+            Skip::Required(name) => {
+                write!(f, "ARG {name} must be given at build time (${{{name}:?…}})")
+            }
+            Skip::Syntax(what) => write!(f, "the image text cannot be expanded: {what}"),
             Skip::Split => write!(
                 f,
-                "image text is split by a line continuation or quotes; cannot be updated in place"
+                "image text is split by a line continuation; cannot be updated in place"
             ),
             Skip::ArgDefault { arg, reason } => write!(f, "default of ARG {arg}: {reason}"),
         }
@@ -557,11 +571,11 @@ struct ArgWord {
     name: String,
     /// The default as written (quotes included); `None` for `ARG NAME`.
     value: Option<Word>,
-    /// Offset of the definition, which identifies it for deduplication.
-    key: usize,
 }
 
 enum Instruction {
+    /// The value of the `# syntax=` directive: the frontend image BuildKit pulls.
+    Syntax(Word),
     From {
         platform: Option<String>,
         /// `None` when the line is malformed; the stage still starts.
@@ -569,6 +583,8 @@ enum Instruction {
         stage: Option<Word>,
     },
     Arg(Vec<ArgWord>),
+    /// Names an `ENV` sets.
+    Env(Vec<String>),
     CopyFrom(Vec<Word>),
     MountFrom(Vec<Word>),
 }
@@ -607,6 +623,12 @@ fn scan(text: &str) -> Scan {
                     if !seen_directives.insert(key.clone()) {
                         out.errors
                             .push((first, SyntaxError::DuplicateDirective(key)));
+                    } else if key == "syntax" {
+                        // `value` is a slice of `trimmed`, so its offset follows.
+                        let at = first + (value.as_ptr() as usize - trimmed.as_ptr() as usize);
+                        let mut word = Word::default();
+                        word.push_str(value, at);
+                        out.instructions.push(Instruction::Syntax(word));
                     } else if key == "escape" {
                         match value {
                             "`" => out.escape = '`',
@@ -712,23 +734,30 @@ fn instruction(
             }
             let defs = words
                 .iter()
-                .map(|w| {
-                    let key = w.offset().unwrap_or(offset);
-                    match w.text.find('=') {
-                        Some(eq) => ArgWord {
-                            name: w.slice(0..eq).text,
-                            value: Some(w.slice(eq + 1..w.len())),
-                            key,
-                        },
-                        None => ArgWord {
-                            name: w.text.clone(),
-                            value: None,
-                            key,
-                        },
-                    }
+                .map(|w| match w.text.find('=') {
+                    Some(eq) => ArgWord {
+                        name: w.slice(0..eq).text,
+                        value: Some(w.slice(eq + 1..w.len())),
+                    },
+                    None => ArgWord {
+                        name: w.text.clone(),
+                        value: None,
+                    },
                 })
                 .collect();
             Some(Instruction::Arg(defs))
+        }
+        "env" => {
+            // `ENV A=1 B=2` or the old `ENV A 1`.
+            let words = raw_words(&command.args, escape);
+            let names = match words.first() {
+                Some(w) if !w.text.contains('=') => vec![w.text.clone()],
+                _ => words
+                    .iter()
+                    .filter_map(|w| w.text.split_once('=').map(|(n, _)| n.to_string()))
+                    .collect(),
+            };
+            Some(Instruction::Env(names))
         }
         "copy" => {
             let froms: Vec<Word> = command
@@ -753,6 +782,7 @@ fn instruction(
 /// Where an image is used, which decides the ARGs and stage names it can refer to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Site {
+    Syntax,
     From,
     CopyFrom,
     MountFrom,
@@ -761,6 +791,7 @@ enum Site {
 impl Site {
     fn location(self) -> &'static str {
         match self {
+            Site::Syntax => "# syntax",
             Site::From => "FROM",
             Site::CopyFrom => "COPY --from",
             Site::MountFrom => "RUN --mount",
@@ -768,85 +799,315 @@ impl Site {
     }
 }
 
-/// What an image text turned out to be.
-enum Class {
-    Image(Word),
-    /// `scratch`, a stage name or index.
-    NotImage,
-    Empty,
-    Variable(String),
-    Skip(Skip),
+/// ARGs BuildKit sets for each platform it builds: their value is not in the file.
+const PLATFORM_ARGS: [&str; 8] = [
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+];
+
+/// The one place in the file that holds a whole reference, where its digest goes.
+#[derive(Debug, Clone)]
+struct Holder {
+    /// The text, without surrounding quotes.
+    word: Word,
+    /// The `ARG` whose default it is.
+    arg: Option<String>,
 }
 
-/// A `$NAME` / `${NAME…}` inside an image text.
-struct VariableUse {
-    name: String,
-    range: Range<usize>,
-    /// `$NAME` or `${NAME}`, with no `:-`-style modifier.
-    plain: bool,
+/// Text after BuildKit's word expansion. Every byte keeps the file offset it came from
+/// (a literal in the instruction or in an `ARG` default), so spans survive expansion.
+#[derive(Debug, Clone, Default)]
+struct Expanded {
+    word: Word,
+    /// ARGs the value was built from, in order of first use.
+    vars: Vec<String>,
+    /// Literal characters and expansions appended so far.
+    pieces: usize,
+    /// Set when the whole text is one expansion whose value one place holds.
+    whole: Option<Holder>,
 }
 
-fn variables(text: &str, escape: char) -> Vec<VariableUse> {
-    let bytes = text.as_bytes();
-    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let mut uses = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes.get(i) != Some(&b'$')
-            || (i > 0 && text.get(..i).is_some_and(|t| t.ends_with(escape)))
-        {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let braced = bytes.get(i + 1) == Some(&b'{');
-        let name_start = if braced { i + 2 } else { i + 1 };
-        let mut j = name_start;
-        while bytes.get(j).is_some_and(|&b| is_name(b)) {
-            j += 1;
-        }
-        let name = text.get(name_start..j).unwrap_or_default().to_string();
-        let (end, plain) = if braced {
-            match bytes.get(j) {
-                Some(b'}') => (j + 1, true),
-                _ => {
-                    let close = text.get(j..).and_then(|t| t.find('}'));
-                    (close.map_or(bytes.len(), |c| j + c + 1), false)
-                }
-            }
-        } else {
-            (j, true)
-        };
-        if name.is_empty() && !braced {
-            // A lone `$` is literal text.
-            i += 1;
-            continue;
-        }
-        uses.push(VariableUse {
-            name,
-            range: start..end,
-            plain,
-        });
-        i = end.max(i + 1);
+impl Expanded {
+    fn literal(&mut self, w: Word) {
+        self.word.text.push_str(&w.text);
+        self.word.at.extend(w.at);
+        self.pieces += 1;
+        self.whole = None;
     }
-    uses
+
+    fn append(&mut self, v: &Expanded, holder: Option<Holder>) {
+        self.word.text.push_str(&v.word.text);
+        self.word.at.extend(&v.word.at);
+        for name in &v.vars {
+            self.var(name);
+        }
+        self.pieces += 1;
+        self.whole = holder;
+    }
+
+    fn var(&mut self, name: &str) {
+        if !self.vars.iter().any(|v| v == name) {
+            self.vars.push(name.to_string());
+        }
+    }
+
+    fn finish(mut self) -> Expanded {
+        if self.pieces != 1 {
+            self.whole = None;
+        }
+        self
+    }
 }
 
-/// `"img"` or `'img'` → `img`; also says whether the quotes were single (no expansion).
-fn unquote(word: &Word) -> (Word, bool) {
+/// An `ARG`'s value as a build that passes no `--build-arg` sees it.
+#[derive(Debug, Clone)]
+enum Var {
+    /// The expanded default, and where the reference goes when the default is one.
+    Set(std::rc::Rc<(Expanded, Holder)>),
+    /// Not set (no default, or not declared): `${X:-d}` gives `d`, `$X` is unknown.
+    Unset(Skip),
+    /// Only the build knows it.
+    Unknown(Skip),
+}
+
+/// BuildKit's shell-word lexer (`shell.Lex`), on one word, with the file offsets kept.
+struct Lexer<'a> {
+    word: &'a Word,
+    pos: usize,
+    escape: char,
+    lookup: &'a dyn Fn(&str) -> Var,
+}
+
+impl Lexer<'_> {
+    fn peek(&self) -> Option<char> {
+        self.word.text.get(self.pos..)?.chars().next()
+    }
+
+    fn bump(&mut self) -> Option<(Range<usize>, char)> {
+        let c = self.peek()?;
+        let r = self.pos..self.pos + c.len_utf8();
+        self.pos = r.end;
+        Some((r, c))
+    }
+
+    fn take(&mut self, out: &mut Expanded) {
+        if let Some((r, _)) = self.bump() {
+            out.literal(self.word.slice(r));
+        }
+    }
+
+    /// Reads until `stop` (consumed) or the end of the word.
+    fn process(&mut self, stop: Option<char>) -> Result<Expanded, Skip> {
+        let mut out = Expanded::default();
+        while let Some(c) = self.peek() {
+            if Some(c) == stop {
+                self.bump();
+                return Ok(out.finish());
+            }
+            match c {
+                '\'' => {
+                    self.bump();
+                    loop {
+                        match self.peek() {
+                            None => return Err(Skip::Syntax("a single quote is not closed")),
+                            Some('\'') => {
+                                self.bump();
+                                break;
+                            }
+                            Some(_) => self.take(&mut out),
+                        }
+                    }
+                }
+                '"' => {
+                    self.bump();
+                    loop {
+                        match self.peek() {
+                            None => return Err(Skip::Syntax("a double quote is not closed")),
+                            Some('"') => {
+                                self.bump();
+                                break;
+                            }
+                            Some('$') => {
+                                let (v, holder) = self.dollar()?;
+                                out.append(&v, holder);
+                            }
+                            Some(e) if e == self.escape => {
+                                let Some((r, _)) = self.bump() else { break };
+                                match self.peek() {
+                                    Some(n) if n == '"' || n == '$' || n == self.escape => {
+                                        self.take(&mut out)
+                                    }
+                                    // Other escapes stay as they are inside double quotes.
+                                    Some(_) => out.literal(self.word.slice(r)),
+                                    None => {}
+                                }
+                            }
+                            Some(_) => self.take(&mut out),
+                        }
+                    }
+                }
+                '$' => {
+                    let (v, holder) = self.dollar()?;
+                    out.append(&v, holder);
+                }
+                e if e == self.escape => {
+                    self.bump();
+                    // An escape at the very end is dropped.
+                    self.take(&mut out);
+                }
+                _ => self.take(&mut out),
+            }
+        }
+        if stop.is_some() {
+            return Err(Skip::Syntax("a ${ is not closed with }"));
+        }
+        Ok(out.finish())
+    }
+
+    /// A name after `$` as BuildKit's `processName` reads it.
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        match self.peek() {
+            Some(c) if c.is_ascii_digit() => {
+                while let Some(c) = self.peek().filter(char::is_ascii_digit) {
+                    self.bump();
+                    name.push(c);
+                }
+                return name;
+            }
+            Some(c @ ('@' | '*' | '#' | '?' | '-' | '$' | '!')) => {
+                self.bump();
+                return c.to_string();
+            }
+            _ => {}
+        }
+        while let Some(c) = self.peek().filter(|c| c.is_alphanumeric() || *c == '_') {
+            self.bump();
+            name.push(c);
+        }
+        name
+    }
+
+    /// `$NAME`, `${NAME}` and `${NAME<modifier>word}`, with where the value is held.
+    fn dollar(&mut self) -> Result<(Expanded, Option<Holder>), Skip> {
+        let Some((dollar, _)) = self.bump() else {
+            return Ok((Expanded::default(), None));
+        };
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                let mut lit = Expanded::default();
+                lit.literal(self.word.slice(dollar));
+                return Ok((lit, None));
+            }
+            return self.value(&name);
+        }
+        self.bump();
+        if matches!(self.peek(), Some('{' | '}' | ':')) {
+            return Err(Skip::Syntax("bad substitution"));
+        }
+        let name = self.name();
+        let (colon, modifier) = match self.bump() {
+            Some((_, '}')) => return self.value(&name),
+            Some((_, ':')) => match self.bump() {
+                Some((_, m @ ('-' | '+' | '?'))) => (true, m),
+                Some((_, m)) => return Err(Skip::Unsupported(format!("${{{name}:{m}…}}"))),
+                None => return Err(Skip::Syntax("a ${ is not closed with }")),
+            },
+            Some((_, m @ ('-' | '+' | '?'))) => (false, m),
+            Some((_, m @ ('#' | '%' | '/' | '^' | ','))) => {
+                return Err(Skip::Unsupported(format!("${{{name}{m}…}}")));
+            }
+            _ => return Err(Skip::Syntax("a ${ is not closed with }")),
+        };
+        let start = self.pos;
+        let word = self.process(Some('}'))?;
+        let raw = self.word.slice(start..self.pos.saturating_sub(1));
+        let value = match (self.lookup)(&name) {
+            Var::Unknown(reason) => return Err(reason),
+            Var::Set(v) => Some(v),
+            Var::Unset(_) => None,
+        };
+        let set = value.is_some();
+        let empty = value.as_ref().is_none_or(|v| v.0.word.text.is_empty());
+        let unset = !set || (colon && empty);
+        let mut out = Expanded::default();
+        out.var(&name);
+        let holder = match modifier {
+            '-' if unset => {
+                let holder = word.whole.clone().unwrap_or_else(|| Holder {
+                    word: strip_quotes(&raw),
+                    arg: None,
+                });
+                out.append(&word, None);
+                Some(holder)
+            }
+            '+' if !unset => {
+                out.append(&word, None);
+                None
+            }
+            '+' => None,
+            '?' if unset => return Err(Skip::Required(name)),
+            _ => match &value {
+                Some(v) => {
+                    out.append(&v.0, None);
+                    Some(v.1.clone())
+                }
+                None => None,
+            },
+        };
+        Ok((out, holder))
+    }
+
+    fn value(&mut self, name: &str) -> Result<(Expanded, Option<Holder>), Skip> {
+        match (self.lookup)(name) {
+            Var::Set(v) => {
+                let mut out = Expanded::default();
+                out.var(name);
+                out.append(&v.0, None);
+                Ok((out, Some(v.1.clone())))
+            }
+            Var::Unset(reason) | Var::Unknown(reason) => Err(reason),
+        }
+    }
+}
+
+/// Expands `word` as BuildKit would, with `lookup` giving each variable's value.
+fn expand(word: &Word, escape: char, lookup: &dyn Fn(&str) -> Var) -> Result<Expanded, Skip> {
+    Lexer {
+        word,
+        pos: 0,
+        escape,
+        lookup,
+    }
+    .process(None)
+}
+
+/// `"img"` or `'img'` → `img`, when one pair of quotes wraps the whole word.
+fn strip_quotes(word: &Word) -> Word {
     let t = word.text.as_bytes();
     match (t.first(), t.last()) {
-        (Some(&q @ (b'"' | b'\'')), Some(&l)) if t.len() >= 2 && q == l => {
-            (word.slice(1..word.len() - 1), q == b'\'')
+        (Some(&q @ (b'"' | b'\'')), Some(&l))
+            if t.len() >= 2 && q == l && !t[1..t.len() - 1].contains(&q) =>
+        {
+            word.slice(1..word.len() - 1)
         }
-        _ => (word.clone(), false),
+        _ => word.clone(),
     }
 }
 
-#[derive(Clone)]
-struct ArgDef {
-    value: Option<Word>,
-    key: usize,
+/// What an image text turned out to be.
+enum Class {
+    Image(Expanded),
+    /// `scratch`, a stage name or index.
+    NotImage,
+    Skip(Skip),
 }
 
 /// Walks the instructions in order, tracking stages and ARG scopes.
@@ -858,13 +1119,17 @@ struct Resolver<'a, 's> {
     all_stages: HashSet<String>,
     /// Stage names defined so far, lowercase.
     earlier_stages: HashSet<String>,
-    global_args: HashMap<String, ArgDef>,
-    stage_args: HashMap<String, ArgDef>,
+    global_args: HashMap<String, Var>,
+    stage_args: HashMap<String, Var>,
+    /// Names the current stage sets with `ENV` (they win over ARGs of the same name).
+    stage_env: HashSet<String>,
     in_stage: bool,
     stage: Option<String>,
     platform: Option<String>,
-    /// ARG definitions already reported.
+    /// Places already reported (holder start), with the line of the reference.
     reported: HashSet<usize>,
+    /// Digest spans already reported, with the line that has them.
+    digests: HashMap<usize, usize>,
     out: Extraction,
 }
 
@@ -888,16 +1153,26 @@ impl<'a, 's> Resolver<'a, 's> {
             earlier_stages: HashSet::new(),
             global_args: HashMap::new(),
             stage_args: HashMap::new(),
+            stage_env: HashSet::new(),
             in_stage: false,
             stage: None,
             platform: None,
             reported: HashSet::new(),
+            digests: HashMap::new(),
             out: Extraction::default(),
         }
     }
 
     fn apply(&mut self, instruction: &Instruction) {
         match instruction {
+            Instruction::Syntax(word) => {
+                let image = Expanded {
+                    word: word.clone(),
+                    pieces: 1,
+                    ..Expanded::default()
+                };
+                self.use_expanded(word, image, Site::Syntax);
+            }
             Instruction::From {
                 platform,
                 image,
@@ -905,6 +1180,7 @@ impl<'a, 's> Resolver<'a, 's> {
             } => {
                 self.in_stage = true;
                 self.stage_args.clear();
+                self.stage_env.clear();
                 self.stage = stage.as_ref().map(|w| w.text.clone());
                 self.platform = platform.clone();
                 if let Some(image) = image {
@@ -917,21 +1193,17 @@ impl<'a, 's> Resolver<'a, 's> {
             }
             Instruction::Arg(defs) => {
                 for d in defs {
-                    let mut def = ArgDef {
-                        value: d.value.clone(),
-                        key: d.key,
-                    };
-                    if !self.in_stage {
-                        self.global_args.insert(d.name.clone(), def);
-                        continue;
+                    let var = self.define(d);
+                    if self.in_stage {
+                        self.stage_args.insert(d.name.clone(), var);
+                    } else {
+                        self.global_args.insert(d.name.clone(), var);
                     }
-                    // `ARG X` in a stage brings the global default of X into the stage.
-                    if def.value.is_none()
-                        && let Some(global) = self.global_args.get(&d.name)
-                    {
-                        def = global.clone();
-                    }
-                    self.stage_args.insert(d.name.clone(), def);
+                }
+            }
+            Instruction::Env(names) => {
+                if self.in_stage {
+                    self.stage_env.extend(names.iter().cloned());
                 }
             }
             Instruction::CopyFrom(words) => {
@@ -947,146 +1219,198 @@ impl<'a, 's> Resolver<'a, 's> {
         }
     }
 
+    /// The value an `ARG` gives its name from here on.
+    fn define(&self, d: &ArgWord) -> Var {
+        let Some(value) = &d.value else {
+            // `ARG X` in a stage brings the global value of X into the stage.
+            if self.in_stage
+                && let Some(global) = self.global_args.get(&d.name)
+            {
+                return global.clone();
+            }
+            return Var::Unset(Skip::NoDefault(d.name.clone()));
+        };
+        let site = if self.in_stage {
+            Site::CopyFrom
+        } else {
+            Site::From
+        };
+        match expand(value, self.escape, &|n| self.lookup(n, site)) {
+            Ok(e) => {
+                let holder = e.whole.clone().unwrap_or_else(|| Holder {
+                    word: strip_quotes(value),
+                    arg: Some(d.name.clone()),
+                });
+                Var::Set(std::rc::Rc::new((e, holder)))
+            }
+            Err(reason) => Var::Unknown(Skip::ArgDefault {
+                arg: d.name.clone(),
+                reason: Box::new(reason),
+            }),
+        }
+    }
+
+    fn lookup(&self, name: &str, site: Site) -> Var {
+        if PLATFORM_ARGS.contains(&name) {
+            return Var::Unknown(Skip::Platform(name.to_string()));
+        }
+        let scope = match site {
+            Site::Syntax | Site::From => &self.global_args,
+            Site::CopyFrom | Site::MountFrom => {
+                if self.stage_env.contains(name) {
+                    return Var::Unknown(Skip::Env(name.to_string()));
+                }
+                &self.stage_args
+            }
+        };
+        match scope.get(name) {
+            Some(v) => v.clone(),
+            None => Var::Unset(Skip::Undeclared {
+                name: name.to_string(),
+                global: site == Site::From,
+            }),
+        }
+    }
+
     fn context(&self, site: Site) -> Context {
-        Context {
-            stage: self.stage.clone(),
-            platform: self.platform.clone(),
-            arg: None,
-            location: Some(site.location().to_string()),
+        match site {
+            Site::Syntax => Context {
+                location: Some(site.location().to_string()),
+                ..Context::default()
+            },
+            _ => Context {
+                stage: self.stage.clone(),
+                platform: self.platform.clone(),
+                location: Some(site.location().to_string()),
+                ..Context::default()
+            },
         }
     }
 
     fn use_image(&mut self, word: &Word, site: Site) {
-        match self.classify(word, site) {
-            Class::Image(image) => self.record(&image, self.context(site)),
+        match expand(word, self.escape, &|n| self.lookup(n, site)) {
+            Ok(e) => self.use_expanded(word, e, site),
+            Err(reason) => self.skip(word, &reason),
+        }
+    }
+
+    fn use_expanded(&mut self, word: &Word, image: Expanded, site: Site) {
+        match self.classify(image, site) {
+            Class::Image(image) => self.record(word, image, site),
             Class::NotImage => {}
-            Class::Empty => {
-                let line = word.offset().map(|o| self.lines.line_of(o));
-                let message = ReferenceError::Empty.to_string();
-                self.out.errors.push(self.source.error(line, message));
-            }
-            Class::Variable(name) => self.use_arg(word, name, site),
             Class::Skip(reason) => self.skip(word, &reason),
         }
     }
 
-    fn use_arg(&mut self, word: &Word, name: String, site: Site) {
-        let scope = match site {
-            Site::From => &self.global_args,
-            Site::CopyFrom | Site::MountFrom => &self.stage_args,
-        };
-        let Some(def) = scope.get(&name).cloned() else {
-            let global = site == Site::From;
-            return self.skip(word, &Skip::Undeclared { name, global });
-        };
-        if !self.reported.insert(def.key) {
-            return;
-        }
-        let Some(value) = def.value else {
-            return self.skip(word, &Skip::NoDefault(name));
-        };
-        let reason = match self.classify(&value, site) {
-            Class::Image(image) => {
-                let mut context = self.context(site);
-                context.arg = Some(name);
-                return self.record(&image, context);
-            }
-            Class::NotImage => return,
-            Class::Empty => return self.skip(word, &Skip::EmptyDefault(name)),
-            Class::Variable(inner) => Skip::Composed(vec![inner]),
-            Class::Skip(reason) => reason,
-        };
-        let reason = Skip::ArgDefault {
-            arg: name,
-            reason: Box::new(reason),
-        };
-        self.skip(&value, &reason);
-    }
-
-    fn classify(&self, word: &Word, site: Site) -> Class {
-        let (inner, single_quoted) = unquote(word);
-        if inner.text.contains(['"', '\'']) || inner.text.contains(self.escape) {
-            return Class::Skip(Skip::Quoted);
-        }
-        if !single_quoted {
-            let uses = variables(&inner.text, self.escape);
-            let whole = 0..inner.len();
-            match uses.as_slice() {
-                [] => {}
-                [v] if v.range == whole && v.plain && !v.name.is_empty() => {
-                    return Class::Variable(v.name.clone());
-                }
-                [v] if v.range == whole && !v.name.is_empty() => {
-                    return Class::Skip(Skip::Modifier(v.name.clone()));
-                }
-                _ => {
-                    let mut names: Vec<String> = Vec::new();
-                    for v in uses {
-                        if !names.contains(&v.name) {
-                            names.push(v.name);
-                        }
-                    }
-                    return Class::Skip(Skip::Composed(names));
-                }
-            }
-        }
-        if inner.text.is_empty() {
-            return Class::Empty;
-        }
-        let lower = inner.text.to_ascii_lowercase();
-        let not_image = lower == "scratch"
-            || match site {
-                Site::From => self.earlier_stages.contains(&lower),
-                Site::CopyFrom | Site::MountFrom => {
-                    self.all_stages.contains(&lower) || lower.bytes().all(|b| b.is_ascii_digit())
-                }
+    fn classify(&self, image: Expanded, site: Site) -> Class {
+        if image.word.text.is_empty() {
+            return match image.vars.as_slice() {
+                [] => Class::Image(image),
+                [one] => Class::Skip(Skip::EmptyDefault(one.clone())),
+                more => Class::Skip(Skip::EmptyValue(more.to_vec())),
             };
+        }
+        let lower = image.word.text.to_ascii_lowercase();
+        let not_image = match site {
+            Site::Syntax => false,
+            Site::From => lower == "scratch" || self.earlier_stages.contains(&lower),
+            Site::CopyFrom | Site::MountFrom => {
+                lower == "scratch"
+                    || self.all_stages.contains(&lower)
+                    || lower.bytes().all(|b| b.is_ascii_digit())
+            }
+        };
         if not_image {
             Class::NotImage
         } else {
-            Class::Image(inner)
+            Class::Image(image)
         }
     }
 
-    fn record(&mut self, image: &Word, context: Context) {
-        match image.span() {
-            // The check against the file guarantees `&text[span] == found.text`.
-            Some(span) if self.source.text.get(span.clone()) == Some(image.text.as_str()) => {
-                let line = self.lines.line_of(span.start);
-                match self.found(span, line, &image.text, context) {
-                    Ok(f) => self.out.references.push(f),
-                    Err(e) => self
-                        .out
-                        .errors
-                        .push(self.source.error(Some(line), e.to_string())),
-                }
+    /// Reports `image` (what `word` expands to) once per place that holds it.
+    fn record(&mut self, word: &Word, image: Expanded, site: Site) {
+        if image.word.text.is_empty() {
+            let line = word.offset().map(|o| self.lines.line_of(o));
+            let message = ReferenceError::Empty.to_string();
+            self.out.errors.push(self.source.error(line, message));
+            return;
+        }
+        let holder = image.whole.clone().unwrap_or_else(|| Holder {
+            word: strip_quotes(word),
+            arg: None,
+        });
+        let Some(start) = holder.word.offset() else {
+            return;
+        };
+        if !self.reported.insert(start) {
+            return;
+        }
+        let line = self.lines.line_of(start);
+        let (reference, parts) = match reference::parse_with_parts(&image.word.text) {
+            Ok(p) => p,
+            Err(e) => {
+                self.out
+                    .errors
+                    .push(self.source.error(Some(line), e.to_string()));
+                return;
             }
-            _ => self.skip(image, &Skip::Split),
-        }
-    }
-
-    /// `Source::found` with the line given (see `LineIndex`).
-    fn found(
-        &self,
-        span: Range<usize>,
-        line: usize,
-        image: &str,
-        context: Context,
-    ) -> Result<Found, ReferenceError> {
-        let (reference, parts) = reference::parse_with_parts(image)?;
-        let at = |r: Range<usize>| r.start + span.start..r.end + span.start;
-        Ok(Found {
+        };
+        let mut not_editable = None;
+        let span = match holder.word.span() {
+            Some(span) => span,
+            None => {
+                not_editable = Some(Skip::Split.to_string());
+                let end = holder.word.at.last().map_or(start, |e| e + 1);
+                start..end
+            }
+        };
+        let place = |r: Range<usize>| image.word.slice(r).span();
+        let digest_span = match parts.digest.clone() {
+            Some(r) => match place(r) {
+                Some(d) => match self.digests.get(&d.start) {
+                    Some(&other) => {
+                        not_editable = Some(format!(
+                            "its digest is written once for this and the reference on line {other}"
+                        ));
+                        Some(d)
+                    }
+                    None => {
+                        self.digests.insert(d.start, line);
+                        Some(d)
+                    }
+                },
+                None => {
+                    not_editable = Some(
+                        "the digest is put together from several places (variables, quotes or a \
+                         line continuation); digestif cannot write it in one place"
+                            .to_string(),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut context = self.context(site);
+        context.arg = holder.arg.clone();
+        context.variables = image.vars.clone();
+        self.out.references.push(Found {
             file: self.source.file.to_string(),
             line,
             kind: self.source.kind,
             reference,
-            text: image.to_string(),
-            name_span: at(parts.name),
-            tag_span: parts.tag.map(at),
-            digest_span: parts.digest.map(at),
+            text: self
+                .source
+                .text
+                .get(span.clone())
+                .unwrap_or_default()
+                .to_string(),
+            name_span: place(parts.name).unwrap_or_else(|| span.clone()),
+            tag_span: parts.tag.and_then(place),
+            digest_span,
             span,
             context,
-        })
+            not_editable,
+        });
     }
 
     fn skip(&mut self, word: &Word, reason: &Skip) {
@@ -1100,10 +1424,37 @@ impl<'a, 's> Resolver<'a, 's> {
     }
 }
 
+/// Whether `text` reads as a Dockerfile: its first instruction is `FROM` or `ARG`, or it
+/// starts with a parser directive. Used to confirm files whose name only suggests one.
+pub fn looks_like_dockerfile(text: &str) -> bool {
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('#') {
+            if i == 0
+                && directive(line)
+                    .is_some_and(|(key, _)| matches!(key.as_str(), "escape" | "syntax" | "check"))
+            {
+                return true;
+            }
+            continue;
+        }
+        let word = line
+            .split(|c: char| c.is_whitespace())
+            .next()
+            .unwrap_or_default();
+        return word.eq_ignore_ascii_case("from") || word.eq_ignore_ascii_case("arg");
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::extract::Kind;
+    use crate::reference::Digest;
 
     const D: &str = "sha256:a866731a6b71c4a194a845d86e06568725e430ed21271324873d91eb9e2a0c81";
 
@@ -1131,7 +1482,13 @@ mod tests {
             platform: platform.map(str::to_string),
             arg: arg.map(str::to_string),
             location: Some(location.to_string()),
+            ..Context::default()
         }
+    }
+
+    fn with_vars(mut c: Context, vars: &[&str]) -> Context {
+        c.variables = vars.iter().map(|v| v.to_string()).collect();
+        c
     }
 
     fn assert_clean(e: &Extraction) {
@@ -1303,7 +1660,10 @@ mod tests {
         assert_eq!(&text[f.tag_span.clone().unwrap()], "3.12-slim");
         assert_eq!(
             f.context,
-            ctx(Some("one"), Some("linux/amd64"), Some("BASE"), "FROM")
+            with_vars(
+                ctx(Some("one"), Some("linux/amd64"), Some("BASE"), "FROM"),
+                &["BASE"]
+            )
         );
     }
 
@@ -1355,14 +1715,20 @@ mod tests {
         assert_eq!(tools.line, 1);
         assert_eq!(
             tools.context,
-            ctx(Some("a"), None, Some("TOOLS"), "COPY --from")
+            with_vars(
+                ctx(Some("a"), None, Some("TOOLS"), "COPY --from"),
+                &["TOOLS"]
+            )
         );
         let cache = &e.references[2];
         assert_eq!(&text[cache.span.clone()], "ghcr.io/o/cache:2");
         assert_eq!(cache.line, 4);
         assert_eq!(
             cache.context,
-            ctx(Some("a"), None, Some("CACHE"), "RUN --mount")
+            with_vars(
+                ctx(Some("a"), None, Some("CACHE"), "RUN --mount"),
+                &["CACHE"]
+            )
         );
         // Stage b never declared CACHE.
         assert_eq!(e.skipped.len(), 1, "{:#?}", e.skipped);
@@ -1383,19 +1749,21 @@ mod tests {
     }
 
     #[test]
-    fn variables_that_cannot_be_resolved_are_skipped_with_their_names() {
+    fn variables_without_a_value_in_the_file_are_skipped_with_their_names() {
         let text = "ARG PY=3.12\n\
                     ARG REGISTRY\n\
                     ARG NODEFAULT\n\
                     ARG EMPTY=\n\
-                    ARG CHAIN=$PY\n\
-                    FROM python:${PY}-slim\n\
+                    ARG CHAIN=${NODEFAULT}\n\
                     FROM ${REGISTRY}/app:$PY\n\
-                    FROM ${BASE:-python:3}\n\
                     FROM $NODEFAULT\n\
                     FROM $UNDECLARED\n\
                     FROM $EMPTY\n\
-                    FROM $CHAIN\n";
+                    FROM $CHAIN\n\
+                    FROM --platform=$BUILDPLATFORM app-${TARGETARCH}:1\n\
+                    FROM app:${PY#3.}\n\
+                    FROM app:${PY:?}${X:?setX}\n\
+                    FROM ${EMPTY}${EMPTY}\n";
         let e = run(text);
         assert!(e.references.is_empty(), "{:#?}", e.references);
         assert!(e.errors.is_empty(), "{:#?}", e.errors);
@@ -1408,38 +1776,315 @@ mod tests {
             got,
             [
                 (
-                    5,
-                    "$PY",
-                    "default of ARG CHAIN: image is built from variables (PY); cannot be updated in place"
-                ),
-                (
                     6,
-                    "python:${PY}-slim",
-                    "image is built from variables (PY); cannot be updated in place"
+                    "${REGISTRY}/app:$PY",
+                    "ARG REGISTRY has no default value; the image is chosen at build time"
                 ),
                 (
                     7,
-                    "${REGISTRY}/app:$PY",
-                    "image is built from variables (REGISTRY, PY); cannot be updated in place"
-                ),
-                (
-                    8,
-                    "${BASE:-python:3}",
-                    "image uses variable BASE with an expansion modifier; cannot be updated in place"
-                ),
-                (
-                    9,
                     "$NODEFAULT",
                     "ARG NODEFAULT has no default value; the image is chosen at build time"
                 ),
                 (
-                    10,
+                    8,
                     "$UNDECLARED",
                     "variable UNDECLARED is not declared by an ARG before the first FROM"
                 ),
-                (11, "$EMPTY", "ARG EMPTY has an empty default value"),
+                (9, "$EMPTY", "ARG EMPTY has an empty default value"),
+                (
+                    10,
+                    "$CHAIN",
+                    "default of ARG CHAIN: ARG NODEFAULT has no default value; the image is \
+                     chosen at build time"
+                ),
+                (
+                    11,
+                    "app-${TARGETARCH}:1",
+                    "variable TARGETARCH is set by the build for each target platform; no \
+                     single image can be pinned"
+                ),
+                (
+                    12,
+                    "app:${PY#3.}",
+                    "the image uses the expansion ${PY#…}, which digestif does not evaluate"
+                ),
+                (
+                    13,
+                    "app:${PY:?}${X:?setX}",
+                    "ARG X must be given at build time (${X:?…})"
+                ),
+                (
+                    14,
+                    "${EMPTY}${EMPTY}",
+                    "ARG EMPTY has an empty default value"
+                ),
             ]
         );
+    }
+
+    #[test]
+    fn from_built_from_several_args_is_resolved_and_pinned_after_the_image_text() {
+        // docker/buildx's Dockerfile, shortened.
+        let text = "# syntax=docker/dockerfile:1\n\
+                    \n\
+                    ARG GO_VERSION=1.26\n\
+                    ARG ALPINE_VERSION=3.23\n\
+                    ARG XX_VERSION=1.9.0\n\
+                    ARG ALPINE_TAG=\"${ALPINE_VERSION}.1\"\n\
+                    \n\
+                    FROM --platform=$BUILDPLATFORM tonistiigi/xx:${XX_VERSION} AS xx\n\
+                    FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-alpine${ALPINE_VERSION} AS golatest\n\
+                    FROM alpine:\"${ALPINE_TAG}\" AS runtime\n\
+                    COPY --from=xx / /\n";
+        let e = run(text);
+        assert_clean(&e);
+        let got: Vec<_> = e
+            .references
+            .iter()
+            .map(|f| {
+                (
+                    f.line,
+                    f.reference.to_string(),
+                    f.text.as_str(),
+                    f.context.variables.join(","),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    1,
+                    "docker.io/docker/dockerfile:1".to_string(),
+                    "docker/dockerfile:1",
+                    String::new()
+                ),
+                (
+                    8,
+                    "docker.io/tonistiigi/xx:1.9.0".to_string(),
+                    "tonistiigi/xx:${XX_VERSION}",
+                    "XX_VERSION".to_string()
+                ),
+                (
+                    9,
+                    "docker.io/library/golang:1.26-alpine3.23".to_string(),
+                    "golang:${GO_VERSION}-alpine${ALPINE_VERSION}",
+                    "GO_VERSION,ALPINE_VERSION".to_string()
+                ),
+                (
+                    10,
+                    "docker.io/library/alpine:3.23.1".to_string(),
+                    "alpine:\"${ALPINE_TAG}\"",
+                    "ALPINE_TAG,ALPINE_VERSION".to_string()
+                ),
+            ]
+        );
+        for f in &e.references {
+            assert_eq!(&text[f.span.clone()], f.text);
+            assert_eq!(f.not_editable, None);
+            assert_eq!(f.context.arg, None);
+        }
+        assert_eq!(
+            e.references[2].context,
+            with_vars(
+                ctx(Some("golatest"), Some("$BUILDPLATFORM"), None, "FROM"),
+                &["GO_VERSION", "ALPINE_VERSION"]
+            )
+        );
+        // The tag is not written in one place, the name is.
+        assert_eq!(e.references[2].tag_span, None);
+        assert_eq!(&text[e.references[2].name_span.clone()], "golang");
+        assert_eq!(
+            e.references[0].context,
+            Context {
+                location: Some("# syntax".into()),
+                ..Context::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_digest_in_the_from_text_or_in_an_arg_is_edited_where_it_is() {
+        let text = format!(
+            "ARG V=1.26\nARG DIGEST={D}\n\
+             FROM golang:${{V}}@{D} AS a\n\
+             FROM golang:${{V}}-alpine@${{DIGEST}} AS b\n\
+             FROM golang:${{V}}-bookworm@sha256:${{DIGEST#sha256:}} AS c\n"
+        );
+        let e = run(&text);
+        assert_eq!(e.references.len(), 2, "{:#?}", e);
+        let a = &e.references[0];
+        assert_eq!(a.line, 3);
+        assert_eq!(a.text, format!("golang:${{V}}@{D}"));
+        assert_eq!(&text[a.digest_span.clone().unwrap()], D);
+        assert_eq!(
+            a.digest_span.clone().unwrap().start,
+            text.find("@sha").unwrap() + 1
+        );
+        let b = &e.references[1];
+        assert_eq!(b.line, 4);
+        assert_eq!(b.reference.tag.as_deref(), Some("1.26-alpine"));
+        // The digest comes from `ARG DIGEST`, on line 2: that is where it is edited.
+        assert_eq!(
+            b.digest_span.clone().unwrap().start,
+            "ARG V=1.26\nARG DIGEST=".len()
+        );
+        assert!(e.references.iter().all(|f| f.not_editable.is_none()));
+        assert_eq!(e.skipped.len(), 1);
+        assert!(e.skipped[0].reason.contains("${DIGEST#…}"));
+    }
+
+    #[test]
+    fn a_digest_put_together_from_several_places_is_listed_not_editable() {
+        let hex = &D["sha256:".len()..];
+        let text = format!(
+            "ARG HEX={hex}\nARG V=3\n\
+             FROM alpine:$V@sha256:$HEX\n\
+             FROM busybox@${{ALGO:-sha256}}:{hex}\n"
+        );
+        let e = run(&text);
+        assert!(e.skipped.is_empty() && e.errors.is_empty(), "{e:#?}");
+        let got: Vec<_> = e
+            .references
+            .iter()
+            .map(|f| (f.line, f.reference.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (3, format!("docker.io/library/alpine:3@{D}")),
+                (4, format!("docker.io/library/busybox@{D}")),
+            ]
+        );
+        for f in &e.references {
+            assert_eq!(f.digest_span, None);
+            let why = f.not_editable.as_deref().unwrap();
+            assert!(why.contains("put together from several places"), "{why}");
+            let digest: Digest = D.parse().unwrap();
+            assert_eq!(crate::edit::set_digest(f, &digest), None);
+        }
+    }
+
+    #[test]
+    fn one_arg_digest_used_by_two_froms_is_edited_once() {
+        let text = format!("ARG D={D}\nFROM alpine:3@$D\nFROM busybox:1@$D\n");
+        let e = run(&text);
+        assert_eq!(e.references.len(), 2);
+        assert_eq!(e.references[0].not_editable, None);
+        assert!(
+            e.references[1]
+                .not_editable
+                .as_deref()
+                .unwrap()
+                .contains("reference on line 2")
+        );
+    }
+
+    #[test]
+    fn defaults_hold_the_whole_reference_through_chains_and_default_forms() {
+        let text = "ARG PY=3.12\n\
+                    ARG BASE=python:${PY}-slim\n\
+                    ARG ALIAS=$BASE\n\
+                    ARG OPT\n\
+                    FROM ${ALIAS} AS a\n\
+                    FROM ${OPT:-\"node:22\"} AS b\n\
+                    FROM ${OPT:-redis}:${PY} AS c\n";
+        let e = run(text);
+        assert_clean(&e);
+        let got: Vec<_> = e
+            .references
+            .iter()
+            .map(|f| {
+                (
+                    f.line,
+                    f.reference.to_string(),
+                    f.text.as_str(),
+                    f.context.arg.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                // The chain ends at ARG BASE, whose default holds the reference.
+                (
+                    2,
+                    "docker.io/library/python:3.12-slim".to_string(),
+                    "python:${PY}-slim",
+                    Some("BASE")
+                ),
+                // `${OPT:-…}`: the default is the reference, edited inside the braces.
+                (6, "docker.io/library/node:22".to_string(), "node:22", None),
+                (
+                    7,
+                    "docker.io/library/redis:3.12".to_string(),
+                    "${OPT:-redis}:${PY}",
+                    None
+                ),
+            ]
+        );
+        for f in &e.references {
+            assert_eq!(&text[f.span.clone()], f.text);
+        }
+    }
+
+    #[test]
+    fn syntax_directive_only_in_the_leading_block() {
+        let d = format!("# syntax = docker.io/docker/dockerfile:1.7@{D}  \nFROM alpine\n");
+        let e = run(&d);
+        assert_clean(&e);
+        let f = &e.references[0];
+        assert_eq!(f.text, format!("docker.io/docker/dockerfile:1.7@{D}"));
+        assert_eq!(&d[f.digest_span.clone().unwrap()], D);
+        assert_eq!(f.context.location.as_deref(), Some("# syntax"));
+        // After a comment or an instruction it is a comment.
+        for text in [
+            "# hello\n# syntax=docker/dockerfile:1\nFROM alpine\n",
+            "FROM alpine\n# syntax=docker/dockerfile:1\n",
+        ] {
+            assert_eq!(texts(&run(text)), ["alpine"], "{text}");
+        }
+        // Case of the key does not matter; an invalid value is an error on its line.
+        assert_eq!(
+            texts(&run("#SYNTAX=docker/dockerfile:1\n")),
+            ["docker/dockerfile:1"]
+        );
+        let e = run("# syntax=Docker/Dockerfile\nFROM alpine\n");
+        assert_eq!(texts(&e), ["alpine"]);
+        assert_eq!(e.errors[0].line, Some(1));
+    }
+
+    #[test]
+    fn stage_variables_set_by_env_are_not_guessed() {
+        let text = "FROM alpine AS a\nARG T=ghcr.io/o/t:1\nENV T=other:2\nCOPY --from=$T /a /b\n";
+        let e = run(text);
+        assert_eq!(texts(&e), ["alpine"]);
+        assert!(
+            e.skipped[0].reason.contains("set by ENV"),
+            "{:?}",
+            e.skipped
+        );
+    }
+
+    #[test]
+    fn content_says_whether_a_file_is_a_dockerfile() {
+        for yes in [
+            "FROM alpine\n",
+            "\n# comment\n\narg V=1\nFROM alpine:$V\n",
+            "# syntax=docker/dockerfile:1\nRUN x\n",
+            "# escape=`\n",
+        ] {
+            assert!(looks_like_dockerfile(yes), "{yes:?}");
+        }
+        for no in [
+            "",
+            "//! Rust\nfn main() {}\n",
+            "# Title\n\nThis image…\n",
+            "RUN echo\n",
+            "# hello\n# syntax=docker/dockerfile:1\nRUN x\n",
+        ] {
+            assert!(!looks_like_dockerfile(no), "{no:?}");
+        }
     }
 
     #[test]
@@ -1472,16 +2117,31 @@ mod tests {
     }
 
     #[test]
-    fn an_image_cut_by_a_continuation_is_skipped() {
+    fn an_image_cut_by_a_continuation_is_listed_but_not_editable() {
         let text = "ARG B=alp\\\nine\nFROM pyth\\\non:3.12\nFROM $B\n";
         let e = run(text);
-        assert!(e.references.is_empty(), "{:#?}", e.references);
-        assert_eq!(e.skipped.len(), 2);
-        assert_eq!(e.skipped[0].text, "alpine");
-        assert_eq!(e.skipped[0].line, 1);
-        assert!(e.skipped[0].reason.contains("line continuation"));
-        assert_eq!(e.skipped[1].text, "python:3.12");
-        assert_eq!(e.skipped[1].line, 3);
+        assert_clean(&e);
+        let got: Vec<_> = e
+            .references
+            .iter()
+            .map(|f| (f.line, f.reference.to_string(), f.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "docker.io/library/alpine:latest".into(), "alp\\\nine"),
+                (3, "docker.io/library/python:3.12".into(), "pyth\\\non:3.12")
+            ]
+        );
+        for f in &e.references {
+            assert!(
+                f.not_editable
+                    .as_ref()
+                    .unwrap()
+                    .contains("line continuation")
+            );
+            assert_eq!(&text[f.span.clone()], f.text);
+        }
     }
 
     #[test]
@@ -1499,15 +2159,16 @@ mod tests {
         assert_eq!(
             texts(&e),
             [
+                "docker/dockerfile:1",
                 "mcr.microsoft.com/windows/nanoserver:ltsc2022",
                 "mcr.microsoft.com/windows/servercore:ltsc2022",
                 "mcr.microsoft.com/powershell:lts"
             ]
         );
         let lines: Vec<_> = e.references.iter().map(|f| f.line).collect();
-        assert_eq!(lines, [4, 6, 11]);
-        assert_eq!(e.references[0].context.arg.as_deref(), Some("WIN"));
-        assert_eq!(e.references[1].context.stage.as_deref(), Some("base"));
+        assert_eq!(lines, [1, 4, 6, 11]);
+        assert_eq!(e.references[1].context.arg.as_deref(), Some("WIN"));
+        assert_eq!(e.references[2].context.stage.as_deref(), Some("base"));
         for f in &e.references {
             assert_eq!(&text[f.span.clone()], f.text);
         }
@@ -1529,7 +2190,8 @@ mod tests {
     #[test]
     fn bad_and_repeated_directives_are_errors() {
         let e = run("# escape=x\n# syntax=a\n# syntax=b\nFROM alpine\n");
-        assert_eq!(texts(&e), ["alpine"]);
+        // The first syntax directive counts; the repeated one is an error.
+        assert_eq!(texts(&e), ["a", "alpine"]);
         let got: Vec<_> = e
             .errors
             .iter()
@@ -1554,13 +2216,14 @@ mod tests {
         assert_eq!(
             texts(&e),
             [
+                "docker/dockerfile:1",
                 format!("alpine:3.19@{D}").as_str(),
                 "python:3.12",
                 "nginx:1.25"
             ]
         );
         let lines: Vec<_> = e.references.iter().map(|f| f.line).collect();
-        assert_eq!(lines, [2, 5, 6]);
+        assert_eq!(lines, [1, 2, 5, 6]);
         for f in &e.references {
             assert_eq!(&text[f.span.clone()], f.text);
             assert!(!f.text.contains('\r'));
@@ -1696,10 +2359,15 @@ mod tests {
     fn quoted_from_image_span_is_inside_the_quotes() {
         let text = "FROM \"alpine:3\" AS a\nFROM 'busybox'\nFROM py\"thon\":3\n";
         let e = run(text);
-        assert_eq!(texts(&e), ["alpine:3", "busybox"]);
+        assert_clean(&e);
+        assert_eq!(texts(&e), ["alpine:3", "busybox", "py\"thon\":3"]);
         assert_eq!(&text[e.references[0].span.clone()], "alpine:3");
-        assert_eq!(e.skipped.len(), 1);
-        assert!(e.skipped[0].reason.contains("quotes"));
+        // Quotes inside the text are removed as BuildKit does; the pin goes after them.
+        assert_eq!(
+            e.references[2].reference.to_string(),
+            "docker.io/library/python:3"
+        );
+        assert_eq!(e.references[2].not_editable, None);
     }
 
     #[test]
@@ -1721,14 +2389,7 @@ mod tests {
 
     #[test]
     fn empty_and_comment_only_files_yield_nothing() {
-        for text in [
-            "",
-            "\n\n",
-            "# syntax=docker/dockerfile:1\n",
-            "\\",
-            "RUN <<",
-            "`",
-        ] {
+        for text in ["", "\n\n", "# not=a directive\n", "\\", "RUN <<", "`"] {
             assert_eq!(run(text), Extraction::default(), "{text:?}");
         }
     }
@@ -1740,20 +2401,57 @@ mod tests {
         assert_eq!(texts(&e), ["alpine:1", "busybox:1"]);
     }
 
+    /// Expands `word` with `vars` as global ARG defaults (each written `ARG K=V` first).
+    fn expanded(vars: &[(&str, &str)], word: &str) -> Result<String, String> {
+        let mut text: String = vars.iter().map(|(k, v)| format!("ARG {k}={v}\n")).collect();
+        text.push_str(&format!("FROM {word}\n"));
+        let e = run(&text);
+        match (e.references.first(), e.skipped.first(), e.errors.first()) {
+            (Some(f), _, _) => Ok(f.reference.to_string()),
+            (_, Some(s), _) => Err(s.reason.clone()),
+            (_, _, Some(x)) => Err(x.message.clone()),
+            _ => Err("nothing".into()),
+        }
+    }
+
     #[test]
-    fn variables_are_found_with_their_extent() {
-        let names = |t: &str| -> Vec<(String, Range<usize>, bool)> {
-            variables(t, '\\')
-                .into_iter()
-                .map(|v| (v.name, v.range, v.plain))
-                .collect()
+    fn expansion_follows_buildkit() {
+        let v = [("A", "1.26"), ("E", "\"\""), ("Q", "\"3.24.1\"")];
+        let ok = |word: &str, want: &str| {
+            assert_eq!(expanded(&v, word).as_deref(), Ok(want), "{word}");
         };
-        assert_eq!(names("$A"), [("A".to_string(), 0..2, true)]);
-        assert_eq!(names("${A}x"), [("A".to_string(), 0..4, true)]);
-        assert_eq!(names("${A:-b}"), [("A".to_string(), 0..7, false)]);
-        assert_eq!(names("a$"), []);
-        assert_eq!(names("\\$A"), []);
-        assert_eq!(names("${"), [(String::new(), 0..2, false)]);
+        ok("golang:${A}-alpine", "docker.io/library/golang:1.26-alpine");
+        ok("golang:$A", "docker.io/library/golang:1.26");
+        ok("alpine:\"${Q}\"", "docker.io/library/alpine:3.24.1");
+        ok("alpine:${Q}", "docker.io/library/alpine:3.24.1");
+        ok("golang:${X:-1.25}", "docker.io/library/golang:1.25");
+        ok("golang:${X-1.25}", "docker.io/library/golang:1.25");
+        ok("golang:${A:-1.25}", "docker.io/library/golang:1.26");
+        // `:-` takes the default for an empty value too; `-` only for an unset one.
+        ok("golang:${E:-1.25}", "docker.io/library/golang:1.25");
+        ok("golang:1${E-.25}", "docker.io/library/golang:1");
+        ok("golang${A:+:$A}", "docker.io/library/golang:1.26");
+        ok("golang${X:+:$A}", "docker.io/library/golang:latest");
+        ok("golang${E+:1}", "docker.io/library/golang:1");
+        ok("golang:${A:?needA}", "docker.io/library/golang:1.26");
+        ok("'golang:1'", "docker.io/library/golang:1");
+        ok("\"golang:$A\"", "docker.io/library/golang:1.26");
+        ok("gol\\ang:1", "docker.io/library/golang:1");
+
+        let err = |word: &str, want: &str| {
+            let got = expanded(&v, word).unwrap_err();
+            assert!(got.contains(want), "{word}: {got}");
+        };
+        err("golang:${X:?needX}", "must be given at build time");
+        // An escaped `$` is a dollar sign, which no tag may hold.
+        err("golang:\\$A", "invalid tag \"$A\"");
+        err("golang:${A#1.}", "does not evaluate");
+        err("golang:${A", "not closed");
+        err("golang:${}", "bad substitution");
+        err("golang:\"$A", "not closed");
+        err("alpine-${TARGETARCH}:3", "for each target platform");
+        err("golang:${TARGETARCH:-amd64}", "for each target platform");
+        err("golang:$X", "not declared by an ARG before the first FROM");
     }
 
     fn check_invariants(text: &str) {

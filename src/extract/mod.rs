@@ -54,9 +54,14 @@ pub struct Context {
     /// The `ARG` whose default holds the reference (`ARG BASE=…` + `FROM $BASE`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arg: Option<String>,
-    /// Where in the file: `FROM`, `COPY --from`, `RUN --mount`, `services.web.image`, …
+    /// Where in the file: `FROM`, `COPY --from`, `RUN --mount`, `# syntax`,
+    /// `services.web.image`, …
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The `ARG`s the image text was expanded with (`golang:${GO_VERSION}-alpine`), in
+    /// order of use; the reference is their resolved value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<String>,
 }
 
 /// One image reference found in a file.
@@ -70,15 +75,22 @@ pub struct Found {
     pub reference: Reference,
     /// The image text exactly as written.
     pub text: String,
-    /// Byte span of the whole image text in the file.
+    /// Byte span of the whole image text in the file: where a pin is appended. For an
+    /// image built from variables, the text that holds the whole reference (the `FROM`
+    /// argument, or the `ARG` default a `FROM $ARG` uses).
     pub span: Range<usize>,
-    /// Byte span of the name (registry/repository) in the file.
+    /// Byte span of the name (registry/repository) in the file; `span` when variables
+    /// put the name together from several places.
     pub name_span: Range<usize>,
-    /// Byte span of the tag, without the `:`.
+    /// Byte span of the tag, without the `:`; `None` when there is none or it is put
+    /// together from several places.
     pub tag_span: Option<Range<usize>>,
     /// Byte span of the digest, without the `@`.
     pub digest_span: Option<Range<usize>>,
     pub context: Context,
+    /// Why digestif must not write a digest here (the digest is put together from several
+    /// places, say); such a reference is still listed and checked, never edited.
+    pub not_editable: Option<String>,
 }
 
 /// A place that looks like an image reference but that we deliberately leave alone.
@@ -192,6 +204,7 @@ impl<'a> Source<'a> {
             tag_span: parts.tag.map(at),
             digest_span: parts.digest.map(at),
             context,
+            not_editable: None,
         })
     }
 
@@ -231,22 +244,45 @@ pub fn line_of(text: &str, offset: usize) -> usize {
         .count()
 }
 
-/// Which extractor, if any, reads the file at `path` (relative, `/`-separated).
-/// Kubernetes manifests are recognised by content, so plain YAML is a candidate here and
-/// confirmed by `extract_file`.
-pub fn kind_for_path(path: &str) -> Option<Kind> {
-    let name = path.rsplit('/').next().unwrap_or(path);
+/// How a file name says the file is a Dockerfile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DockerfileName {
+    /// `Dockerfile`, `Containerfile`, `*.Dockerfile`, `*.containerfile`.
+    Certain,
+    /// `Dockerfile.dev`, `Dockerfile-windows`, `dockerfile1.alpine`, … but also
+    /// `dockerfile.rs`: read only when the content is a Dockerfile's.
+    ByContent,
+}
+
+fn dockerfile_name(name: &str) -> Option<DockerfileName> {
     let lower = name.to_ascii_lowercase();
-    // `Dockerfile.dev` is a Dockerfile, but `dockerfile.rs` (source code) and
-    // `Dockerfile.dockerignore` (BuildKit's per-Dockerfile ignore file) are not: the prefix
-    // form needs Docker's own spelling and no ignore-file suffix.
-    let ignore_file = lower.ends_with(".dockerignore") || lower.ends_with(".containerignore");
     if lower == "dockerfile"
         || lower == "containerfile"
         || lower.ends_with(".dockerfile")
         || lower.ends_with(".containerfile")
-        || ((name.starts_with("Dockerfile.") || name.starts_with("Containerfile.")) && !ignore_file)
     {
+        return Some(DockerfileName::Certain);
+    }
+    // BuildKit's per-Dockerfile ignore files (`Dockerfile.dockerignore`) are not Dockerfiles.
+    if lower.ends_with(".dockerignore") || lower.ends_with(".containerignore") {
+        return None;
+    }
+    // Any case of the first letter; the rest as Docker spells it.
+    let prefixed = |word: &str| {
+        let (first, rest) = word.split_at(1);
+        name.get(..1).is_some_and(|f| f.eq_ignore_ascii_case(first))
+            && name.get(1..).is_some_and(|n| n.starts_with(rest))
+    };
+    (prefixed("Dockerfile") || prefixed("Containerfile")).then_some(DockerfileName::ByContent)
+}
+
+/// Which extractor, if any, reads the file at `path` (relative, `/`-separated).
+/// Kubernetes manifests and Dockerfiles whose name only suggests one are recognised by
+/// content, so they are candidates here and confirmed by `extract_file`.
+pub fn kind_for_path(path: &str) -> Option<Kind> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let lower = name.to_ascii_lowercase();
+    if dockerfile_name(name).is_some() {
         return Some(Kind::Dockerfile);
     }
     let yaml = lower.ends_with(".yml") || lower.ends_with(".yaml");
@@ -265,6 +301,11 @@ pub fn kind_for_path(path: &str) -> Option<Kind> {
     Some(Kind::Kubernetes)
 }
 
+/// Whether `path` is read as a Dockerfile only when its content says it is one.
+fn confirmed_by_content(path: &str) -> bool {
+    dockerfile_name(path.rsplit('/').next().unwrap_or(path)) == Some(DockerfileName::ByContent)
+}
+
 fn skip_file(path: &str, reason: String) -> Extraction {
     Extraction {
         skipped: vec![Skipped {
@@ -280,7 +321,9 @@ fn skip_file(path: &str, reason: String) -> Extraction {
 /// What [`extract_file`] says of a file over [`MAX_FILE_SIZE`], for callers that learnt
 /// its size without reading it (`None`: it is bigger than the limit, by how much is unknown).
 pub fn oversized_file(path: &str, size: Option<u64>) -> Option<Extraction> {
-    kind_for_path(path)?;
+    if kind_for_path(path).is_none() || confirmed_by_content(path) {
+        return None;
+    }
     let reason = match size {
         Some(n) => format!("file is {n} bytes, over the {MAX_FILE_SIZE} byte limit"),
         None => format!("file is over the {MAX_FILE_SIZE} byte limit"),
@@ -292,7 +335,8 @@ pub fn oversized_file(path: &str, size: Option<u64>) -> Option<Extraction> {
 /// Returns `None` for files no extractor reads.
 pub fn extract_file(path: &str, bytes: &[u8]) -> Option<Extraction> {
     let kind = kind_for_path(path)?;
-    let skip = |reason: String| Some(skip_file(path, reason));
+    // A file only its name calls a Dockerfile is not reported unread: it may be none.
+    let skip = |reason: String| (!confirmed_by_content(path)).then(|| skip_file(path, reason));
     if bytes.len() > MAX_FILE_SIZE {
         return oversized_file(path, Some(bytes.len() as u64));
     }
@@ -307,6 +351,9 @@ pub fn extract_file(path: &str, bytes: &[u8]) -> Option<Extraction> {
         None => (text, 0),
     };
     if kind == Kind::Kubernetes && !kubernetes::looks_like_manifest(text) {
+        return None;
+    }
+    if confirmed_by_content(path) && !dockerfile::looks_like_dockerfile(text) {
         return None;
     }
     let source = Source::new(path, text, kind);
@@ -335,6 +382,8 @@ mod tests {
             "Dockerfile.prod",
             "x/base.containerfile",
             "dockerfile",
+            "Dockerfile-windows",
+            "dockerfile1.alpine",
         ] {
             assert_eq!(kind_for_path(p), Some(Kind::Dockerfile), "{p}");
         }
@@ -357,12 +406,52 @@ mod tests {
         assert_eq!(kind_for_path("k8s/deploy.yaml"), Some(Kind::Kubernetes));
         assert_eq!(kind_for_path("README.md"), None);
         for p in [
-            "src/extract/dockerfile.rs",
             "deploy/Dockerfile.dockerignore",
+            "Dockerfile-dev.dockerignore",
             "Containerfile.containerignore",
+            "xDockerfile",
+            "DockerFile.dev",
+            "Docker",
         ] {
             assert_eq!(kind_for_path(p), None, "{p}");
         }
+    }
+
+    #[test]
+    fn names_that_only_suggest_a_dockerfile_are_confirmed_by_content() {
+        let from = b"# a comment\nFROM alpine:3\n";
+        for p in [
+            "Dockerfile-windows",
+            "Dockerfile_windows",
+            "Dockerfile1.alpine",
+            "x/Dockerfile.dev",
+            "dockerfile.prod",
+            "containerfile-x",
+            "Containerfile.fedora",
+            "a/b.Dockerfile",
+        ] {
+            assert_eq!(kind_for_path(p), Some(Kind::Dockerfile), "{p}");
+            let e = extract_file(p, from).unwrap();
+            assert_eq!(e.references.len(), 1, "{p}");
+        }
+        // Source code, notes, templates and binaries that share the prefix are not read.
+        for (p, text) in [
+            (
+                "src/extract/dockerfile.rs",
+                &b"//! Dockerfiles\nuse x;\nFROM y\n"[..],
+            ),
+            (
+                "Dockerfile.md",
+                b"# Dockerfile\n\nThis image is built FROM alpine.\n",
+            ),
+            ("Dockerfile.tar", b"FROM\0\0\0"),
+            ("Dockerfile.bin", b"\xff\xfe"),
+        ] {
+            assert_eq!(extract_file(p, text), None, "{p}");
+        }
+        // The canonical names are read whatever they hold (and say what is wrong).
+        assert!(extract_file("Dockerfile", b"\xff").is_some());
+        assert!(extract_file("app.Dockerfile", b"RUN x\n").is_some());
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub async fn resolve_all(h: &Handler, extraction: &Extraction) -> Result<Vec<Res
     let mut resolutions: Vec<Option<Resolution>> = vec![None; extraction.references.len()];
     while let Some(joined) = set.join_next().await {
         let (i, r) = joined.map_err(|e| JobError::Transient(format!("resolver task: {e}")))?;
-        resolutions[i] = Some(r);
+        let not_editable = extraction.references[i].not_editable.as_deref();
+        resolutions[i] = Some(r.not_editable(not_editable));
     }
     let now = h.clock.now();
     let mut out = Vec::with_capacity(resolutions.len());

@@ -87,6 +87,9 @@ pub enum Status {
     /// The registry rate-limited us; try again next cycle.
     RateLimited,
     Error,
+    /// The tag moved or is not pinned, but digestif cannot write a digest at this
+    /// reference (see `extract::Found::not_editable`); `message` says why.
+    NotEditable,
 }
 
 impl Status {
@@ -100,6 +103,7 @@ impl Status {
             Status::PlatformGone => "platform-gone",
             Status::RateLimited => "rate-limited",
             Status::Error => "error",
+            Status::NotEditable => "not-editable",
         }
     }
 }
@@ -148,6 +152,18 @@ impl Resolution {
             _ => Status::Error,
         };
         Resolution::new(status).with_message(e.to_string())
+    }
+
+    /// The answer for a reference digestif cannot edit (`reason`): what would be
+    /// proposed becomes `not-editable`, with the reason; the current digest stays known.
+    pub fn not_editable(mut self, reason: Option<&str>) -> Resolution {
+        if let Some(reason) = reason
+            && self.proposed().is_some()
+        {
+            self.message = Some(format!("{}: {reason}", self.status));
+            self.status = Status::NotEditable;
+        }
+        self
     }
 
     /// The digest to write into the file, if any (stale, or unpinned when pinning).
