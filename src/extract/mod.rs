@@ -253,10 +253,10 @@ pub fn kind_for_path(path: &str) -> Option<Kind> {
     if !yaml {
         return None;
     }
-    if path
-        .strip_prefix(".github/workflows/")
-        .is_some_and(|rest| !rest.contains('/'))
-    {
+    // Workflows of the root and of nested repositories (a monorepo checkout, vendored
+    // projects): `.github/workflows/` directly holds the file.
+    let dir = path.len() - name.len();
+    if path[..dir] == *".github/workflows/" || path[..dir].ends_with("/.github/workflows/") {
         return Some(Kind::Actions);
     }
     if lower.starts_with("compose.") || lower.starts_with("docker-compose") {
@@ -343,6 +343,16 @@ mod tests {
         );
         assert_eq!(
             kind_for_path(".github/workflows/sub/ci.yml"),
+            Some(Kind::Kubernetes)
+        );
+        for p in [
+            "services/api/.github/workflows/ci.yaml",
+            "vendor/x/.github/workflows/release.yml",
+        ] {
+            assert_eq!(kind_for_path(p), Some(Kind::Actions), "{p}");
+        }
+        assert_eq!(
+            kind_for_path("x.github/workflows/ci.yml"),
             Some(Kind::Kubernetes)
         );
         assert_eq!(kind_for_path("k8s/deploy.yaml"), Some(Kind::Kubernetes));

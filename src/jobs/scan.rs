@@ -21,7 +21,7 @@ use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository, ScanState
 
 /// Bumped when extractors change what they find, so cached "nothing here" verdicts are
 /// not trusted across an upgrade.
-pub const EXTRACTOR_VERSION: i32 = 1;
+pub const EXTRACTOR_VERSION: i32 = 2;
 
 /// What one scan read from GitHub.
 pub struct Snapshot {
