@@ -73,9 +73,10 @@ fn job_images(yaml: &Yaml<'_>, out: &mut Collector<'_, '_>, id: &str, job: NodeI
     }
 }
 
-/// Reports the image at `node`, or, when it is `${{ matrix.KEY }}`, the values the job's
-/// matrix gives `KEY`. A matrix that is itself an expression (`fromJSON(…)`) cannot be
-/// read, so the image is skipped with the expression as the reason.
+/// Reports the image at `node`, or, when it is `${{ matrix.KEY }}` (or
+/// `${{ matrix.KEY.FIELD }}`), the values the job's matrix gives it. A matrix that is
+/// itself an expression (`fromJSON(…)`) cannot be read, so the image is skipped with the
+/// expression as the reason.
 fn image_or_matrix(
     yaml: &Yaml<'_>,
     out: &mut Collector<'_, '_>,
@@ -84,27 +85,37 @@ fn image_or_matrix(
     node: NodeId,
     context: Context,
 ) {
-    let key = yaml.str(node).and_then(matrix_key);
+    let path = yaml.str(node).and_then(matrix_path);
     let matrix = yaml
         .get(job, "strategy")
         .and_then(|s| yaml.get(s, "matrix"));
-    let (Some(key), Some(matrix)) = (key, matrix) else {
+    let (Some((key, fields)), Some(matrix)) = (path, matrix) else {
         out.image(node, context, check);
         return;
+    };
+    // `FIELD`s below a matrix value: `matrix.build.container` is `container` of each `build`.
+    let descend = |mut at: NodeId, location: &mut String| {
+        for field in &fields {
+            at = yaml.get(at, field)?;
+            location.push('.');
+            location.push_str(field);
+        }
+        Some(at)
     };
     let mut values = Vec::new();
     if let Some(items) = yaml.get(matrix, key).and_then(|v| yaml.sequence(v)) {
         for (i, &item) in items.iter().enumerate() {
-            values.push((item, format!("jobs.{id}.strategy.matrix.{key}[{i}]")));
+            let mut location = format!("jobs.{id}.strategy.matrix.{key}[{i}]");
+            if let Some(value) = descend(item, &mut location) {
+                values.push((value, location));
+            }
         }
     }
     if let Some(include) = yaml.get(matrix, "include").and_then(|v| yaml.sequence(v)) {
         for (i, &entry) in include.iter().enumerate() {
-            if let Some(item) = yaml.get(entry, key) {
-                values.push((
-                    item,
-                    format!("jobs.{id}.strategy.matrix.include[{i}].{key}"),
-                ));
+            let mut location = format!("jobs.{id}.strategy.matrix.include[{i}].{key}");
+            if let Some(value) = yaml.get(entry, key).and_then(|v| descend(v, &mut location)) {
+                values.push((value, location));
             }
         }
     }
@@ -121,12 +132,18 @@ fn image_or_matrix(
     }
 }
 
-/// `KEY` of a value that is exactly `${{ matrix.KEY }}`.
-fn matrix_key(value: &str) -> Option<&str> {
+/// `KEY` and the `FIELD`s after it of a value that is exactly `${{ matrix.KEY.FIELD… }}`.
+fn matrix_path(value: &str) -> Option<(&str, Vec<&str>)> {
     let inner = value.strip_prefix("${{")?.strip_suffix("}}")?.trim();
-    let key = inner.strip_prefix("matrix.")?;
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    (!key.is_empty() && key.chars().all(word)).then_some(key)
+    let mut parts = inner.strip_prefix("matrix.")?.split('.');
+    let word = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let key = parts.next().filter(|k| word(k))?;
+    let fields: Vec<&str> = parts.collect();
+    fields.iter().all(|f| word(f)).then_some((key, fields))
 }
 
 /// `${{ matrix.image }}` is evaluated by the runner; the text is not the image that runs.
@@ -317,6 +334,35 @@ mod tests {
                     9,
                     "db",
                     "jobs.test.strategy.matrix.include[0].db"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn fields_of_matrix_values() {
+        // As curl's linux.yml writes it: `image` there is the runner, not a container.
+        let text = format!(
+            "jobs:\n  linux:\n    runs-on: ${{{{ matrix.build.image || 'ubuntu-latest' }}}}\n    \
+             container: ${{{{ matrix.build.container }}}}\n    strategy:\n      matrix:\n        \
+             build:\n          - name: 'a'\n            image: ubuntu-24.04-arm\n          \
+             - name: 'b'\n            container: alpine:3.23@{D} # 3.23.4\n        \
+             include:\n          - build: {{name: c, container: 'debian:12'}}\n"
+        );
+        assert_eq!(
+            refs(&text),
+            [
+                r(
+                    &format!("alpine:3.23@{D}"),
+                    11,
+                    "linux",
+                    "jobs.linux.strategy.matrix.build[1].container"
+                ),
+                r(
+                    "debian:12",
+                    13,
+                    "linux",
+                    "jobs.linux.strategy.matrix.include[0].build.container"
                 ),
             ]
         );
