@@ -239,9 +239,9 @@ mod tests {
         }
     }
 
-    /// A YAML file of `kind` (0 compose, 1 Actions matrix, 2 custom resource) holding one
-    /// reference per part, in the forms issue 12 added, with quotes, comments, CRLF and a
-    /// flow list closed at its key's column in between.
+    /// A file of `kind` (0 compose, 1 Actions matrix, 2 custom resource, 3 Bake) holding
+    /// one reference per part, in the forms issue 12 added, with quotes, comments, CRLF and
+    /// a flow list closed at its key's column in between.
     fn yaml_file(
         kind: u8,
         parts: &[(String, String, bool, u8, bool, u8)],
@@ -257,9 +257,13 @@ mod tests {
                 text.push_str("on: push\njobs:\n  j:\n    container: ${{ matrix.image }}\n    strategy:\n      matrix:\n        image:\n");
                 ".github/workflows/ci.yml"
             }
-            _ => {
+            2 => {
                 text.push_str("apiVersion: tekton.dev/v1\nkind: Task\nspec:\n  steps:\n");
                 "k8s/task.yaml"
+            }
+            _ => {
+                text.push_str("// c\ntarget \"a\" {\n  contexts = {\n");
+                "docker-bake.hcl"
             }
         };
         for (i, (name, tag, pinned, quote, comment, form)) in parts.iter().enumerate() {
@@ -282,8 +286,15 @@ mod tests {
                     "  s{i}:\n    image: {q}{image}{q}{c}\n    command: [\n      \"a\",\n    ]\n"
                 )),
                 1 => text.push_str(&format!("          - {q}{image}{q}{c}\n")),
-                _ => text.push_str(&format!("  - name: s{i}\n    image: {q}{image}{q}{c}\n")),
+                2 => text.push_str(&format!("  - name: s{i}\n    image: {q}{image}{q}{c}\n")),
+                _ => text.push_str(&format!(
+                    "    c{i} = \"docker-image://{image}\"{}\n",
+                    if *comment { " # é" } else { "" }
+                )),
             }
+        }
+        if kind == 3 {
+            text.push_str("  }\n  tags = [\"x:1\"]\n}\n");
         }
         if crlf {
             text = text.replace('\n', "\r\n");
@@ -293,8 +304,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn only_the_digest_spans_change_in_yaml_formats(
-            kind in 0u8..3,
+        fn only_the_digest_spans_change_in_the_new_formats(
+            kind in 0u8..4,
             parts in prop::collection::vec(
                 ("[a-z]{1,8}", "[a-z0-9][a-z0-9.]{0,5}", any::<bool>(), any::<u8>(), any::<bool>(), any::<u8>()),
                 1..6,

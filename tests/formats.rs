@@ -73,18 +73,37 @@ async fn scenario(
     kind: &str,
     locations: [&str; 2],
 ) {
+    scenario_files(
+        reg,
+        im,
+        &[(path, text.to_string())],
+        [(kind, locations[0], path), (kind, locations[1], path)],
+    )
+    .await;
+}
+
+/// [`scenario`] over several files: `expected` is (kind, location, file) of the stale
+/// reference and of the tag-only one.
+async fn scenario_files(
+    reg: &TestRegistry,
+    im: &Images,
+    files: &[(&str, String)],
+    expected: [(&str, &str, &str); 2],
+) {
     let pinned_tool = format!("{}@{}", im.unpinned, im.tool_digest);
-    let updated = text.replace(&im.old, &im.new);
-    let both = updated.replace(&im.unpinned, &pinned_tool);
-    assert_ne!(updated, text);
-    assert_ne!(both, updated);
+    let updated = |t: &str| t.replace(&im.old, &im.new);
+    let pinned = |t: &str| t.replace(&im.unpinned, &pinned_tool);
+    assert!(files.iter().any(|(_, t)| updated(t) != *t));
+    assert!(files.iter().any(|(_, t)| pinned(t) != *t));
 
     // 1. The command line.
     let dir = tempfile::tempdir().unwrap();
     let docker_config = tempfile::tempdir().unwrap();
-    let file = dir.path().join(path);
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(&file, text).unwrap();
+    for (path, text) in files {
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, text).unwrap();
+    }
     let root = dir.path().to_str().unwrap();
     let a = im.addr.as_str();
     let out = digestif(
@@ -99,26 +118,28 @@ async fn scenario(
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let refs = json["references"].as_array().unwrap();
-    let got: Vec<(&str, &str, &str, &str)> = refs
+    let mut got: Vec<(&str, &str, &str, &str)> = refs
         .iter()
         .map(|r| {
             (
                 r["kind"].as_str().unwrap(),
                 r["context"]["location"].as_str().unwrap_or_default(),
-                r["status"].as_str().unwrap(),
                 r["file"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
             )
         })
         .collect();
+    got.sort_by_key(|g| g.3);
+    let (s, u) = (expected[0], expected[1]);
     assert_eq!(
         got,
-        [
-            (kind, locations[0], "stale", path),
-            (kind, locations[1], "unpinned", path),
-        ],
+        [(s.0, s.1, s.2, "stale"), (u.0, u.1, u.2, "unpinned")],
         "{json:#}"
     );
-    assert_eq!(refs[0]["current_digest"], im.new.as_str());
+    assert!(
+        refs.iter().any(|r| r["current_digest"] == im.new.as_str()),
+        "{json:#}"
+    );
     let out = digestif(
         &["update", "--pin", "--insecure-registry", a, root],
         docker_config.path(),
@@ -129,7 +150,10 @@ async fn scenario(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), both);
+    for (path, text) in files {
+        let now = std::fs::read_to_string(dir.path().join(path)).unwrap();
+        assert_eq!(now, pinned(&updated(text)), "{path}");
+    }
     let out = digestif(
         &["scan", "--check", "--insecure-registry", a, root],
         docker_config.path(),
@@ -146,12 +170,9 @@ async fn scenario(
     let mut perms = PERMS.to_vec();
     perms.push(("workflows", "write"));
     let inst = fake.create_installation("acme", &perms);
-    fake.create_repo(
-        inst,
-        "acme",
-        "widgets",
-        &[(path, text), (".github/digestif.yml", "pin: true\n")],
-    );
+    let mut repo_files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    repo_files.push((".github/digestif.yml", "pin: true\n"));
+    fake.create_repo(inst, "acme", "widgets", &repo_files);
     let server = start_server(&fake, reg).await;
     let (status, body) = deliver(
         &server.url,
@@ -172,14 +193,18 @@ async fn scenario(
     })
     .await;
     server.settle().await;
-    assert_eq!(
-        fake.file_at(REPO, "digestif/all", path).as_deref(),
-        Some(updated.as_str())
-    );
-    assert_eq!(
-        fake.file_at(REPO, "digestif/pin", path).as_deref(),
-        Some(text.replace(&im.unpinned, &pinned_tool).as_str())
-    );
+    for (path, text) in files {
+        assert_eq!(
+            fake.file_at(REPO, "digestif/all", path),
+            Some(updated(text)),
+            "{path}"
+        );
+        assert_eq!(
+            fake.file_at(REPO, "digestif/pin", path),
+            Some(pinned(text)),
+            "{path}"
+        );
+    }
     fake.assert_no_violations();
     server.stop().await;
 }
@@ -312,6 +337,62 @@ async fn workflows_of_a_nested_repository() {
         &text,
         "actions",
         ["jobs.t.container", "jobs.t.services.db.image"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devcontainer_images() {
+    let reg = TestRegistry::start().await;
+    let im = images(&reg).await;
+    // JSON with comments and a trailing comma, as the Dev Containers templates write it.
+    let main = format!(
+        "// See https://aka.ms/devcontainer.json\r\n{{\r\n\t\"name\": \"Rust\",\r\n\
+         \t// \"image\": \"not:this\",\r\n\t\"image\": \"{}\",\r\n\
+         \t\"customizations\": {{ \"x\": [{{ \"image\": \"nested:1\" }}] }},\r\n}}\r\n",
+        im.stale
+    );
+    let tools = format!(
+        "{{ \"name\": \"tools\", \"image\": \"{}\" }}\n",
+        im.unpinned
+    );
+    scenario_files(
+        &reg,
+        &im,
+        &[
+            (".devcontainer/devcontainer.json", main),
+            (".devcontainer/tools/devcontainer.json", tools),
+        ],
+        [
+            ("devcontainer", "image", ".devcontainer/devcontainer.json"),
+            (
+                "devcontainer",
+                "image",
+                ".devcontainer/tools/devcontainer.json",
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bake_image_contexts() {
+    let reg = TestRegistry::start().await;
+    let im = images(&reg).await;
+    let text = format!(
+        "variable \"TAG\" {{\n  default = \"latest\"\n}}\n\n# Inputs are contexts; tags are outputs.\n\
+         target \"app\" {{\n  contexts = {{\n    base  = \"docker-image://{}\"\n    \
+         tools = \"docker-image://{}\" // pinned by digestif\n    src   = \"../src\"\n  }}\n  \
+         tags = [\"{}/acme/app:${{TAG}}\"]\n}}\n",
+        im.stale, im.unpinned, im.addr
+    );
+    scenario(
+        &reg,
+        &im,
+        "docker-bake.hcl",
+        &text,
+        "bake",
+        ["contexts.base", "contexts.tools"],
     )
     .await;
 }
