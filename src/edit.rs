@@ -303,4 +303,109 @@ mod tests {
             }
         }
     }
+
+    /// A file of `kind` (0 compose, 1 Actions matrix, 2 custom resource, 3 Bake) holding
+    /// one reference per part, in the forms issue 12 added, with quotes, comments, CRLF and
+    /// a flow list closed at its key's column in between.
+    fn yaml_file(
+        kind: u8,
+        parts: &[(String, String, bool, u8, bool, u8)],
+        crlf: bool,
+    ) -> (String, String) {
+        let mut text = String::new();
+        let path = match kind {
+            0 => {
+                text.push_str("services:\n");
+                "docker-compose.yml"
+            }
+            1 => {
+                text.push_str("on: push\njobs:\n  j:\n    container: ${{ matrix.image }}\n    strategy:\n      matrix:\n        image:\n");
+                ".github/workflows/ci.yml"
+            }
+            2 => {
+                text.push_str("apiVersion: tekton.dev/v1\nkind: Task\nspec:\n  steps:\n");
+                "k8s/task.yaml"
+            }
+            _ => {
+                text.push_str("// c\ntarget \"a\" {\n  contexts = {\n");
+                "docker-bake.hcl"
+            }
+        };
+        for (i, (name, tag, pinned, quote, comment, form)) in parts.iter().enumerate() {
+            let mut image = format!("{name}:{tag}");
+            if *pinned {
+                image.push('@');
+                image.push_str(OLD);
+            }
+            if kind == 0 {
+                image = match form % 3 {
+                    0 => image,
+                    1 => format!("${{V{i}:-{image}}}"),
+                    _ => format!("${{V{i}-{image}}}"),
+                };
+            }
+            let q = ["", "'", "\""][usize::from(*quote % 3)];
+            let c = if *comment { "  # é c" } else { "" };
+            match kind {
+                0 => text.push_str(&format!(
+                    "  s{i}:\n    image: {q}{image}{q}{c}\n    command: [\n      \"a\",\n    ]\n"
+                )),
+                1 => text.push_str(&format!("          - {q}{image}{q}{c}\n")),
+                2 => text.push_str(&format!("  - name: s{i}\n    image: {q}{image}{q}{c}\n")),
+                _ => text.push_str(&format!(
+                    "    c{i} = \"docker-image://{image}\"{}\n",
+                    if *comment { " # é" } else { "" }
+                )),
+            }
+        }
+        if kind == 3 {
+            text.push_str("  }\n  tags = [\"x:1\"]\n}\n");
+        }
+        if crlf {
+            text = text.replace('\n', "\r\n");
+        }
+        (path.to_string(), text)
+    }
+
+    proptest! {
+        #[test]
+        fn only_the_digest_spans_change_in_the_new_formats(
+            kind in 0u8..4,
+            parts in prop::collection::vec(
+                ("[a-z]{1,8}", "[a-z0-9][a-z0-9.]{0,5}", any::<bool>(), any::<u8>(), any::<bool>(), any::<u8>()),
+                1..6,
+            ),
+            crlf in any::<bool>(),
+        ) {
+            let new: Digest = NEW.parse().unwrap();
+            let (path, text) = yaml_file(kind, &parts, crlf);
+            let bytes = text.as_bytes();
+            let e = extract_file(&path, bytes).unwrap();
+            prop_assert!(e.errors.is_empty(), "{:?}", e.errors);
+            prop_assert_eq!(e.references.len(), parts.len(), "{}", text);
+            let founds: Vec<&Found> = e.references.iter().collect();
+            verify(bytes, &founds).unwrap();
+            let changes: Vec<Change> = e.references.iter().filter_map(|f| set_digest(f, &new)).collect();
+            let out = apply(bytes, &changes).unwrap();
+
+            let mut sorted = changes.clone();
+            sorted.sort_by_key(|c| c.range.start);
+            let (mut i, mut j) = (0usize, 0usize);
+            for c in &sorted {
+                let keep = c.range.start - i;
+                prop_assert_eq!(&bytes[i..c.range.start], &out[j..j + keep]);
+                j += keep;
+                prop_assert_eq!(&out[j..j + c.text.len()], c.text.as_bytes());
+                j += c.text.len();
+                i = c.range.end;
+            }
+            prop_assert_eq!(&bytes[i..], &out[j..]);
+
+            let again = extract_file(&path, &out).unwrap();
+            prop_assert_eq!(again.references.len(), parts.len());
+            for f in &again.references {
+                prop_assert_eq!(f.reference.digest.as_ref(), Some(&new));
+            }
+        }
+    }
 }

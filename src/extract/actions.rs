@@ -1,6 +1,13 @@
-//! GitHub Actions workflows (`.github/workflows/*.y*ml`): job containers
-//! (`jobs.<id>.container`, as a string or a mapping with `image`), service containers
-//! (`jobs.<id>.services.<name>.image`) and `docker://` steps (`uses: docker://alpine:3.20`).
+//! GitHub Actions workflows (`.github/workflows/*.y*ml`, at the root or in a nested
+//! repository's directory): job containers (`jobs.<id>.container`, as a string or a mapping
+//! with `image`), service containers (`jobs.<id>.services.<name>.image`) and `docker://`
+//! steps (`uses: docker://alpine:3.20`).
+//!
+//! A container or service image that is exactly `${{ matrix.KEY }}` comes from the job's
+//! matrix: each value of `strategy.matrix.KEY` and each `strategy.matrix.include[*].KEY`
+//! is a reference, edited where it is written.
+
+use std::ops::Range;
 
 use super::yaml::{Collector, NodeId, Yaml};
 use super::{Context, Extraction, Source};
@@ -21,22 +28,25 @@ pub fn extract(source: &Source<'_>) -> Extraction {
     out.finish()
 }
 
-fn job_images(yaml: &Yaml<'_>, out: &mut Collector<'_, '_>, id: &str, job: NodeId) {
-    let context = |stage: &str, location: String| Context {
+fn context(stage: &str, location: String) -> Context {
+    Context {
         stage: Some(stage.to_string()),
         location: Some(location),
         ..Context::default()
-    };
+    }
+}
+
+fn job_images(yaml: &Yaml<'_>, out: &mut Collector<'_, '_>, id: &str, job: NodeId) {
     if let Some(container) = yaml.get(job, "container") {
         // `container: node:20` is short for `container: {image: node:20}`.
         match yaml.get(container, "image") {
             Some(image) => {
                 let at = format!("jobs.{id}.container.image");
-                out.image(image, 0, context(id, at), check);
+                image_or_matrix(yaml, out, id, job, image, context(id, at));
             }
             None if yaml.str(container).is_some() => {
                 let at = format!("jobs.{id}.container");
-                out.image(container, 0, context(id, at), check);
+                image_or_matrix(yaml, out, id, job, container, context(id, at));
             }
             None => {}
         }
@@ -45,7 +55,7 @@ fn job_images(yaml: &Yaml<'_>, out: &mut Collector<'_, '_>, id: &str, job: NodeI
         for (name, service) in yaml.entries(services) {
             if let Some(image) = yaml.get(service, "image") {
                 let at = format!("jobs.{id}.services.{name}.image");
-                out.image(image, 0, context(name, at), check);
+                image_or_matrix(yaml, out, id, job, image, context(name, at));
             }
         }
     }
@@ -56,16 +66,93 @@ fn job_images(yaml: &Yaml<'_>, out: &mut Collector<'_, '_>, id: &str, job: NodeI
         };
         if yaml.str(uses).is_some_and(|u| u.starts_with(DOCKER)) {
             let at = format!("jobs.{id}.steps[{i}].uses");
-            out.image(uses, DOCKER.len(), context(id, at), check);
+            out.image(uses, context(id, at), |v| {
+                check(v).map(|_| DOCKER.len().min(v.len())..v.len())
+            });
         }
     }
 }
 
+/// Reports the image at `node`, or, when it is `${{ matrix.KEY }}` (or
+/// `${{ matrix.KEY.FIELD }}`), the values the job's matrix gives it. A matrix that is
+/// itself an expression (`fromJSON(…)`) cannot be read, so the image is skipped with the
+/// expression as the reason.
+fn image_or_matrix(
+    yaml: &Yaml<'_>,
+    out: &mut Collector<'_, '_>,
+    id: &str,
+    job: NodeId,
+    node: NodeId,
+    context: Context,
+) {
+    let path = yaml.str(node).and_then(matrix_path);
+    let matrix = yaml
+        .get(job, "strategy")
+        .and_then(|s| yaml.get(s, "matrix"));
+    let (Some((key, fields)), Some(matrix)) = (path, matrix) else {
+        out.image(node, context, check);
+        return;
+    };
+    // `FIELD`s below a matrix value: `matrix.build.container` is `container` of each `build`.
+    let descend = |mut at: NodeId, location: &mut String| {
+        for field in &fields {
+            at = yaml.get(at, field)?;
+            location.push('.');
+            location.push_str(field);
+        }
+        Some(at)
+    };
+    let mut values = Vec::new();
+    if let Some(items) = yaml.get(matrix, key).and_then(|v| yaml.sequence(v)) {
+        for (i, &item) in items.iter().enumerate() {
+            let mut location = format!("jobs.{id}.strategy.matrix.{key}[{i}]");
+            if let Some(value) = descend(item, &mut location) {
+                values.push((value, location));
+            }
+        }
+    }
+    if let Some(include) = yaml.get(matrix, "include").and_then(|v| yaml.sequence(v)) {
+        for (i, &entry) in include.iter().enumerate() {
+            let mut location = format!("jobs.{id}.strategy.matrix.include[{i}].{key}");
+            if let Some(value) = yaml.get(entry, key).and_then(|v| descend(v, &mut location)) {
+                values.push((value, location));
+            }
+        }
+    }
+    if values.is_empty() {
+        out.image(node, context, check);
+        return;
+    }
+    for (item, location) in values {
+        let context = Context {
+            location: Some(location),
+            ..context.clone()
+        };
+        out.image(item, context, check);
+    }
+}
+
+/// `KEY` and the `FIELD`s after it of a value that is exactly `${{ matrix.KEY.FIELD… }}`.
+fn matrix_path(value: &str) -> Option<(&str, Vec<&str>)> {
+    let inner = value.strip_prefix("${{")?.strip_suffix("}}")?.trim();
+    let mut parts = inner.strip_prefix("matrix.")?.split('.');
+    let word = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let key = parts.next().filter(|k| word(k))?;
+    let fields: Vec<&str> = parts.collect();
+    fields.iter().all(|f| word(f)).then_some((key, fields))
+}
+
 /// `${{ matrix.image }}` is evaluated by the runner; the text is not the image that runs.
-fn check(value: &str) -> Option<&'static str> {
-    value
-        .contains("${{")
-        .then_some("uses a GitHub Actions expression (${{ … }})")
+fn check(value: &str) -> Result<Range<usize>, &'static str> {
+    if value.contains("${{") {
+        Err("uses a GitHub Actions expression (${{ … }})")
+    } else {
+        Ok(0..value.len())
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +300,84 @@ mod tests {
                 r("alpine:3.20", 4, "a", "jobs.a.steps[0].uses"),
             ]
         );
+    }
+
+    #[test]
+    fn images_from_the_job_matrix_are_edited_at_the_matrix_value() {
+        let text = format!(
+            "jobs:\n  test:\n    strategy:\n      matrix:\n        \
+             image: [alpine:3.20@{D}, \"debian:12\"]\n        db: [postgres:16]\n        \
+             include:\n          - image: fedora:41\n            db: postgres:17\n          \
+             - other: x\n        exclude:\n          - image: debian:12\n    \
+             container: ${{{{ matrix.image }}}}\n    services:\n      db:\n        \
+             image: \"${{{{matrix.db}}}}\"\n"
+        );
+        assert_eq!(
+            refs(&text),
+            [
+                r(
+                    &format!("alpine:3.20@{D}"),
+                    5,
+                    "test",
+                    "jobs.test.strategy.matrix.image[0]"
+                ),
+                r("debian:12", 5, "test", "jobs.test.strategy.matrix.image[1]"),
+                r("postgres:16", 6, "db", "jobs.test.strategy.matrix.db[0]"),
+                r(
+                    "fedora:41",
+                    8,
+                    "test",
+                    "jobs.test.strategy.matrix.include[0].image"
+                ),
+                r(
+                    "postgres:17",
+                    9,
+                    "db",
+                    "jobs.test.strategy.matrix.include[0].db"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn fields_of_matrix_values() {
+        // As curl's linux.yml writes it: `image` there is the runner, not a container.
+        let text = format!(
+            "jobs:\n  linux:\n    runs-on: ${{{{ matrix.build.image || 'ubuntu-latest' }}}}\n    \
+             container: ${{{{ matrix.build.container }}}}\n    strategy:\n      matrix:\n        \
+             build:\n          - name: 'a'\n            image: ubuntu-24.04-arm\n          \
+             - name: 'b'\n            container: alpine:3.23@{D} # 3.23.4\n        \
+             include:\n          - build: {{name: c, container: 'debian:12'}}\n"
+        );
+        assert_eq!(
+            refs(&text),
+            [
+                r(
+                    &format!("alpine:3.23@{D}"),
+                    11,
+                    "linux",
+                    "jobs.linux.strategy.matrix.build[1].container"
+                ),
+                r(
+                    "debian:12",
+                    13,
+                    "linux",
+                    "jobs.linux.strategy.matrix.include[0].build.container"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn matrices_that_cannot_be_read_are_skipped() {
+        let text = "jobs:\n  a:\n    strategy:\n      matrix: ${{ fromJSON(inputs.m) }}\n    \
+                    container: ${{ matrix.image }}\n  b:\n    strategy:\n      matrix:\n        \
+                    os: [ubuntu-latest]\n    container: ${{ matrix.image }}\n  c:\n    \
+                    strategy:\n      matrix:\n        v: ['1']\n    container: node:${{ matrix.v }}\n";
+        let out = run(text);
+        assert!(out.references.is_empty());
+        let lines: Vec<_> = out.skipped.iter().map(|s| s.line).collect();
+        assert_eq!(lines, [5, 10, 15]);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! specs). Rather than knowing every kind, we search each object for `containers`,
 //! `initContainers` and `ephemeralContainers` sequences of mappings.
 
+use std::ops::Range;
+
 use super::yaml::{Collector, NodeId, Value, Yaml};
 use super::{Context, Extraction, Source};
 
@@ -153,6 +155,9 @@ fn walk_entries<'y>(
             Some(items) if CONTAINER_KEYS.contains(&key.as_ref()) => {
                 containers(yaml, out, items, object, path);
             }
+            _ if key == "image" && yaml.str(v).is_some() => {
+                other_image(yaml, out, entries, v, object, path);
+            }
             _ => walk(yaml, out, v, object, path, depth + 1),
         }
         path.pop();
@@ -181,19 +186,73 @@ fn containers<'y>(
             ..Context::default()
         };
         path.truncate(path.len() - 2);
-        out.image(image, 0, context, check);
+        out.image(image, context, check);
+    }
+}
+
+/// Keys next to an `image` that say the mapping describes a container (a Tekton step, an
+/// Argo template's `container` or `script`, a Knative or operator-specific container).
+const CONTAINER_LIKE: [&str; 12] = [
+    "name",
+    "command",
+    "args",
+    "script",
+    "source",
+    "env",
+    "workingDir",
+    "imagePullPolicy",
+    "resources",
+    "securityContext",
+    "volumeMounts",
+    "ports",
+];
+
+/// An `image` key outside a container list (custom resources: Argo Workflows, Prometheus
+/// Operator's `spec.image`, Tekton steps, …). Only a string that parses as an image
+/// reference counts, and only when it names a registry, a repository path, a tag or a
+/// digest, or sits beside keys that describe a container: `image: default` alone is not
+/// evidence of an image.
+fn other_image<'y>(
+    yaml: &'y Yaml<'_>,
+    out: &mut Collector<'_, '_>,
+    siblings: &[(NodeId, NodeId)],
+    value: NodeId,
+    object: &str,
+    path: &[Step<'y>],
+) {
+    let Some(text) = yaml.str(value) else {
+        return;
+    };
+    let context = || Context {
+        stage: siblings
+            .iter()
+            .find(|&&(k, _)| yaml.str(k) == Some("name"))
+            .and_then(|&(_, n)| yaml.str(n))
+            .map(str::to_string),
+        location: Some(format!("{object} {}", render(path))),
+        ..Context::default()
+    };
+    if check(text).is_err() {
+        out.image(value, context(), check);
+        return;
+    }
+    let container_like = siblings
+        .iter()
+        .any(|&(k, _)| yaml.str(k).is_some_and(|k| CONTAINER_LIKE.contains(&k)));
+    if (text.contains(['/', ':', '@']) || container_like) && out.is_image_text(value) {
+        out.image(value, context(), check);
     }
 }
 
 /// Helm/Go templates (`{{ .Values.image }}`) and Flux/envsubst variables (`${TAG}`) are
 /// filled in at deploy time; the text in the file is not the image that runs.
-fn check(value: &str) -> Option<&'static str> {
+fn check(value: &str) -> Result<Range<usize>, &'static str> {
     if value.contains("{{") {
-        Some("uses template syntax ({{ … }})")
+        Err("uses template syntax ({{ … }})")
     } else if value.contains('$') {
-        Some("uses variable substitution")
+        Err("uses variable substitution")
     } else {
-        None
+        Ok(0..value.len())
     }
 }
 
@@ -367,9 +426,17 @@ mod tests {
         assert_eq!(got[0], (8, "uses template syntax ({{ … }})"));
         assert_eq!(got[1], (10, "uses template syntax ({{ … }})"));
         assert_eq!(got[2], (12, "uses variable substitution"));
-        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got.len(), 5, "{got:?}");
         assert!(got[3].1.contains("unrendered template"), "{got:?}");
         assert!((13..=21).contains(&got[3].0));
+        // The broken document's `image:` line is still listed, with the parse error.
+        assert_eq!(got[4].0, 21);
+        assert!(
+            got[4]
+                .1
+                .starts_with("not read: the YAML around it is invalid")
+        );
+        assert_eq!(out.skipped[4].text, "{{ .image }}");
         assert_eq!(out.skipped[0].text, "{{ .Values.image }}");
     }
 
@@ -387,10 +454,72 @@ mod tests {
     }
 
     #[test]
-    fn documents_that_are_not_objects_and_non_container_images_are_ignored() {
+    fn documents_that_are_not_objects_are_ignored() {
         let text = "image: x:1\ncontainers:\n- image: y:1\n---\napiVersion: v1\nkind: ConfigMap\n\
-                    data:\n  image: z:1\n  containers: |\n    - image: w:1\n---\n# just a comment\n---\n";
+                    data:\n  containers: |\n    - image: w:1\n---\n# just a comment\n---\n";
         assert_eq!(run(text), Extraction::default());
+    }
+
+    #[test]
+    fn image_keys_of_custom_resources() {
+        // Argo Workflows (container, script), Prometheus Operator, Tekton.
+        let text = format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  generateName: hello-\n\
+             spec:\n  templates:\n  - name: whalesay\n    container:\n      image: docker/whalesay:latest\n      \
+             command: [cowsay]\n  - name: gen\n    script:\n      image: python:alpine3.6\n      \
+             command: [python]\n      source: |\n        image: not-this:1\n\
+             ---\napiVersion: monitoring.coreos.com/v1\nkind: Prometheus\nmetadata:\n  name: k8s\n\
+             spec:\n  image: \"quay.io/prometheus/prometheus:v2.54.1@{D}\"\n  version: 2.54.1\n\
+             ---\napiVersion: tekton.dev/v1\nkind: Task\nmetadata:\n  name: t\nspec:\n  steps:\n    \
+             - name: build\n      image: golang\n      script: go build\n"
+        );
+        assert_eq!(
+            refs(&text),
+            [
+                r(
+                    "docker/whalesay:latest",
+                    9,
+                    "",
+                    "Workflow spec.templates[0].container.image"
+                ),
+                r(
+                    "python:alpine3.6",
+                    13,
+                    "",
+                    "Workflow spec.templates[1].script.image"
+                ),
+                r(
+                    &format!("quay.io/prometheus/prometheus:v2.54.1@{D}"),
+                    23,
+                    "",
+                    "Prometheus/k8s spec.image"
+                ),
+                r("golang", 33, "build", "Task/t spec.steps[0].image"),
+            ]
+        );
+    }
+
+    #[test]
+    fn image_keys_that_are_not_image_references_are_ignored() {
+        // Schemas (mappings), booleans, numbers, bare words without container keys, text
+        // that does not parse, values written with escapes: none is a reference.
+        let text = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+                    metadata:\n  name: x\nspec:\n  versions:\n  - schema:\n      openAPIV3Schema:\n        \
+                    properties:\n          image:\n            type: string\n\
+                    ---\napiVersion: example.com/v1\nkind: Thing\nmetadata:\n  name: y\nspec:\n  \
+                    a:\n    image: true\n  b:\n    image: 12\n  c:\n    image: default\n  \
+                    d:\n    image: Not An Image\n  e:\n    image: \"x\\u0041:1\"\n  f:\n    image: ~\n";
+        assert_eq!(run(text), Extraction::default());
+    }
+
+    #[test]
+    fn image_keys_with_templates_are_skipped() {
+        let text =
+            "apiVersion: example.com/v1\nkind: Thing\nspec:\n  image: \"{{ .Values.img }}\"\n";
+        let out = run(text);
+        assert!(out.references.is_empty());
+        assert_eq!(out.skipped.len(), 1);
+        assert_eq!(out.skipped[0].line, 4);
     }
 
     #[test]

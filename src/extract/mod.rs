@@ -5,9 +5,12 @@
 //! file as stored, so `edit` can change exactly those bytes.
 
 pub mod actions;
+pub mod bake;
 pub mod compose;
+pub mod devcontainer;
 pub mod dockerfile;
 pub mod kubernetes;
+mod literals;
 mod yaml;
 
 use std::ops::Range;
@@ -28,6 +31,8 @@ pub enum Kind {
     Compose,
     Kubernetes,
     Actions,
+    Devcontainer,
+    Bake,
 }
 
 impl Kind {
@@ -37,6 +42,8 @@ impl Kind {
             Kind::Compose => "compose",
             Kind::Kubernetes => "kubernetes",
             Kind::Actions => "actions",
+            Kind::Devcontainer => "devcontainer",
+            Kind::Bake => "bake",
         }
     }
 }
@@ -285,14 +292,30 @@ pub fn kind_for_path(path: &str) -> Option<Kind> {
     if dockerfile_name(name).is_some() {
         return Some(Kind::Dockerfile);
     }
+    let dir = path.len() - name.len();
+    // `.devcontainer/devcontainer.json`, `.devcontainer/<name>/devcontainer.json` and
+    // `.devcontainer.json`, where the Dev Containers tools look.
+    let parent = path[..dir].trim_end_matches('/');
+    let in_devcontainer = |p: &str| p == ".devcontainer" || p.ends_with("/.devcontainer");
+    if name == ".devcontainer.json"
+        || (name == "devcontainer.json"
+            && (in_devcontainer(parent)
+                || parent
+                    .rsplit_once('/')
+                    .is_some_and(|(up, _)| in_devcontainer(up))))
+    {
+        return Some(Kind::Devcontainer);
+    }
+    if lower.starts_with("docker-bake") && (lower.ends_with(".hcl") || lower.ends_with(".json")) {
+        return Some(Kind::Bake);
+    }
     let yaml = lower.ends_with(".yml") || lower.ends_with(".yaml");
     if !yaml {
         return None;
     }
-    if path
-        .strip_prefix(".github/workflows/")
-        .is_some_and(|rest| !rest.contains('/'))
-    {
+    // Workflows of the root and of nested repositories (a monorepo checkout, vendored
+    // projects): `.github/workflows/` directly holds the file.
+    if path[..dir] == *".github/workflows/" || path[..dir].ends_with("/.github/workflows/") {
         return Some(Kind::Actions);
     }
     if lower.starts_with("compose.") || lower.starts_with("docker-compose") {
@@ -362,6 +385,8 @@ pub fn extract_file(path: &str, bytes: &[u8]) -> Option<Extraction> {
         Kind::Compose => compose::extract(&source),
         Kind::Kubernetes => kubernetes::extract(&source),
         Kind::Actions => actions::extract(&source),
+        Kind::Devcontainer => devcontainer::extract(&source),
+        Kind::Bake => bake::extract(&source),
     };
     if bom > 0 {
         out.shift(bom);
@@ -403,7 +428,40 @@ mod tests {
             kind_for_path(".github/workflows/sub/ci.yml"),
             Some(Kind::Kubernetes)
         );
+        for p in [
+            "services/api/.github/workflows/ci.yaml",
+            "vendor/x/.github/workflows/release.yml",
+        ] {
+            assert_eq!(kind_for_path(p), Some(Kind::Actions), "{p}");
+        }
+        assert_eq!(
+            kind_for_path("x.github/workflows/ci.yml"),
+            Some(Kind::Kubernetes)
+        );
         assert_eq!(kind_for_path("k8s/deploy.yaml"), Some(Kind::Kubernetes));
+        for p in [
+            ".devcontainer/devcontainer.json",
+            ".devcontainer/rust/devcontainer.json",
+            "api/.devcontainer/devcontainer.json",
+            ".devcontainer.json",
+        ] {
+            assert_eq!(kind_for_path(p), Some(Kind::Devcontainer), "{p}");
+        }
+        for p in [
+            "devcontainer.json",
+            "x/devcontainer.json",
+            "a/b/c/devcontainer.json",
+        ] {
+            assert_eq!(kind_for_path(p), None, "{p}");
+        }
+        for p in [
+            "docker-bake.hcl",
+            "x/docker-bake.override.json",
+            "docker-bake.json",
+        ] {
+            assert_eq!(kind_for_path(p), Some(Kind::Bake), "{p}");
+        }
+        assert_eq!(kind_for_path("docker-bake.md"), None);
         assert_eq!(kind_for_path("README.md"), None);
         for p in [
             "deploy/Dockerfile.dockerignore",
