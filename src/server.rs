@@ -26,6 +26,8 @@ pub struct Tuning {
     pub worker_poll: Duration,
     /// Backoff of failed jobs.
     pub job_retry: crate::store::RetryPolicy,
+    /// How long a job's lease lasts without a heartbeat.
+    pub job_lease: Duration,
 }
 
 impl Default for Tuning {
@@ -35,6 +37,7 @@ impl Default for Tuning {
             scheduler_interval: Duration::from_secs(5),
             worker_poll: Duration::from_secs(1),
             job_retry: crate::store::RetryPolicy::default(),
+            job_lease: WorkerOptions::default().lease,
         }
     }
 }
@@ -159,6 +162,7 @@ impl Server {
                 concurrency: self.settings.workers,
                 poll_interval: self.tuning.worker_poll,
                 retry: self.tuning.job_retry,
+                lease: self.tuning.job_lease,
                 ..WorkerOptions::default()
             },
         );

@@ -60,10 +60,7 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
     let snapshot = match read_repository(h, &api, &repo, None).await {
         Ok(s) => s,
         Err(e) => {
-            let message = e.to_string();
-            h.store
-                .record_scan_result(repo.id, "error", Some(&message), now)
-                .await?;
+            record_scan_error(h, &repo, &e, now).await?;
             return Err(e);
         }
     };
@@ -151,10 +148,7 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
             }
         }
         Err(e) => {
-            let message = e.to_string();
-            h.store
-                .record_scan_result(repo.id, "error", Some(&message), now)
-                .await?;
+            record_scan_error(h, &repo, &e, now).await?;
             return Err(e);
         }
     }
@@ -170,6 +164,23 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
         "scan stored"
     );
     crate::metrics::references_checked(records.iter().map(|r| r.status.as_str()));
+    Ok(())
+}
+
+/// Records a failed scan, unless this worker lost the job: the worker that has it now
+/// records its own result, which this one must not overwrite.
+async fn record_scan_error(
+    h: &Handler,
+    repo: &Repository,
+    e: &JobError,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), JobError> {
+    if crate::store::lease_lost() {
+        return Ok(());
+    }
+    h.store
+        .record_scan_result(repo.id, "error", Some(&e.to_string()), now)
+        .await?;
     Ok(())
 }
 
