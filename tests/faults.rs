@@ -257,3 +257,81 @@ async fn a_paused_replica_does_not_write_the_pr_again() {
     fake.assert_no_violations();
     b.stop().await;
 }
+
+// ---- 8: trees GitHub truncates ------------------------------------------------------------
+
+/// GitHub truncates a large tree's recursive listing. The scan reads the rest directory by
+/// directory, so the open PR keeps the update of the file past the cut instead of being
+/// shrunk to what the truncated listing showed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_tree_is_read_completely() {
+    let reg = TestRegistry::start().await;
+    let (dockerfile, old, new) = stale_python(&reg).await;
+    let fake = FakeGitHub::start().await;
+    let deep = "z/deep/x/Dockerfile";
+    let (server, _inst) = installed(
+        &fake,
+        &reg,
+        &[
+            ("a/Dockerfile", &dockerfile),
+            (deep, &dockerfile),
+            ("z/f1.txt", "one\n"),
+            ("z/f2.txt", "two\n"),
+        ],
+    )
+    .await;
+    let on_branch = |path: &str| fake.file_at(REPO, "digestif/all", path);
+    let updated = dockerfile.replace(&old, &new);
+    assert_eq!(on_branch("a/Dockerfile").as_deref(), Some(updated.as_str()));
+    assert_eq!(on_branch(deep).as_deref(), Some(updated.as_str()));
+
+    // From now on a recursive listing stops after 3 entries: the root's ends inside `a/`,
+    // and `z/` is too big for one listing as well.
+    fake.set_tree_limit(3);
+    fake.push(
+        REPO,
+        "main",
+        &[("README.md", Some("hello\n"))],
+        Default::default(),
+        "readme",
+    );
+    server.scan(REPO).await;
+    let pulls = fake.pulls(REPO);
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0].state, "open");
+    assert_eq!(on_branch("a/Dockerfile").as_deref(), Some(updated.as_str()));
+    assert_eq!(
+        on_branch(deep).as_deref(),
+        Some(updated.as_str()),
+        "the update past the cut stays in the PR"
+    );
+    assert!(
+        pulls[0].body.as_deref().unwrap_or("").contains(deep),
+        "{:?}",
+        pulls[0].body
+    );
+    let trees: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/repos/acme/widgets/git/trees/") && r.method == "GET")
+        .collect();
+    assert!(
+        trees.iter().any(|r| !r.query.contains("recursive")),
+        "directories were listed one by one: {trees:#?}"
+    );
+    // Both references are known, the one past the cut too.
+    let repo = server
+        .store
+        .repository_by_full_name(REPO)
+        .await
+        .expect("db")
+        .expect("repo");
+    let refs = server
+        .store
+        .references_for_repo(repo.id)
+        .await
+        .expect("references");
+    assert_eq!(refs.len(), 2, "{refs:?}");
+    fake.assert_no_violations();
+    server.stop().await;
+}

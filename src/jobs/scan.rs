@@ -32,6 +32,9 @@ pub struct Snapshot {
     /// Candidate files with their text (`None`: the file yields nothing).
     pub files: Vec<CachedFile>,
     pub branch: String,
+    /// False when GitHub's tree could not be read completely: files may be missing, so
+    /// nothing may be concluded from a reference not being seen.
+    pub complete: bool,
 }
 
 pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobError> {
@@ -214,7 +217,7 @@ async fn read_repository(
     };
     let tree = repo::tree(api, &repo.full_name, &head.tree_sha).await?;
     if tree.truncated {
-        tracing::warn!(repo = %repo.full_name, "tree truncated by GitHub; scanning the part it returned");
+        tracing::warn!(repo = %repo.full_name, "tree too large to read completely; scanning the part read, open PRs left as they are");
     }
     let by_path: HashMap<&str, &CachedFile> = cached.iter().map(|c| (c.path.as_str(), c)).collect();
     let mut files = Vec::new();
@@ -255,14 +258,18 @@ async fn read_repository(
             &ScanState {
                 head_sha: head.commit_sha.clone(),
                 tree_sha: head.tree_sha.clone(),
-                head_etag: head.etag.clone(),
+                // A partial read must not stand for the branch: no ETag, so the next scan
+                // reads it again instead of trusting these files on a 304.
+                head_etag: head.etag.clone().filter(|_| !tree.truncated),
                 extractor_version: EXTRACTOR_VERSION,
             },
             &files,
             h.clock.now(),
         )
         .await?;
-    Ok(split_config(branch, head.commit_sha, head.tree_sha, files))
+    let mut snapshot = split_config(branch, head.commit_sha, head.tree_sha, files);
+    snapshot.complete = !tree.truncated;
+    Ok(snapshot)
 }
 
 /// Tree entries worth reading: the config files and every file an extractor may read.
@@ -293,6 +300,7 @@ fn split_config(
         config,
         files,
         branch,
+        complete: true,
     }
 }
 
