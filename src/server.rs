@@ -81,6 +81,7 @@ impl Server {
             github: github.clone(),
             resolver,
             clock: clock.clone(),
+            limits: crate::repo_config::Limits::default(),
         };
         Ok(Server {
             store,
@@ -100,6 +101,7 @@ impl Server {
     /// web address (defaults: all off, web address derived from the API URL).
     pub fn with_ops(mut self, ops: OpsSettings) -> Server {
         let derived = std::mem::take(&mut self.ops.github_web_url);
+        self.handler.limits.min_schedule_interval = ops.min_schedule_interval;
         self.ops = ops;
         if self.ops.github_web_url.is_empty() {
             self.ops.github_web_url = derived;

@@ -335,3 +335,69 @@ async fn a_truncated_tree_is_read_completely() {
     fake.assert_no_violations();
     server.stop().await;
 }
+
+// ---- 12: schedules the server would not run ---------------------------------------------
+
+/// The scan and the check run refuse what `check-config` refuses: a schedule more frequent
+/// than the operator's minimum (default 1 hour) or one that never runs is a configuration
+/// error at its line, and the repository is not scanned every minute meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_that_never_run_or_run_too_often_are_configuration_errors() {
+    let reg = TestRegistry::start().await;
+    let fake = FakeGitHub::start().await;
+    let (server, inst) = installed(
+        &fake,
+        &reg,
+        &[
+            ("README.md", "hi\n"),
+            (
+                ".github/digestif.yml",
+                "pin: false\nschedule: \"* * * * *\"\n",
+            ),
+        ],
+    )
+    .await;
+    let issues = fake.issues(REPO);
+    let issue = issues
+        .iter()
+        .find(|i| i.title == "digestif: configuration error")
+        .expect("configuration error issue");
+    let body = issue.body.clone().unwrap_or_default();
+    assert!(
+        body.contains("line 2") && body.contains("at most once every 1 hour"),
+        "{body}"
+    );
+    let repo = server
+        .store
+        .repository_by_full_name(REPO)
+        .await
+        .expect("db")
+        .expect("repo");
+    assert_eq!(repo.schedule, "daily", "not every minute");
+
+    // A pull request proposing a schedule that never runs gets a failing check run.
+    fake.push(
+        REPO,
+        "config",
+        &[(".github/digestif.yml", Some("schedule: \"0 0 30 2 *\"\n"))],
+        Default::default(),
+        "try a schedule",
+    );
+    let number = open_pull_as_app(&fake, inst, "config", "config").await;
+    let hook = pull_request_event(&fake, inst, REPO, number, "opened", "carol");
+    assert_eq!(deliver(&server.url, &hook).await.0, 202);
+    server.settle().await;
+    let runs = fake.check_runs(REPO);
+    let run = runs
+        .iter()
+        .find(|r| r.name == "digestif: configuration")
+        .expect("check run");
+    assert_eq!(run.conclusion.as_deref(), Some("failure"));
+    let text = run.output.to_string();
+    assert!(
+        text.contains("line 1") && text.contains("never runs"),
+        "{text}"
+    );
+    fake.assert_no_violations();
+    server.stop().await;
+}

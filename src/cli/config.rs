@@ -8,12 +8,16 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::EXIT_FINDINGS;
-use crate::repo_config::{RepoConfig, json_schema};
+use crate::repo_config::{Limits, RepoConfig, json_schema};
 
 #[derive(Debug, Args)]
 pub struct CheckConfigArgs {
     /// The configuration file, e.g. .github/digestif.yml.
     pub file: PathBuf,
+    /// The server's least time between two scans of a repository: a `schedule` that runs
+    /// more often, or never, is an error (the same check the server makes).
+    #[arg(long, env = "DIGESTIF_MIN_SCHEDULE_INTERVAL", default_value = "1h")]
+    pub min_schedule_interval: String,
 }
 
 /// Prints every problem as `FILE:LINE:COLUMN: message`; exit 1 when there is one.
@@ -21,7 +25,10 @@ pub fn check(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let name = args.file.display();
-    match RepoConfig::parse(&text) {
+    let limits = Limits {
+        min_schedule_interval: crate::settings::min_schedule_interval(&args.min_schedule_interval)?,
+    };
+    match RepoConfig::parse_with(&text, &limits) {
         Ok(_) => {
             println!("{name}: ok");
             Ok(ExitCode::SUCCESS)

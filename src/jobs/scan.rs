@@ -70,7 +70,7 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
     // The config decides everything else: an invalid one stops here, said where people look.
     let config = match &snapshot.config {
         None => RepoConfig::default(),
-        Some((path, text)) => match RepoConfig::parse(text) {
+        Some((path, text)) => match RepoConfig::parse_with(text, &h.limits) {
             Ok(c) => c,
             Err(errors) => {
                 report_config_error(h, &api, &repo, path, text, &snapshot.head_sha, &errors)
@@ -315,14 +315,23 @@ async fn report_config_error(
 ) -> Result<(), JobError> {
     let now = h.clock.now();
     let message = errors.to_string();
-    // Keep the last valid schedule: a broken file must not change when we look again.
+    // Keep the last valid schedule: a broken file must not change when we look again. Unless
+    // that schedule is no longer allowed either (the operator raised the minimum interval):
+    // then the default, which always is.
+    let schedule_allowed =
+        crate::schedule::check_frequency(&repo.schedule, h.limits.min_schedule_interval).is_ok();
+    let schedule = if schedule_allowed {
+        repo.schedule.as_str()
+    } else {
+        crate::repo_config::DEFAULT_SCHEDULE
+    };
     h.store
         .set_repo_config(
             repo.id,
             &RepoConfigUpdate {
                 text: Some(text),
                 error: Some(&message),
-                schedule: &repo.schedule,
+                schedule,
                 timezone: &repo.timezone,
             },
             now,
@@ -421,7 +430,7 @@ pub async fn check_config(
     };
     let bytes = repo::blob(&api, &repo.full_name, &sha).await?;
     let text = String::from_utf8_lossy(&bytes);
-    match RepoConfig::parse(&text) {
+    match RepoConfig::parse_with(&text, &h.limits) {
         Ok(_) => {
             let summary = format!("`{path}` is a valid digestif configuration.");
             let run = CheckRun {
