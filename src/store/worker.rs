@@ -15,11 +15,9 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-use super::StoreError;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::{FailOutcome, Job, RetryPolicy, Store};
+use super::{FailOutcome, Job, RetryPolicy, Store, StoreError};
 use crate::schedule::Clock;
 
 /// Why a handler did not finish its job.

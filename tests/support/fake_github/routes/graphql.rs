@@ -85,7 +85,13 @@ fn gql_error(message: &str) -> Resp {
 
 /// `name: "value"` or `name: VALUE` inside the query text.
 fn inline_arg(query: &str, name: &str) -> Option<String> {
-    let rest = &query[query.find(&format!("{name}:"))? + name.len() + 1..];
+    // Not `$name: Type` in the operation's variable declarations.
+    let key = format!("{name}:");
+    let at = query
+        .match_indices(&key)
+        .map(|(i, _)| i)
+        .find(|&i| !query[..i].ends_with('$'))?;
+    let rest = &query[at + key.len()..];
     let rest = rest.trim_start();
     let value: String = if let Some(q) = rest.strip_prefix('"') {
         q.chars().take_while(|c| *c != '"').collect()
