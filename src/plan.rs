@@ -433,6 +433,23 @@ fn close_reason(pr: &ExistingPr, candidates: &[Candidate]) -> CloseReason {
     }
 }
 
+impl Plan {
+    /// What may be done from a partial view of the repository (a tree GitHub would not
+    /// list completely): open PRs for what was seen, but never close or rewrite an open PR,
+    /// whose other references may be in the part not seen. Returns the open PRs left alone.
+    pub fn restrict_to_partial_view(&mut self) -> Vec<u64> {
+        let mut kept = Vec::new();
+        self.actions.retain(|a| match a {
+            Action::Update { number, .. } | Action::Close { number, .. } => {
+                kept.push(*number);
+                false
+            }
+            Action::Create { .. } | Action::NotifyHandoff { .. } => true,
+        });
+        kept
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,6 +482,41 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         "2026-11-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_partial_view_never_closes_or_rewrites_an_open_pr() {
+        let mut p = Plan {
+            actions: vec![
+                Action::Create {
+                    branch: "digestif/a".into(),
+                    updates: vec![],
+                },
+                Action::Update {
+                    number: 2,
+                    branch: "digestif/b".into(),
+                    updates: vec![],
+                },
+                Action::Close {
+                    number: 3,
+                    branch: "digestif/c".into(),
+                    reason: CloseReason::NoLongerNeeded,
+                },
+                Action::NotifyHandoff { number: 4 },
+            ],
+            ..Plan::default()
+        };
+        assert_eq!(p.restrict_to_partial_view(), [2, 3]);
+        assert_eq!(
+            p.actions,
+            [
+                Action::Create {
+                    branch: "digestif/a".into(),
+                    updates: vec![],
+                },
+                Action::NotifyHandoff { number: 4 },
+            ]
+        );
     }
 
     fn input<'a>(

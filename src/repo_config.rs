@@ -167,9 +167,29 @@ impl Default for RepoConfig {
     }
 }
 
+/// What the operator allows (the server's and `check-config`'s settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A `schedule` may not run more often than this.
+    pub min_schedule_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            min_schedule_interval: crate::schedule::DEFAULT_MIN_INTERVAL,
+        }
+    }
+}
+
 impl RepoConfig {
-    /// Parses and validates the file's text; every problem found is reported.
+    /// Parses and validates the file's text under the default [`Limits`].
     pub fn parse(text: &str) -> Result<RepoConfig, ConfigErrors> {
+        RepoConfig::parse_with(text, &Limits::default())
+    }
+
+    /// Parses and validates the file's text; every problem found is reported.
+    pub fn parse_with(text: &str, limits: &Limits) -> Result<RepoConfig, ConfigErrors> {
         if text.trim().is_empty() {
             return Ok(RepoConfig::default());
         }
@@ -182,7 +202,7 @@ impl RepoConfig {
             }])
         })?;
         match raw {
-            Some(raw) => raw.validate(),
+            Some(raw) => raw.validate(limits),
             // A file holding only comments is an empty mapping, not an error.
             None => Ok(RepoConfig::default()),
         }
@@ -267,7 +287,7 @@ fn at<T>(s: &Spanned<T>, message: String) -> ConfigError {
 }
 
 impl Raw {
-    fn validate(self) -> Result<RepoConfig, ConfigErrors> {
+    fn validate(self, limits: &Limits) -> Result<RepoConfig, ConfigErrors> {
         let mut errors = Vec::new();
         let mut c = RepoConfig::default();
 
@@ -284,7 +304,9 @@ impl Raw {
             }
         }
         if let Some(s) = &self.schedule {
-            match validate_schedule(&s.value) {
+            match validate_schedule(&s.value).and_then(|()| {
+                crate::schedule::check_frequency(s.value.trim(), limits.min_schedule_interval)
+            }) {
                 Ok(()) => c.schedule = s.value.trim().to_string(),
                 Err(m) => errors.push(at(s, m)),
             }
@@ -664,6 +686,29 @@ dashboard: false
         for bad in ["yearly", "61 * * * *", "* * * *", "0 0 0 * * *"] {
             assert!(validate_schedule(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn schedules_that_never_run_or_run_too_often_are_errors_with_their_line() {
+        let text = "pin: true\nschedule: \"0 0 30 2 *\"\n";
+        let e = RepoConfig::parse(text).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].line, Some(2));
+        assert!(e.0[0].message.contains("never runs"), "{e}");
+        let e = RepoConfig::parse("schedule: \"* * * * *\"\n").unwrap_err();
+        assert_eq!(e.0[0].line, Some(1));
+        assert!(e.0[0].message.contains("at most once every 1 hour"), "{e}");
+        // The operator decides the minimum.
+        let anything = Limits {
+            min_schedule_interval: Duration::ZERO,
+        };
+        let c = RepoConfig::parse_with("schedule: \"* * * * *\"\n", &anything).unwrap();
+        assert_eq!(c.schedule, "* * * * *");
+        let six_hours = Limits {
+            min_schedule_interval: Duration::from_secs(6 * 3600),
+        };
+        assert!(RepoConfig::parse_with("schedule: hourly\n", &six_hours).is_err());
+        assert!(RepoConfig::parse_with("schedule: daily\n", &six_hours).is_ok());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Tuning {
     pub worker_poll: Duration,
     /// Backoff of failed jobs.
     pub job_retry: crate::store::RetryPolicy,
+    /// How long a job's lease lasts without a heartbeat.
+    pub job_lease: Duration,
 }
 
 impl Default for Tuning {
@@ -35,6 +37,7 @@ impl Default for Tuning {
             scheduler_interval: Duration::from_secs(5),
             worker_poll: Duration::from_secs(1),
             job_retry: crate::store::RetryPolicy::default(),
+            job_lease: WorkerOptions::default().lease,
         }
     }
 }
@@ -78,6 +81,7 @@ impl Server {
             github: github.clone(),
             resolver,
             clock: clock.clone(),
+            limits: crate::repo_config::Limits::default(),
         };
         Ok(Server {
             store,
@@ -97,6 +101,7 @@ impl Server {
     /// web address (defaults: all off, web address derived from the API URL).
     pub fn with_ops(mut self, ops: OpsSettings) -> Server {
         let derived = std::mem::take(&mut self.ops.github_web_url);
+        self.handler.limits.min_schedule_interval = ops.min_schedule_interval;
         self.ops = ops;
         if self.ops.github_web_url.is_empty() {
             self.ops.github_web_url = derived;
@@ -159,6 +164,7 @@ impl Server {
                 concurrency: self.settings.workers,
                 poll_interval: self.tuning.worker_poll,
                 retry: self.tuning.job_retry,
+                lease: self.tuning.job_lease,
                 ..WorkerOptions::default()
             },
         );

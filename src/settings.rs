@@ -65,6 +65,25 @@ pub struct ServeArgs {
     /// database (the working directory for PostgreSQL).
     #[arg(long, env = "DIGESTIF_APP_CREDENTIALS_FILE")]
     pub app_credentials_file: Option<PathBuf>,
+    /// The least time between two scheduled scans of a repository (`30m`, `1h`, `6h`, at
+    /// most `1d`): a repository's `schedule` that runs more often, or never, is a
+    /// configuration error.
+    #[arg(long, env = "DIGESTIF_MIN_SCHEDULE_INTERVAL", default_value = "1h")]
+    pub min_schedule_interval: String,
+}
+
+/// Reads `DIGESTIF_MIN_SCHEDULE_INTERVAL` (`serve` and `check-config` share it).
+pub fn min_schedule_interval(text: &str) -> Result<std::time::Duration, SettingsError> {
+    let d = crate::repo_config::parse_duration(text)
+        .map_err(|e| err("DIGESTIF_MIN_SCHEDULE_INTERVAL", e))?;
+    // `daily`, the schedule of a repository without a config file, must stay allowed.
+    if d > std::time::Duration::from_secs(86_400) {
+        return Err(err(
+            "DIGESTIF_MIN_SCHEDULE_INTERVAL",
+            format!("{text:?} is more than 1d (the default schedule is daily)"),
+        ));
+    }
+    Ok(d)
 }
 
 /// The name of the credentials file `/setup` writes.
@@ -88,8 +107,8 @@ pub fn github_web_url(api_url: &str) -> String {
     api.to_string()
 }
 
-/// Settings of the operator pages, checked; see [`ServeArgs`] for each.
-#[derive(Clone, Default)]
+/// Settings of the operator pages and limits, checked; see [`ServeArgs`] for each.
+#[derive(Clone)]
 pub struct OpsSettings {
     pub admin_token: Option<String>,
     pub metrics_token: Option<String>,
@@ -97,6 +116,21 @@ pub struct OpsSettings {
     pub public_url: Option<String>,
     pub github_web_url: String,
     pub credentials_file: PathBuf,
+    pub min_schedule_interval: std::time::Duration,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        OpsSettings {
+            admin_token: None,
+            metrics_token: None,
+            webhook_secret_previous: None,
+            public_url: None,
+            github_web_url: String::new(),
+            credentials_file: PathBuf::new(),
+            min_schedule_interval: crate::schedule::DEFAULT_MIN_INTERVAL,
+        }
+    }
 }
 
 impl fmt::Debug for OpsSettings {
@@ -112,6 +146,7 @@ impl fmt::Debug for OpsSettings {
             .field("public_url", &self.public_url)
             .field("github_web_url", &self.github_web_url)
             .field("credentials_file", &self.credentials_file)
+            .field("min_schedule_interval", &self.min_schedule_interval)
             .finish()
     }
 }
@@ -168,6 +203,7 @@ impl OpsSettings {
             public_url,
             github_web_url,
             credentials_file: credentials_path(args),
+            min_schedule_interval: min_schedule_interval(&args.min_schedule_interval)?,
         })
     }
 }
@@ -463,6 +499,26 @@ mod tests {
             public_url: None,
             github_web_url: None,
             app_credentials_file: None,
+            min_schedule_interval: "1h".into(),
+        }
+    }
+
+    #[test]
+    fn the_minimum_schedule_interval_is_a_duration_of_at_most_a_day() {
+        let mut a = args();
+        assert_eq!(
+            OpsSettings::from_args(&a).unwrap().min_schedule_interval,
+            std::time::Duration::from_secs(3600)
+        );
+        a.min_schedule_interval = "30m".into();
+        assert_eq!(
+            OpsSettings::from_args(&a).unwrap().min_schedule_interval,
+            std::time::Duration::from_secs(1800)
+        );
+        for bad in ["often", "2d"] {
+            a.min_schedule_interval = bad.into();
+            let e = OpsSettings::from_args(&a).expect_err(bad);
+            assert_eq!(e.setting, "DIGESTIF_MIN_SCHEDULE_INTERVAL");
         }
     }
 

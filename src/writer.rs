@@ -420,10 +420,7 @@ impl Writer<'_> {
                 "query": "mutation($id: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $id}) { pullRequest { number } } }",
                 "variables": {"id": pr.node_id},
             });
-            let resp = self
-                .api
-                .send(http::Method::POST, "/graphql", Some(&q), None)
-                .await?;
+            let resp = self.api.graphql(&q).await?;
             let errors = serde_json::from_slice::<serde_json::Value>(&resp.body)
                 .ok()
                 .and_then(|v| v.get("errors").cloned());

@@ -36,6 +36,40 @@ fn check_config_reports_file_line_and_column() {
 }
 
 #[test]
+fn check_config_refuses_schedules_the_server_would_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let never = dir.path().join("never.yml");
+    std::fs::write(&never, "pin: true\nschedule: \"0 0 30 2 *\"\n").unwrap();
+    let out = digestif(&["check-config", never.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("never.yml:2:") && stderr.contains("never runs"),
+        "{stderr}"
+    );
+
+    let often = dir.path().join("often.yml");
+    std::fs::write(&often, "schedule: \"*/10 * * * *\"\n").unwrap();
+    let out = digestif(&["check-config", often.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("often.yml:1:")
+            && stderr.contains("runs 10 minutes after a previous run")
+            && stderr.contains("at most once every 1 hour"),
+        "{stderr}"
+    );
+    // The operator's minimum, as the server has it.
+    let out = digestif(&[
+        "check-config",
+        "--min-schedule-interval",
+        "10m",
+        often.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
 fn the_published_schema_file_is_current() {
     let out = digestif(&["config-schema"]);
     assert_eq!(out.status.code(), Some(0));

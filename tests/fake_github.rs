@@ -662,6 +662,18 @@ async fn checks_issues_permissions_and_auto_merge() {
         .await
         .expect("pr");
     let node = pr.node_id.clone().expect("node id");
+    // Variables may have any name; the repository must allow auto-merge.
+    let refused = client
+        .graphql::<Value>(&json!({
+            "query": "mutation($id: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $id}) { pullRequest { id } } }",
+            "variables": {"id": node},
+        }))
+        .await;
+    assert!(
+        format!("{refused:?}").contains("Auto merge is not allowed for this repository"),
+        "{refused:?}"
+    );
+    fake.set_allow_auto_merge("acme/widgets", true);
     let gql: Value = client
         .graphql(&json!({
             "query": "mutation($pullRequestId: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $pullRequestId, mergeMethod: SQUASH}) { pullRequest { id } } }",

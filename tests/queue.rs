@@ -37,6 +37,7 @@ on_both!(
     a_killed_workers_job_runs_again_after_its_lease,
     shutdown_finishes_or_releases_running_jobs,
     workers_retry_and_survive_panics,
+    a_handler_whose_lease_is_taken_is_stopped,
 );
 
 const LEASE: Duration = Duration::from_secs(300);
@@ -526,4 +527,81 @@ async fn workers_retry_and_survive_panics(db: TestDb) {
     assert_eq!(dead.last_error.as_deref(), Some("always"));
     let p = s.job(panicky).await.unwrap().unwrap();
     assert!(p.last_error.unwrap().contains("panicked"));
+}
+
+/// Another worker took the job (this one stalled past its lease): the handler is stopped
+/// at the next heartbeat, its writes are refused, and it records nothing.
+async fn a_handler_whose_lease_is_taken_is_stopped(db: TestDb) {
+    let id = db.store.enqueue(&job(1), SystemClock.now()).await.unwrap();
+    let lease = Duration::from_millis(300);
+    /// Set when the handler's future is dropped (aborted) rather than finished.
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(Mutex::new(None));
+    let (d, r) = (dropped.clone(), refused.clone());
+    let handler = move |_j: Job| {
+        let (d, r) = (d.clone(), r.clone());
+        async move {
+            let _guard = Dropped(d);
+            // Waits until a write would be refused, then keeps running as if it had not
+            // noticed: only the worker can stop it now.
+            loop {
+                if let Err(e) = digestif::store::ensure_lease_held().await {
+                    *r.lock().unwrap() = Some(e.to_string());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    };
+    let stop = CancellationToken::new();
+    let a = tokio::spawn(
+        Worker::new(
+            db.replica().await.unwrap(),
+            handler,
+            clock(),
+            opts("a", 1, lease),
+        )
+        .run(stop.clone()),
+    );
+    let s = db.store.clone();
+    wait_until("A runs the job", 10, async || {
+        s.job(id).await.unwrap().unwrap().lease_owner.as_deref() == Some("a")
+    })
+    .await;
+    // B's clock is past A's lease: B takes the job, as after a pause of A.
+    // (A renews often here, and PostgreSQL's SKIP LOCKED passes over a row being renewed:
+    // B polls, as a worker does.)
+    wait_until("B takes the job", 10, async || {
+        let later = SystemClock.now() + secs(60);
+        s.lease_jobs("b", 1, LEASE, later).await.unwrap().len() == 1
+    })
+    .await;
+    wait_until("A's handler is stopped", 10, async || {
+        dropped.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(
+        refused
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|e| e.contains("lease lost")),
+        "{:?}",
+        refused.lock().unwrap()
+    );
+    stop.cancel();
+    a.await.unwrap();
+    // The job is B's: running, its attempt, nothing recorded by A.
+    let j = s.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Running);
+    assert_eq!(j.lease_owner.as_deref(), Some("b"));
+    assert_eq!(j.last_error, None);
 }

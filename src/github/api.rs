@@ -49,6 +49,9 @@ pub enum ApiError {
     Decode { path: String, message: String },
     #[error("GitHub App settings: {0}")]
     Settings(String),
+    /// The job this request is for is no longer this worker's: the write was not sent.
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 impl ApiError {
@@ -226,6 +229,9 @@ pub struct GitHubApp {
     app: Octocrab,
     app_id: u64,
     base_url: String,
+    /// A client for GraphQL when it lives outside the REST root (GitHub Enterprise
+    /// Server: `https://HOST/api/graphql` next to `https://HOST/api/v3`).
+    graphql: Option<Octocrab>,
     installations: Mutex<HashMap<u64, Octocrab>>,
     policy: RetryPolicy,
     gauge: Arc<RateLimitGauge>,
@@ -252,10 +258,24 @@ impl GitHubApp {
             .app(AppId(app_id), key)
             .build()
             .map_err(|e| ApiError::Settings(format!("GitHub client: {e}")))?;
+        let graphql = match graphql_url(&base_url).strip_suffix("/graphql") {
+            Some(root) if root != base_url => Some(
+                Octocrab::builder()
+                    .base_uri(root)
+                    .map_err(|e| ApiError::Settings(format!("GraphQL URL {root:?}: {e}")))?
+                    .add_retry_config(RetryConfig::None)
+                    .set_connect_timeout(Some(Duration::from_secs(10)))
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .build()
+                    .map_err(|e| ApiError::Settings(format!("GitHub GraphQL client: {e}")))?,
+            ),
+            _ => None,
+        };
         Ok(GitHubApp {
             app,
             app_id,
             base_url,
+            graphql,
             installations: Mutex::new(HashMap::new()),
             policy,
             gauge: Arc::new(RateLimitGauge::default()),
@@ -295,6 +315,7 @@ impl GitHubApp {
     pub fn as_app(&self) -> Api {
         Api {
             client: self.app.clone(),
+            graphql: self.graphql.clone(),
             base_url: self.base_url.clone(),
             policy: self.policy.clone(),
             gauge: self.gauge.clone(),
@@ -318,6 +339,7 @@ impl GitHubApp {
         };
         Ok(Api {
             client,
+            graphql: self.graphql.clone(),
             base_url: self.base_url.clone(),
             policy: self.policy.clone(),
             gauge: self.gauge.clone(),
@@ -333,10 +355,22 @@ impl GitHubApp {
     }
 }
 
+/// GitHub's GraphQL endpoint for a REST API root: `https://api.github.com/graphql`
+/// (and likewise on GHE.com), but `https://HOST/api/graphql` on GitHub Enterprise Server,
+/// whose REST root is `https://HOST/api/v3`.
+pub fn graphql_url(api_url: &str) -> String {
+    let api = api_url.trim_end_matches('/');
+    match api.strip_suffix("/api/v3") {
+        Some(host) => format!("{host}/api/graphql"),
+        None => format!("{api}/graphql"),
+    }
+}
+
 /// One identity's view of the REST API, with digestif's retry policy.
 #[derive(Clone)]
 pub struct Api {
     client: Octocrab,
+    graphql: Option<Octocrab>,
     base_url: String,
     policy: RetryPolicy,
     gauge: Arc<RateLimitGauge>,
@@ -353,6 +387,56 @@ impl Api {
         if_none_match: Option<&str>,
     ) -> Result<Response, ApiError> {
         let path = self.relative(path)?;
+        self.send_to(&self.client, None, method, path, body, if_none_match)
+            .await
+    }
+
+    /// Sends a GraphQL request (`{"query", "variables"}`) as this identity, to GitHub's
+    /// GraphQL endpoint ([`graphql_url`]); the answer comes back as from [`Api::send`]
+    /// (GraphQL reports most errors in a 200's `errors`).
+    pub async fn graphql(&self, request: &serde_json::Value) -> Result<Response, ApiError> {
+        let Some(client) = &self.graphql else {
+            return self
+                .send(Method::POST, "/graphql", Some(request), None)
+                .await;
+        };
+        // The REST client keeps the installation token fresh; the GraphQL client, rooted
+        // elsewhere on the same host, borrows it.
+        let token = self
+            .client
+            .installation_token()
+            .await
+            .map_err(|e| self.transport(&Method::POST, "/graphql", error_text(&e)))?;
+        let auth = format!(
+            "Bearer {}",
+            octocrab::secrecy::ExposeSecret::expose_secret(&token)
+        );
+        self.send_to(
+            client,
+            Some(&auth),
+            Method::POST,
+            "/graphql".to_string(),
+            Some(request),
+            None,
+        )
+        .await
+    }
+
+    async fn send_to(
+        &self,
+        client: &Octocrab,
+        authorization: Option<&str>,
+        method: Method,
+        path: String,
+        body: Option<&serde_json::Value>,
+        if_none_match: Option<&str>,
+    ) -> Result<Response, ApiError> {
+        // A write from a worker that lost its job would race the worker that has it.
+        if method != Method::GET && method != Method::HEAD {
+            crate::store::ensure_lease_held()
+                .await
+                .map_err(|e| ApiError::LeaseLost(e.to_string()))?;
+        }
         let body_bytes = match body {
             Some(v) => Some(serde_json::to_vec(v).map_err(|e| ApiError::Decode {
                 path: path.clone(),
@@ -371,6 +455,9 @@ impl Api {
             if let Some(etag) = if_none_match {
                 builder = builder.header("if-none-match", etag);
             }
+            if let Some(auth) = authorization {
+                builder = builder.header(http::header::AUTHORIZATION, auth);
+            }
             let request = match &body_bytes {
                 Some(b) => builder
                     .header("content-type", "application/json")
@@ -378,7 +465,7 @@ impl Api {
                 None => builder.body(octocrab::OctoBody::empty()),
             }
             .map_err(|e| self.transport(&method, &path, e.to_string()))?;
-            let outcome = match self.client.execute(request).await {
+            let outcome = match client.execute(request).await {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
                     match body.collect().await {
@@ -659,6 +746,26 @@ mod tests {
             h.insert(*k, v.parse().expect("header value"));
         }
         h
+    }
+
+    #[test]
+    fn graphql_lives_beside_the_rest_root_on_ghes() {
+        assert_eq!(
+            graphql_url("https://api.github.com"),
+            "https://api.github.com/graphql"
+        );
+        assert_eq!(
+            graphql_url("https://api.acme.ghe.com/"),
+            "https://api.acme.ghe.com/graphql"
+        );
+        assert_eq!(
+            graphql_url("https://ghe.example.com/api/v3"),
+            "https://ghe.example.com/api/graphql"
+        );
+        assert_eq!(
+            graphql_url("https://ghe.example.com/api/v3/"),
+            "https://ghe.example.com/api/graphql"
+        );
     }
 
     #[test]

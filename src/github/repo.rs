@@ -1,5 +1,5 @@
-//! Reading a repository through the Git Data API: the branch head, the whole tree in one
-//! call, and blobs by sha (so unchanged files are never downloaded twice).
+//! Reading a repository through the Git Data API: the branch head, the whole tree (in one
+//! call unless GitHub truncates it), and blobs by sha (so unchanged files are never downloaded twice).
 
 use base64::Engine;
 use serde::Deserialize;
@@ -38,7 +38,8 @@ pub struct TreeEntry {
 pub struct Tree {
     pub sha: String,
     pub tree: Vec<TreeEntry>,
-    /// GitHub stops at 100,000 entries / 7 MB; a truncated tree is scanned as far as it goes.
+    /// GitHub stops a recursive listing at 100,000 entries / 7 MB; [`tree`] then reads
+    /// the rest, and a tree it returns is truncated only if that failed too.
     #[serde(default)]
     pub truncated: bool,
 }
@@ -112,11 +113,74 @@ pub async fn commit_tree(api: &Api, full_name: &str, sha: &str) -> Result<String
     Ok(c.tree.sha)
 }
 
+/// The whole tree below `tree_sha`, every path from its root. One recursive call,
+/// usually; GitHub truncates a recursive listing past 100,000 entries or 7 MB, and then the
+/// directories are read one by one (each subdirectory recursively first, so only the parts
+/// too big for one call are walked further). The result is `truncated` only when even that
+/// walk gave up: after [`MAX_TREE_CALLS`] calls.
 pub async fn tree(api: &Api, full_name: &str, tree_sha: &str) -> Result<Tree, ApiError> {
-    api.get(&format!(
-        "/repos/{full_name}/git/trees/{tree_sha}?recursive=1"
-    ))
-    .await
+    let whole = tree_listing(api, full_name, tree_sha, true).await?;
+    if !whole.truncated {
+        return Ok(whole);
+    }
+    tracing::info!(
+        repo = full_name,
+        "tree truncated by GitHub; reading it directory by directory"
+    );
+    let mut entries = Vec::new();
+    let mut calls = 1;
+    // (path prefix, tree sha, whether a recursive listing may still be tried)
+    let mut pending = vec![(String::new(), tree_sha.to_string(), false)];
+    while let Some((prefix, sha, try_recursive)) = pending.pop() {
+        if calls >= MAX_TREE_CALLS {
+            return Ok(Tree {
+                sha: tree_sha.to_string(),
+                tree: entries,
+                truncated: true,
+            });
+        }
+        calls += 1;
+        if try_recursive {
+            let sub = tree_listing(api, full_name, &sha, true).await?;
+            if !sub.truncated {
+                entries.extend(sub.tree.into_iter().map(|mut e| {
+                    e.path = format!("{prefix}{}", e.path);
+                    e
+                }));
+                continue;
+            }
+            // Too big for one call: list this directory and go down.
+            pending.push((prefix, sha, false));
+            continue;
+        }
+        let level = tree_listing(api, full_name, &sha, false).await?;
+        for mut e in level.tree {
+            e.path = format!("{prefix}{}", e.path);
+            if e.kind == "tree" {
+                pending.push((format!("{}/", e.path), e.sha.clone(), true));
+            }
+            entries.push(e);
+        }
+    }
+    Ok(Tree {
+        sha: tree_sha.to_string(),
+        tree: entries,
+        truncated: false,
+    })
+}
+
+/// Tree calls one read of a truncated tree may make before settling for a partial view.
+pub const MAX_TREE_CALLS: usize = 2_000;
+
+async fn tree_listing(
+    api: &Api,
+    full_name: &str,
+    tree_sha: &str,
+    recursive: bool,
+) -> Result<Tree, ApiError> {
+    let query = if recursive { "?recursive=1" } else { "" };
+    api.get(&format!("/repos/{full_name}/git/trees/{tree_sha}{query}"))
+        .await
 }
 
 pub async fn blob(api: &Api, full_name: &str, sha: &str) -> Result<Vec<u8>, ApiError> {

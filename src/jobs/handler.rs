@@ -18,6 +18,8 @@ pub struct Handler {
     pub github: Arc<GitHubApp>,
     pub resolver: Arc<Resolver>,
     pub clock: Arc<dyn Clock>,
+    /// What the operator allows in repositories' configuration.
+    pub limits: crate::repo_config::Limits,
 }
 
 impl From<StoreError> for JobError {

@@ -88,7 +88,7 @@ pub async fn update_pull_requests(
         .store
         .prs_created_since(repo.id, now - TimeDelta::hours(1))
         .await?;
-    let plan = plan::plan(&plan::Input {
+    let mut plan = plan::plan(&plan::Input {
         config,
         candidates: &candidates,
         prs: &prs,
@@ -97,12 +97,26 @@ pub async fn update_pull_requests(
         now,
         created_last_hour,
     });
+    let mut partial_problem = None;
+    if !snapshot.complete {
+        let kept = plan.restrict_to_partial_view();
+        if !kept.is_empty() {
+            let list: Vec<String> = kept.iter().map(|n| format!("#{n}")).collect();
+            partial_problem = Some(format!(
+                "The repository's file tree is too large to read completely; open pull requests ({}) are left as they are until it can be.",
+                list.join(", ")
+            ));
+        }
+    }
     for p in &plan.pending {
         tracing::info!(repo = %repo.full_name, branch = %p.branch, reason = ?p.reason, "update pending");
     }
     if plan.actions.is_empty() {
         return Ok(Summary {
-            outcome: Outcome::default(),
+            outcome: Outcome {
+                problems: partial_problem.into_iter().collect(),
+                ..Outcome::default()
+            },
             pending: plan.pending,
         });
     }
@@ -137,7 +151,8 @@ pub async fn update_pull_requests(
         },
         now,
     };
-    let outcome = writer.apply(&plan).await?;
+    let mut outcome = writer.apply(&plan).await?;
+    outcome.problems.extend(partial_problem);
     tracing::info!(
         repo = %repo.full_name,
         created = outcome.created.len(),

@@ -34,6 +34,9 @@ pub struct Snapshot {
     /// Candidate files with their text (`None`: the file yields nothing).
     pub files: Vec<CachedFile>,
     pub branch: String,
+    /// False when GitHub's tree could not be read completely: files may be missing, so
+    /// nothing may be concluded from a reference not being seen.
+    pub complete: bool,
 }
 
 pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobError> {
@@ -62,10 +65,7 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
     let snapshot = match read_repository(h, &api, &repo, None).await {
         Ok(s) => s,
         Err(e) => {
-            let message = e.to_string();
-            h.store
-                .record_scan_result(repo.id, "error", Some(&message), now)
-                .await?;
+            record_scan_error(h, &repo, &e, now).await?;
             return Err(e);
         }
     };
@@ -77,7 +77,7 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
     }
     let config = match &snapshot.config {
         None => RepoConfig::default(),
-        Some((path, text)) => match RepoConfig::parse(text) {
+        Some((path, text)) => match RepoConfig::parse_with(text, &h.limits) {
             Ok(c) => c,
             Err(errors) => {
                 report_config_error(
@@ -167,10 +167,7 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
             }
         }
         Err(e) => {
-            let message = e.to_string();
-            h.store
-                .record_scan_result(repo.id, "error", Some(&message), now)
-                .await?;
+            record_scan_error(h, &repo, &e, now).await?;
             return Err(e);
         }
     }
@@ -186,6 +183,23 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
         "scan stored"
     );
     crate::metrics::references_checked(records.iter().map(|r| r.status.as_str()));
+    Ok(())
+}
+
+/// Records a failed scan, unless this worker lost the job: the worker that has it now
+/// records its own result, which this one must not overwrite.
+async fn record_scan_error(
+    h: &Handler,
+    repo: &Repository,
+    e: &JobError,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), JobError> {
+    if crate::store::lease_lost() {
+        return Ok(());
+    }
+    h.store
+        .record_scan_result(repo.id, "error", Some(&e.to_string()), now)
+        .await?;
     Ok(())
 }
 
@@ -219,7 +233,7 @@ async fn read_repository(
     };
     let tree = repo::tree(api, &repo.full_name, &head.tree_sha).await?;
     if tree.truncated {
-        tracing::warn!(repo = %repo.full_name, "tree truncated by GitHub; scanning the part it returned");
+        tracing::warn!(repo = %repo.full_name, "tree too large to read completely; scanning the part read, open PRs left as they are");
     }
     let by_path: HashMap<&str, &CachedFile> = cached.iter().map(|c| (c.path.as_str(), c)).collect();
     let mut files = Vec::new();
@@ -272,14 +286,18 @@ async fn read_repository(
             &ScanState {
                 head_sha: head.commit_sha.clone(),
                 tree_sha: head.tree_sha.clone(),
-                head_etag: head.etag.clone(),
+                // A partial read must not stand for the branch: no ETag, so the next scan
+                // reads it again instead of trusting these files on a 304.
+                head_etag: head.etag.clone().filter(|_| !tree.truncated),
                 extractor_version: EXTRACTOR_VERSION,
             },
             &files,
             h.clock.now(),
         )
         .await?;
-    Ok(split_config(branch, head.commit_sha, head.tree_sha, files))
+    let mut snapshot = split_config(branch, head.commit_sha, head.tree_sha, files);
+    snapshot.complete = !tree.truncated;
+    Ok(snapshot)
 }
 
 /// Tree entries worth reading: the config files and every file an extractor may read.
@@ -316,6 +334,7 @@ fn split_config(
         oversized_config,
         files,
         branch,
+        complete: true,
     }
 }
 
@@ -330,14 +349,23 @@ async fn report_config_error(
 ) -> Result<(), JobError> {
     let now = h.clock.now();
     let message = render::errors_text(&errors.0);
-    // Keep the last valid schedule: a broken file must not change when we look again.
+    // Keep the last valid schedule: a broken file must not change when we look again. Unless
+    // that schedule is no longer allowed either (the operator raised the minimum interval):
+    // then the default, which always is.
+    let schedule_allowed =
+        crate::schedule::check_frequency(&repo.schedule, h.limits.min_schedule_interval).is_ok();
+    let schedule = if schedule_allowed {
+        repo.schedule.as_str()
+    } else {
+        crate::repo_config::DEFAULT_SCHEDULE
+    };
     h.store
         .set_repo_config(
             repo.id,
             &RepoConfigUpdate {
                 text,
                 error: Some(&message),
-                schedule: &repo.schedule,
+                schedule,
                 timezone: &repo.timezone,
             },
             now,
@@ -442,7 +470,7 @@ pub async fn check_config(
         if bytes.len() as u64 > MAX_CONFIG_SIZE {
             Err(repo_config::too_large())
         } else {
-            RepoConfig::parse(&String::from_utf8_lossy(&bytes))
+            RepoConfig::parse_with(&String::from_utf8_lossy(&bytes), &h.limits)
         }
     };
     match parsed {

@@ -51,7 +51,10 @@ pub use jobs::{
 };
 pub use model::*;
 pub use ops::RepoOverview;
-pub use worker::{JobError, JobHandler, Worker, WorkerOptions, default_owner};
+pub use worker::{
+    JobError, JobHandler, LeaseError, Worker, WorkerOptions, default_owner, ensure_lease_held,
+    lease_lost,
+};
 
 /// Used when `DIGESTIF_DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://digestif.db";

@@ -1,6 +1,13 @@
 //! The worker runtime: N concurrent slots lease jobs, run a handler, heartbeat the lease,
 //! and record the outcome. Shutdown stops leasing, lets running handlers finish within a
 //! grace period, then aborts them and releases their jobs for another worker.
+//!
+//! A handler runs only while its lease is held: when a heartbeat finds the lease gone
+//! (another worker took the job after this one stalled past the lease), or cannot renew it
+//! before it runs out, the handler is aborted. And since a stall can come at any moment,
+//! every GitHub write first renews the lease ([`ensure_lease_held`]): a write goes out at
+//! most one lease period after this worker last proved it held the job, and another worker
+//! can only take the job once that period has passed.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::{FailOutcome, Job, RetryPolicy, Store};
+use super::{FailOutcome, Job, RetryPolicy, Store, StoreError};
 use crate::schedule::Clock;
 
 /// Why a handler did not finish its job.
@@ -82,6 +89,64 @@ pub fn default_owner() -> String {
         std::process::id(),
         rand::random::<u32>()
     )
+}
+
+/// The lease a running handler holds, for [`ensure_lease_held`].
+#[derive(Clone)]
+struct HeldLease {
+    store: Store,
+    job_id: i64,
+    owner: String,
+    lease: Duration,
+    clock: Arc<dyn Clock>,
+    /// Cancelled once the lease is known lost: the worker aborts the handler.
+    lost: CancellationToken,
+}
+
+tokio::task_local! {
+    static LEASE: HeldLease;
+}
+
+/// Why a handler may not write.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LeaseError {
+    #[error("job {0}: lease lost to another worker; not writing")]
+    Lost(i64),
+    #[error("job {job}: cannot confirm the lease ({error}); not writing")]
+    Unconfirmed { job: i64, error: String },
+}
+
+/// Renews the running job's lease before a side effect; an error means the side effect
+/// must not happen (and the worker is told to stop the handler). Outside a worker's
+/// handler (the CLI) there is no lease and this is a no-op.
+pub async fn ensure_lease_held() -> Result<(), LeaseError> {
+    let Ok(held) = LEASE.try_with(HeldLease::clone) else {
+        return Ok(());
+    };
+    if held.lost.is_cancelled() {
+        return Err(LeaseError::Lost(held.job_id));
+    }
+    let renewed: Result<bool, StoreError> = held
+        .store
+        .extend_lease(held.job_id, &held.owner, held.lease, held.clock.now())
+        .await;
+    match renewed {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            held.lost.cancel();
+            Err(LeaseError::Lost(held.job_id))
+        }
+        Err(e) => Err(LeaseError::Unconfirmed {
+            job: held.job_id,
+            error: e.to_string(),
+        }),
+    }
+}
+
+/// Whether the running job's lease is known lost (then its handler must not record
+/// anything either: the job belongs to another worker).
+pub fn lease_lost() -> bool {
+    LEASE.try_with(|l| l.lost.is_cancelled()).unwrap_or(false)
 }
 
 pub struct Worker<H> {
@@ -203,9 +268,22 @@ impl<H: JobHandler> Slot<H> {
             let mut task = JoinSet::new();
             let handler = self.handler.clone();
             let j = job.clone();
+            let lost = CancellationToken::new();
+            let held = HeldLease {
+                store: self.store.clone(),
+                job_id: job.id,
+                owner: owner.to_string(),
+                lease: self.opts.lease,
+                clock: self.clock.clone(),
+                lost: lost.clone(),
+            };
             // A spawned task does not inherit the span: hand it over, so the handler's own
             // log lines carry the job's fields.
-            task.spawn(async move { handler.handle(j).await }.instrument(tracing::Span::current()));
+            task.spawn(
+                LEASE
+                    .scope(held, async move { handler.handle(j).await })
+                    .instrument(tracing::Span::current()),
+            );
             let grace = self.opts.shutdown_grace;
             let shutdown = self.shutdown.clone();
             let deadline = async move {
@@ -215,15 +293,31 @@ impl<H: JobHandler> Slot<H> {
             tokio::pin!(deadline);
             let beat = (self.opts.lease / 3).max(Duration::from_millis(10));
             let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+            // Until when this worker is sure it holds the lease (by its own clock).
+            let mut held_until = tokio::time::Instant::now() + self.opts.lease;
             let outcome = loop {
                 tokio::select! {
                     r = task.join_next() => break r,
                     _ = heartbeat.tick() => {
+                        let asked = tokio::time::Instant::now();
                         match self.store.extend_lease(job.id, owner, self.opts.lease, self.clock.now()).await {
-                            Ok(true) => {}
-                            Ok(false) => warn!("lease lost; another worker may run this job too"),
-                            Err(e) => warn!(error = %e, "cannot extend lease"),
+                            Ok(true) => held_until = asked + self.opts.lease,
+                            Ok(false) => lost.cancel(),
+                            Err(e) => {
+                                warn!(error = %e, "cannot extend lease");
+                                if tokio::time::Instant::now() >= held_until {
+                                    lost.cancel();
+                                }
+                            }
                         }
+                    }
+                    _ = lost.cancelled() => {
+                        // Another worker may be running this job now: stop, and record
+                        // nothing (the job's row is that worker's to write).
+                        task.abort_all();
+                        crate::metrics::job_finished(&job.kind, "lease-lost", started.elapsed());
+                        warn!("lease lost; handler stopped");
+                        return;
                     }
                     _ = &mut deadline => {
                         task.abort_all();

@@ -43,8 +43,36 @@ impl Running {
 }
 
 pub async fn start_server(fake: &FakeGitHub, registry: &TestRegistry) -> Running {
+    start_server_with(fake, registry, Setup::default()).await
+}
+
+/// What a test may change about the server [`start_server`] runs.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Default: a fresh SQLite file.
+    pub database_url: Option<String>,
+    pub job_lease: Duration,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            database_url: None,
+            job_lease: Tuning::default().job_lease,
+        }
+    }
+}
+
+pub async fn start_server_with(
+    fake: &FakeGitHub,
+    registry: &TestRegistry,
+    setup: Setup,
+) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = format!("sqlite://{}", dir.path().join("digestif.db").display());
+    let db = setup
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("digestif.db").display()));
     let settings = Settings {
         app_id: fake.app_id(),
         private_key_pem: fake.private_key_pem().as_bytes().to_vec(),
@@ -72,6 +100,7 @@ pub async fn start_server(fake: &FakeGitHub, registry: &TestRegistry) -> Running
             base: Duration::from_millis(200),
             max: Duration::from_millis(400),
         },
+        job_lease: setup.job_lease,
     };
     let server = Server::build(settings, reg, Arc::new(SystemClock), tuning)
         .await

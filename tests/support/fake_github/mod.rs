@@ -51,6 +51,18 @@ impl Default for Author<'_> {
 impl FakeGitHub {
     /// Starts a fresh fake on `127.0.0.1:<random port>`. Must run inside a tokio runtime.
     pub async fn start() -> FakeGitHub {
+        FakeGitHub::start_shaped(false).await
+    }
+
+    /// A fake shaped like GitHub Enterprise Server: REST under `/api/v3` (what [`url`]
+    /// returns), GraphQL at `/api/graphql`; any other path is a 404 and a violation.
+    ///
+    /// [`url`]: FakeGitHub::url
+    pub async fn start_ghes() -> FakeGitHub {
+        FakeGitHub::start_shaped(true).await
+    }
+
+    async fn start_shaped(ghes: bool) -> FakeGitHub {
         // Loaded before serving so the first request does not pay for parsing 13 MB.
         let _ = openapi::spec();
         let key = auth::app_key();
@@ -63,9 +75,11 @@ impl FakeGitHub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
-        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let host = format!("http://{}", listener.local_addr().expect("local addr"));
+        let url = if ghes { format!("{host}/api/v3") } else { host };
         let mut st = State::new(app);
         st.base_url = url.clone();
+        st.ghes = ghes;
         let state = Arc::new(Mutex::new(st));
         let router = axum::Router::new()
             .fallback(serve)
@@ -96,6 +110,33 @@ impl FakeGitHub {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking handler must not hide the state from the test's assertions.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds the next `method path` request (path relative to the API root, e.g.
+    /// `/repos/acme/widgets/git/blobs`) until the returned hold's `release` is cancelled:
+    /// a slow GitHub, or a client paused mid-request. `reached` says it arrived.
+    pub fn hold_next(&self, method: &str, path: &str) -> state::Hold {
+        let hold = state::Hold {
+            method: method.to_string(),
+            path: path.to_string(),
+            reached: Default::default(),
+            release: Default::default(),
+        };
+        self.lock().holds.push(hold.clone());
+        hold
+    }
+
+    /// Turns the repository setting "Allow auto-merge" on or off.
+    pub fn set_allow_auto_merge(&self, repo: &str, allowed: bool) {
+        if let Some(r) = self.lock().repos.get_mut(&repo.to_ascii_lowercase()) {
+            r.allow_auto_merge = allowed;
+        }
+    }
+
+    /// Recursive trees with more than `entries` entries come back `truncated`, holding
+    /// the first `entries` (GitHub truncates past 100,000 entries or 7 MB).
+    pub fn set_tree_limit(&self, entries: usize) {
+        self.lock().tree_limit = entries;
     }
 
     /// Direct access to the whole state for assertions this API lacks.
@@ -184,6 +225,7 @@ impl FakeGitHub {
                 comments: BTreeMap::new(),
                 check_runs: BTreeMap::new(),
                 permissions: Default::default(),
+                allow_auto_merge: false,
             };
             s.repos.insert(full.to_ascii_lowercase(), repo);
         }
@@ -496,7 +538,7 @@ async fn serve(
             )
         })
         .collect();
-    let req = routes::Req {
+    let mut req = routes::Req {
         method: parts.method.as_str().to_string(),
         path: percent_decode(parts.uri.path()),
         raw_query,
@@ -504,6 +546,40 @@ async fn serve(
         headers: parts.headers,
         body,
     };
+    let hold = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.ghes {
+            // GHES serves REST under /api/v3 and GraphQL at /api/graphql, nothing else.
+            let api = match req.path.strip_prefix("/api/v3") {
+                Some(rest) if rest.starts_with('/') && rest != "/graphql" => Some(rest.to_string()),
+                _ if req.path == "/api/graphql" => Some("/graphql".to_string()),
+                _ => None,
+            };
+            match api {
+                Some(p) => req.path = p,
+                None => {
+                    s.violations.push(Violation {
+                        method: req.method.clone(),
+                        path: req.path.clone(),
+                        message: "GitHub Enterprise Server serves the REST API under /api/v3 and GraphQL at /api/graphql".into(),
+                    });
+                    return Response::builder()
+                        .status(StatusCode::NOT_FOUND)
+                        .body(Body::from(r#"{"message":"Not Found"}"#))
+                        .unwrap_or_else(|_| Response::new(Body::empty()));
+                }
+            }
+        }
+        let at = s
+            .holds
+            .iter()
+            .position(|h| h.method == req.method && h.path == req.path);
+        at.map(|i| s.holds.remove(i))
+    };
+    if let Some(h) = hold {
+        h.reached.cancel();
+        h.release.cancelled().await;
+    }
     let resp = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         routes::dispatch(&mut s, &req)

@@ -159,6 +159,8 @@ pub struct Repo {
     pub check_runs: BTreeMap<u64, CheckRun>,
     /// Collaborator login → `admin` | `write` | `read` | `none`.
     pub permissions: HashMap<String, String>,
+    /// The repository setting "Allow auto-merge" (off on GitHub until an admin turns it on).
+    pub allow_auto_merge: bool,
 }
 
 impl Repo {
@@ -228,6 +230,23 @@ pub struct State {
     pub manifest_codes: HashMap<String, Value>,
     /// The webhook secret the last manifest conversion handed out.
     pub app_webhook_secret: Option<String>,
+    /// GitHub Enterprise Server's shape: REST under `/api/v3`, GraphQL at `/api/graphql`.
+    pub ghes: bool,
+    /// Requests to keep waiting (see `FakeGitHub::hold_next`).
+    pub holds: Vec<Hold>,
+    /// Recursive trees with more entries than this come back truncated, as GitHub's do
+    /// past its limit (100,000 entries or 7 MB).
+    pub tree_limit: usize,
+}
+
+/// One request to hold: the first `method path` (API-relative) waits at the door until
+/// `release` is cancelled; `reached` is cancelled when it arrives.
+#[derive(Clone, Debug)]
+pub struct Hold {
+    pub method: String,
+    pub path: String,
+    pub reached: tokio_util::sync::CancellationToken,
+    pub release: tokio_util::sync::CancellationToken,
 }
 
 impl State {
@@ -250,6 +269,9 @@ impl State {
             absolute_links: false,
             manifest_codes: HashMap::new(),
             app_webhook_secret: None,
+            ghes: false,
+            holds: Vec::new(),
+            tree_limit: 100_000,
         }
     }
 

@@ -168,10 +168,14 @@ fn entry_json(state: &State, full_name: &str, r: &Repo, path: &str, e: &git::Tre
 }
 
 fn tree_json(state: &State, full_name: &str, r: &Repo, tree: &str, recursive: bool) -> Value {
+    let mut truncated = false;
     let entries: Vec<Value> = if recursive {
-        r.store
-            .walk(tree)
-            .iter()
+        let all = r.store.walk(tree);
+        // GitHub cuts a recursive listing past its limit and says so; a plain listing of
+        // one directory is whole.
+        truncated = all.len() > state.tree_limit;
+        all.iter()
+            .take(state.tree_limit)
             .map(|(p, e)| entry_json(state, full_name, r, p, e))
             .collect()
     } else {
@@ -183,7 +187,7 @@ fn tree_json(state: &State, full_name: &str, r: &Repo, tree: &str, recursive: bo
     };
     json!({
         "sha": tree, "url": format!("{}/repos/{full_name}/git/trees/{tree}", state.base_url),
-        "tree": entries, "truncated": false,
+        "tree": entries, "truncated": truncated,
     })
 }
 

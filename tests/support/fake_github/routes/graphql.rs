@@ -17,23 +17,27 @@ pub fn handle(state: &mut State, installation: u64, body: Value) -> Resp {
             "This fake GitHub only implements the enablePullRequestAutoMerge mutation",
         );
     }
-    // The id may come as a variable (the app's way) or inline in the query text.
-    let pr_id = variables
-        .get("pullRequestId")
-        .and_then(Value::as_str)
-        .map(String::from)
-        .or_else(|| inline_arg(query, "pullRequestId"));
+    // Each argument is inline in the query text or a `$variable` (any name) bound in
+    // `variables`; a variable named like the argument is accepted too.
+    let arg = |name: &str| -> Option<String> {
+        match inline_arg(query, name) {
+            Some(v) => match v.strip_prefix('$') {
+                Some(var) => variables.get(var).and_then(Value::as_str).map(String::from),
+                None => Some(v),
+            },
+            None => variables
+                .get(name)
+                .and_then(Value::as_str)
+                .map(String::from),
+        }
+    };
+    let pr_id = arg("pullRequestId");
     let Some(pr_id) = pr_id else {
         return gql_error(
             "Argument 'pullRequestId' on InputObject 'EnablePullRequestAutoMergeInput' is required",
         );
     };
-    let method = variables
-        .get("mergeMethod")
-        .and_then(Value::as_str)
-        .map(String::from)
-        .or_else(|| inline_arg(query, "mergeMethod"))
-        .unwrap_or_else(|| "MERGE".into());
+    let method = arg("mergeMethod").unwrap_or_else(|| "MERGE".into());
     if !["MERGE", "SQUASH", "REBASE"].contains(&method.as_str()) {
         return gql_error(&format!(
             "Argument 'mergeMethod' has an invalid value ({method})."
@@ -45,19 +49,22 @@ pub fn handle(state: &mut State, installation: u64, body: Value) -> Resp {
         .values_mut()
         .filter(|r| r.installation == installation)
         .find_map(|r| {
-            let name = r.full_name();
+            let allowed = r.allow_auto_merge;
             r.issues
                 .values_mut()
                 .find(|i| i.pull.as_ref().is_some_and(|p| p.node_id == pr_id))
-                .map(|i| (name, i))
+                .map(|i| (allowed, i))
         });
-    let Some((repo, issue)) = found else {
+    let Some((allowed, issue)) = found else {
         return gql_error(&format!(
             "Could not resolve to a node with the global id of '{pr_id}'"
         ));
     };
     if issue.state != "open" {
         return gql_error("Pull request is not in the correct state to enable auto-merge");
+    }
+    if !allowed {
+        return gql_error("Pull request Auto merge is not allowed for this repository");
     }
     let number = issue.number;
     if let Some(p) = issue.pull.as_mut() {
@@ -66,7 +73,6 @@ pub fn handle(state: &mut State, installation: u64, body: Value) -> Resp {
             enabled_by: actor.clone(),
         });
     }
-    let _ = repo;
     Resp::ok(json!({"data": {"enablePullRequestAutoMerge": {
         "clientMutationId": null,
         "pullRequest": {"id": pr_id, "number": number, "autoMergeRequest": {"mergeMethod": method, "enabledBy": {"login": actor}}},
@@ -79,14 +85,20 @@ fn gql_error(message: &str) -> Resp {
 
 /// `name: "value"` or `name: VALUE` inside the query text.
 fn inline_arg(query: &str, name: &str) -> Option<String> {
-    let rest = &query[query.find(&format!("{name}:"))? + name.len() + 1..];
+    // Not `$name: Type` in the operation's variable declarations.
+    let key = format!("{name}:");
+    let at = query
+        .match_indices(&key)
+        .map(|(i, _)| i)
+        .find(|&i| !query[..i].ends_with('$'))?;
+    let rest = &query[at + key.len()..];
     let rest = rest.trim_start();
     let value: String = if let Some(q) = rest.strip_prefix('"') {
         q.chars().take_while(|c| *c != '"').collect()
     } else {
         rest.chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '$')
             .collect()
     };
-    (!value.is_empty() && !value.starts_with('$')).then_some(value)
+    (!value.is_empty()).then_some(value)
 }
