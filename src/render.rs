@@ -4,10 +4,15 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::insight::{self, section::Entry};
 use crate::plan::{PIN_BRANCH, Update, UpdateKey};
 use crate::repo_config::{ConfigErrors, RepoConfig};
 
 const SHORT: usize = 7;
+/// GitHub's limit for a pull request description, in characters (bytes here: stricter).
+pub const BODY_LIMIT: usize = 65_536;
+/// Room kept for the warning the writer may put above a body.
+const WARNING_ROOM: usize = 1_000;
 const MARKER_START: &str = "<!-- digestif-state: ";
 const MARKER_END: &str = " -->";
 
@@ -141,30 +146,31 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
         }
     }
 
-    b.push_str("\n<details><summary>Full digests</summary>\n\n");
+    let mut tail = String::new();
+    tail.push_str("\n<details><summary>Full digests</summary>\n\n");
     for u in updates {
         let _ = writeln!(
-            b,
+            tail,
             "- `{}:{}` `{}`",
             u.found.file,
             u.found.line,
             image_tag(u)
         );
         if let Some(old) = &u.found.reference.digest {
-            let _ = writeln!(b, "  - old: `{old}`");
+            let _ = writeln!(tail, "  - old: `{old}`");
         }
-        let _ = writeln!(b, "  - new: `{}`", u.new_digest);
+        let _ = writeln!(tail, "  - new: `{}`", u.new_digest);
     }
-    b.push_str("\n</details>\n\n---\n\n");
+    tail.push_str("\n</details>\n\n---\n\n");
 
-    let _ = write!(b, "Schedule: {}", config.schedule);
+    let _ = write!(tail, "Schedule: {}", config.schedule);
     if config.timezone != chrono_tz::UTC {
-        let _ = write!(b, " ({})", config.timezone.name());
+        let _ = write!(tail, " ({})", config.timezone.name());
     }
     if !config.min_age.is_zero() {
-        let _ = write!(b, " · min-age: {}", human_duration(config.min_age));
+        let _ = write!(tail, " · min-age: {}", human_duration(config.min_age));
     }
-    b.push_str(
+    tail.push_str(
         "\n\nComment to act on this PR: `@digestif rebase` (regenerate it and hand it back to \
          digestif), `@digestif recreate` (reopen a closed PR), `@digestif ignore this digest`, \
          `@digestif ignore this image`, `@digestif unignore IMAGE`. Closing it without merging \
@@ -175,10 +181,42 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
         branch: branch.to_string(),
         updates: updates.iter().map(Update::key).collect(),
     };
-    b.push('\n');
-    b.push_str(&marker(&state));
-    b.push('\n');
+    tail.push('\n');
+    tail.push_str(&marker(&state));
+    tail.push('\n');
+    // GitHub refuses descriptions over 65,536 characters; the "What changed" section gets
+    // what the rest leaves (less room for a warning the writer may put on top).
+    let budget = BODY_LIMIT.saturating_sub(b.len() + tail.len() + WARNING_ROOM);
+    let section = insight::section::render(&entries(updates), budget);
+    if !section.is_empty() {
+        b.push('\n');
+        b.push_str(section.trim_end());
+        b.push('\n');
+    }
+    b.push_str(&tail);
     b
+}
+
+/// One "What changed" entry per image and digest change, with every place it is made.
+fn entries(updates: &[Update]) -> Vec<Entry<'_>> {
+    let mut out: Vec<(String, Entry<'_>)> = Vec::new();
+    for u in updates {
+        let Some(details) = &u.details else { continue };
+        let key = format!("{} {} {}", image_tag(u), old_short(u), u.new_digest);
+        let at = format!("{}:{}", u.found.file, u.found.line);
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, e)) => e.locations.push(at),
+            None => out.push((
+                key,
+                Entry {
+                    image: image_tag(u),
+                    locations: vec![at],
+                    details,
+                },
+            )),
+        }
+    }
+    out.into_iter().map(|(_, e)| e).collect()
 }
 
 fn source_cell(i: &crate::plan::ImageInfo) -> String {
@@ -412,7 +450,9 @@ mod tests {
                 found,
                 new_digest: n.clone(),
                 platform_pin: None,
+                tag_digest: None,
                 info: None,
+                details: None,
             })
             .collect()
     }
@@ -473,8 +513,38 @@ mod tests {
             revision: Some("9fceb02d0ae598e95dc970b74767f19372d61af8".into()),
             source: Some("https://github.com/docker-library/python".into()),
         });
+        let facts = |rev: &str, openssl: &str| crate::insight::ImageFacts {
+            platform: Some("linux/amd64".into()),
+            source: Some("https://github.com/docker-library/python".into()),
+            revision: Some(rev.into()),
+            packages: Some(vec![crate::insight::Package {
+                ecosystem: "deb".into(),
+                name: "openssl".into(),
+                version: openssl.into(),
+            }]),
+            ..Default::default()
+        };
+        u[0].details = Some(crate::insight::Details::Known {
+            old: Some(std::sync::Arc::new(facts(
+                "0c1f5e2b7a9d3c4e5f60718293a4b5c6d7e8f901",
+                "3.0.15-1~deb12u1",
+            ))),
+            old_note: None,
+            new: std::sync::Arc::new(facts(
+                "9fceb02d0ae598e95dc970b74767f19372d61af8",
+                "3.0.16-1~deb12u1",
+            )),
+            platform_note: Some("the platform read for a multi-platform pin".into()),
+        });
         u[1].platform_pin = Some("linux/arm64".into());
+        u[1].details = Some(crate::insight::Details::Known {
+            old: None,
+            old_note: None,
+            new: std::sync::Arc::new(crate::insight::ImageFacts::default()),
+            platform_note: None,
+        });
         let b = body(&cfg, &links(), "digestif/all", &u);
+        assert!(b.len() <= BODY_LIMIT);
         insta::assert_snapshot!(b);
         let state = parse_marker(&b).unwrap();
         assert_eq!(state.branch, "digestif/all");
