@@ -552,6 +552,47 @@ mod tests {
     }
 
     #[test]
+    fn a_body_with_huge_package_diffs_stays_within_githubs_limit() {
+        let cfg = RepoConfig::default();
+        let text: String = (0..40)
+            .map(|i| format!("FROM img{i}:1@{}\n", d(1)))
+            .collect();
+        let new: Vec<Digest> = (0..40).map(|_| d(2)).collect();
+        let mut u = updates("Dockerfile", &text, &new);
+        let facts = |v: &str| {
+            std::sync::Arc::new(crate::insight::ImageFacts {
+                packages: Some(
+                    (0..3000)
+                        .map(|i| crate::insight::Package {
+                            ecosystem: "npm".into(),
+                            name: format!("package-with-a-long-name-{i}"),
+                            version: v.into(),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            })
+        };
+        for x in &mut u {
+            x.details = Some(crate::insight::Details::Known {
+                old: Some(facts("1.0.0")),
+                old_note: None,
+                new: facts("1.0.1"),
+                platform_note: None,
+            });
+        }
+        let b = body(&cfg, &links(), "digestif/all", &u);
+        assert!(b.len() <= BODY_LIMIT - 1_000, "{}", b.len());
+        assert!(
+            b.contains("more package changes, left out"),
+            "cut with a count"
+        );
+        // The parts after the section survive the cut.
+        assert_eq!(parse_marker(&b).map(|m| m.updates.len()), Some(40));
+        assert!(b.contains("<summary>Full digests</summary>"));
+    }
+
+    #[test]
     fn the_marker_survives_html_comment_breakers() {
         let state = MachineState {
             v: 1,
