@@ -304,3 +304,30 @@ async fn a_spent_pull_budget_defers_details_and_a_later_scan_adds_them_without_a
     assert_eq!(requests(&server.url, &host).await["manifest-get"], 4);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_waiting_on_min_age_fetches_no_details() {
+    let reg = TestRegistry::start().await;
+    let old = push_attested(&reg, OLD_REV, 'a', false).await;
+    let dockerfile = format!(
+        "FROM {}\n",
+        reg.reference("library/python", "3.12-slim", Some(&old))
+    );
+    let fake = FakeGitHub::start().await;
+    let files = [
+        ("Dockerfile", dockerfile.as_str()),
+        (".github/digestif.yml", "min-age: 3d\n"),
+    ];
+    let (server, _) = installed(&fake, &reg, &files).await;
+    let before = requests(&server.url, &reg.addr).await;
+    push_attested(&reg, NEW_REV, 'b', true).await;
+    server.scan(REPO).await;
+    assert!(fake.pulls(REPO).is_empty(), "min-age: no PR yet");
+    // Resolution only: no table facts, no attestations.
+    let cost = counts(&[("manifest-head", 2), ("manifest-get", 2)]);
+    assert_eq!(
+        delta(&requests(&server.url, &reg.addr).await, &before),
+        cost
+    );
+    server.stop().await;
+}
