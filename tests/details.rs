@@ -206,7 +206,7 @@ async fn a_pr_shows_package_changes_compare_link_base_and_builder_at_documented_
     assert!(body.contains("**golang** (2)"), "{body}");
     // The table's facts came from the index entry's annotations.
     assert!(
-        body.contains("linux/amd64, linux/arm64 | 2026-11-20"),
+        body.contains("`linux/amd64, linux/arm64` | `2026-11-20`"),
         "{body}"
     );
 
