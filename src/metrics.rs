@@ -68,6 +68,19 @@ fn describe() {
         "Requests sent to registries, by host, method, kind and status (0: no response)"
     );
     describe_counter!(
+        "digestif_registry_response_bytes_total",
+        metrics::Unit::Bytes,
+        "Response body bytes read from registries, by host and kind"
+    );
+    describe_gauge!(
+        "digestif_registry_pull_budget_used",
+        "Manifest GETs (pulls) in the budget's current window, by registry"
+    );
+    describe_gauge!(
+        "digestif_registry_pull_budget_limit",
+        "Manifest GETs (pulls) a registry's budget allows per window"
+    );
+    describe_counter!(
         "digestif_github_requests_total",
         "GitHub API requests, by method and status (0: no response)"
     );
@@ -216,6 +229,23 @@ fn host_label(host: &str) -> String {
         return host.to_string();
     }
     "other".to_string()
+}
+
+pub fn registry_bytes(host: &str, kind: &'static str, bytes: u64) {
+    counter!(
+        "digestif_registry_response_bytes_total",
+        "host" => host_label(host),
+        "kind" => kind
+    )
+    .increment(bytes);
+}
+
+/// Pulls left in a registry's budget (sampled when the status page or `/metrics` reads it).
+pub fn registry_pull_budget(registry: &str, used: u32, limit: u32) {
+    gauge!("digestif_registry_pull_budget_used", "registry" => host_label(registry))
+        .set(f64::from(used));
+    gauge!("digestif_registry_pull_budget_limit", "registry" => host_label(registry))
+        .set(f64::from(limit));
 }
 
 pub fn registry_request(host: &str, method: &'static str, kind: &'static str, status: u16) {

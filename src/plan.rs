@@ -30,7 +30,8 @@ pub struct Candidate {
     pub first_seen: Option<DateTime<Utc>>,
     /// The pin is one platform's manifest of a multi-platform index.
     pub platform_pin: Option<String>,
-    pub info: Option<ImageInfo>,
+    /// The digest the tag points at now (the index a platform pin's new manifest is in).
+    pub tag_digest: Option<Digest>,
 }
 
 /// One digest change a pull request makes.
@@ -39,7 +40,12 @@ pub struct Update {
     pub found: Found,
     pub new_digest: Digest,
     pub platform_pin: Option<String>,
+    pub tag_digest: Option<Digest>,
+    /// Facts about the new image for the table; filled in after planning, only for the
+    /// updates a PR is written for now.
     pub info: Option<ImageInfo>,
+    /// What changed inside the image (source, base, packages); filled in like `info`.
+    pub details: Option<crate::insight::Details>,
 }
 
 impl Update {
@@ -92,6 +98,8 @@ pub struct ExistingPr {
     pub updates: Vec<UpdateKey>,
     /// Blob sha of each file the PR changes, on the base it was built on.
     pub base_blobs: BTreeMap<String, String>,
+    /// Its description said "details will follow" (a registry's pull budget was spent).
+    pub details_pending: bool,
 }
 
 /// An image, tag or digest a person told digestif to leave alone.
@@ -150,6 +158,13 @@ pub enum Action {
         number: u64,
         branch: String,
         reason: CloseReason,
+    },
+    /// Rewrite only the description of an open PR whose changes are current: its details
+    /// were deferred (pull budget) and may be known now. No new commit.
+    Describe {
+        number: u64,
+        branch: String,
+        updates: Vec<Update>,
     },
     /// Tell the people on a PR that digestif stopped touching it.
     NotifyHandoff { number: u64 },
@@ -239,7 +254,9 @@ pub fn plan(input: &Input<'_>) -> Plan {
             found: c.found.clone(),
             new_digest: new.clone(),
             platform_pin: c.platform_pin.clone(),
-            info: c.info.clone(),
+            tag_digest: c.tag_digest.clone(),
+            info: None,
+            details: None,
         };
         let image = r.name();
         let digest = new.to_string();
@@ -292,7 +309,9 @@ pub fn plan(input: &Input<'_>) -> Plan {
                 found: c.found.clone(),
                 new_digest: new,
                 platform_pin: c.platform_pin.clone(),
-                info: c.info.clone(),
+                tag_digest: c.tag_digest.clone(),
+                info: None,
+                details: None,
             });
         }
     }
@@ -353,6 +372,12 @@ pub fn plan(input: &Input<'_>) -> Plan {
                         .any(|(file, sha)| input.blobs.get(file) != Some(sha));
                 if wanted != have || base_moved {
                     out.actions.push(Action::Update {
+                        number: pr.number,
+                        branch: pr.branch.clone(),
+                        updates: updates.clone(),
+                    });
+                } else if pr.details_pending {
+                    out.actions.push(Action::Describe {
                         number: pr.number,
                         branch: pr.branch.clone(),
                         updates: updates.clone(),
@@ -475,7 +500,7 @@ mod tests {
                 unknown: false,
                 first_seen: Some(t0()),
                 platform_pin: None,
-                info: None,
+                tag_digest: None,
             })
             .collect()
     }
@@ -625,6 +650,7 @@ mod tests {
             handoff_notified: false,
             updates,
             base_blobs: [("Dockerfile".to_string(), "aaa".to_string())].into(),
+            details_pending: false,
         }
     }
 
@@ -668,6 +694,14 @@ mod tests {
         };
         let prs = [open_pr("digestif/all", vec![key(d(3))])];
         assert_eq!(plan(&input(&cfg, &c, &prs, &[], &blobs)).actions, vec![]);
+        // Same changes, but its description still owes the details: rewrite only that.
+        let mut owing = open_pr("digestif/all", vec![key(d(3))]);
+        owing.details_pending = true;
+        let p = plan(&input(&cfg, &c, &[owing], &[], &blobs));
+        assert!(
+            matches!(&p.actions[..], [Action::Describe { number: 7, updates, .. }] if updates.len() == 1),
+            "{p:?}"
+        );
         let prs = [open_pr("digestif/all", vec![key(d(2))])];
         let p = plan(&input(&cfg, &c, &prs, &[], &blobs));
         assert!(

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::insight::{self, section::Entry};
 use crate::plan::{PIN_BRANCH, Update, UpdateKey};
 use crate::repo_config::{ConfigErrors, RepoConfig};
 
@@ -327,22 +328,54 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
             let _ = writeln!(b, "- {w}");
         }
     }
-    b.push_str("\n<details><summary>Full digests</summary>\n\n");
+    let mut tail = String::from("\n<details><summary>Full digests</summary>\n\n");
     for f in &fulls[..shown] {
-        b.push_str(f);
+        tail.push_str(f);
     }
-    b.push_str("\n</details>\n");
-    b.push_str(&foot);
+    tail.push_str("\n</details>\n");
+    tail.push_str(&foot);
     let state = MachineState {
         v: 1,
         branch: branch.to_string(),
         updates: keys[..shown].to_vec(),
         more,
     };
-    b.push('\n');
-    b.push_str(&marker(&state));
-    b.push('\n');
+    tail.push('\n');
+    tail.push_str(&marker(&state));
+    tail.push('\n');
+    // The "What changed" section gets what the rest leaves of the budget (it counts bytes,
+    // which are never fewer than characters).
+    let budget = BODY_BUDGET.saturating_sub(b.chars().count() + tail.chars().count());
+    let section = insight::section::render(&entries(&updates[..shown]), budget);
+    if !section.is_empty() {
+        b.push('\n');
+        b.push_str(section.trim_end());
+        b.push('\n');
+    }
+    b.push_str(&tail);
     b
+}
+
+/// One "What changed" entry per image and digest change, with every place it is made.
+fn entries(updates: &[Update]) -> Vec<Entry<'_>> {
+    let mut out: Vec<(String, Entry<'_>)> = Vec::new();
+    for u in updates {
+        let Some(details) = &u.details else { continue };
+        let key = format!("{} {} {}", image_tag(u), old_short(u), u.new_digest);
+        let at = format!("{}:{}", u.found.file, u.found.line);
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, e)) => e.locations.push(at),
+            None => out.push((
+                key,
+                Entry {
+                    image: image_tag(u),
+                    locations: vec![at],
+                    details,
+                },
+            )),
+        }
+    }
+    out.into_iter().map(|(_, e)| e).collect()
 }
 
 fn table_row(links: &RepoLinks, u: &Update) -> String {
@@ -729,7 +762,9 @@ mod tests {
                 found,
                 new_digest: n.clone(),
                 platform_pin: None,
+                tag_digest: None,
                 info: None,
+                details: None,
             })
             .collect()
     }
@@ -790,8 +825,38 @@ mod tests {
             revision: Some("9fceb02d0ae598e95dc970b74767f19372d61af8".into()),
             source: Some("https://github.com/docker-library/python".into()),
         });
+        let facts = |rev: &str, openssl: &str| crate::insight::ImageFacts {
+            platform: Some("linux/amd64".into()),
+            source: Some("https://github.com/docker-library/python".into()),
+            revision: Some(rev.into()),
+            packages: Some(vec![crate::insight::Package {
+                ecosystem: "deb".into(),
+                name: "openssl".into(),
+                version: openssl.into(),
+            }]),
+            ..Default::default()
+        };
+        u[0].details = Some(crate::insight::Details::Known {
+            old: Some(std::sync::Arc::new(facts(
+                "0c1f5e2b7a9d3c4e5f60718293a4b5c6d7e8f901",
+                "3.0.15-1~deb12u1",
+            ))),
+            old_note: None,
+            new: std::sync::Arc::new(facts(
+                "9fceb02d0ae598e95dc970b74767f19372d61af8",
+                "3.0.16-1~deb12u1",
+            )),
+            platform_note: Some("the platform read for a multi-platform pin".into()),
+        });
         u[1].platform_pin = Some("linux/arm64".into());
+        u[1].details = Some(crate::insight::Details::Known {
+            old: None,
+            old_note: None,
+            new: std::sync::Arc::new(crate::insight::ImageFacts::default()),
+            platform_note: None,
+        });
         let b = body(&cfg, &links(), "digestif/all", &u);
+        assert!(b.chars().count() <= BODY_BUDGET);
         insta::assert_snapshot!(b);
         let state = parse_marker(&b).unwrap();
         assert_eq!(state.branch, "digestif/all");
@@ -826,6 +891,47 @@ mod tests {
             b.contains("- `Dockerfile:3` is the default of `ARG BASE`, which a `FROM $BASE` uses"),
             "{b}"
         );
+    }
+
+    #[test]
+    fn a_body_with_huge_package_diffs_stays_within_githubs_limit() {
+        let cfg = RepoConfig::default();
+        let text: String = (0..40)
+            .map(|i| format!("FROM img{i}:1@{}\n", d(1)))
+            .collect();
+        let new: Vec<Digest> = (0..40).map(|_| d(2)).collect();
+        let mut u = updates("Dockerfile", &text, &new);
+        let facts = |v: &str| {
+            std::sync::Arc::new(crate::insight::ImageFacts {
+                packages: Some(
+                    (0..3000)
+                        .map(|i| crate::insight::Package {
+                            ecosystem: "npm".into(),
+                            name: format!("package-with-a-long-name-{i}"),
+                            version: v.into(),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            })
+        };
+        for x in &mut u {
+            x.details = Some(crate::insight::Details::Known {
+                old: Some(facts("1.0.0")),
+                old_note: None,
+                new: facts("1.0.1"),
+                platform_note: None,
+            });
+        }
+        let b = body(&cfg, &links(), "digestif/all", &u);
+        assert!(b.chars().count() <= BODY_BUDGET, "{}", b.len());
+        assert!(
+            b.contains("more package changes, left out"),
+            "cut with a count"
+        );
+        // The parts after the section survive the cut.
+        assert_eq!(parse_marker(&b).map(|m| m.updates.len()), Some(40));
+        assert!(b.contains("<summary>Full digests</summary>"));
     }
 
     #[test]

@@ -131,6 +131,7 @@ impl Server {
                     .is_some_and(|u| u.starts_with("https://")),
                 app_id: Some(self.github.app_id()),
                 rate_limit: Some(self.github.rate_limit()),
+                resolver: Some((*self.handler.resolver).clone()),
             }),
         }
     }

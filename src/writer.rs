@@ -114,6 +114,13 @@ pub fn edited_files(
     Ok(out)
 }
 
+/// True when a PR's description says "details will follow".
+fn details_pending(updates: &[Update]) -> bool {
+    updates
+        .iter()
+        .any(|u| u.details.as_ref().is_some_and(|d| d.is_deferred()))
+}
+
 fn is_workflow(path: &str) -> bool {
     path.starts_with(".github/workflows/")
 }
@@ -158,6 +165,14 @@ impl Writer<'_> {
                     out.closed.push(*number);
                 }
                 Action::NotifyHandoff { number } => self.notify_handoff(*number).await?,
+                Action::Describe {
+                    number,
+                    branch,
+                    updates,
+                } => {
+                    self.describe(*number, branch, updates).await?;
+                    out.updated.push(*number);
+                }
             }
         }
         Ok(out)
@@ -256,6 +271,7 @@ impl Writer<'_> {
                     base_sha: Some(self.base.commit_sha),
                     updates: &keys,
                     base_blobs: &base_blobs,
+                    details_pending: details_pending(&updates),
                 },
                 self.now,
             )
@@ -268,6 +284,41 @@ impl Writer<'_> {
             "pull request written"
         );
         Ok(Some(number))
+    }
+
+    /// Rewrites only the title and description of PR `number` (its commit is current).
+    async fn describe(
+        &self,
+        number: u64,
+        branch: &str,
+        updates: &[Update],
+    ) -> Result<(), WriteError> {
+        let links = RepoLinks {
+            html_url: self.html_url.clone(),
+            base_sha: self.base.commit_sha.to_string(),
+        };
+        let title = render::title(self.config, branch, updates);
+        let body = render::body(self.config, &links, branch, updates);
+        self.api
+            .patch::<_, serde_json::Value>(
+                &format!("/repos/{}/pulls/{number}", self.full_name),
+                &json!({"title": title, "body": body}),
+            )
+            .await?;
+        self.store
+            .set_pr_details_pending(
+                self.repository_id,
+                number as i64,
+                details_pending(updates),
+                self.now,
+            )
+            .await?;
+        tracing::info!(
+            repo = self.full_name,
+            number,
+            "pull request description rewritten"
+        );
+        Ok(())
     }
 
     /// Blobs → tree on the base tree → commit on the base head. Returns the commit sha.
@@ -536,7 +587,9 @@ mod tests {
             found: e.references[which].clone(),
             new_digest: Digest::parse(new).expect("digest"),
             platform_pin: None,
+            tag_digest: None,
             info: None,
+            details: None,
         }
     }
 

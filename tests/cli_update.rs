@@ -72,6 +72,14 @@ async fn update_rewrites_only_digests_and_check_reports_staleness() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["up-to-date", "up-to-date", "unpinned"]);
+    // README "Registry requests": `app:1` once for both pins, the platform pin's digest and
+    // the tag's index for its platform, `solo:v1` once.
+    assert_eq!(
+        json["requests"],
+        serde_json::json!([{"host": a, "head": 3, "manifest_get": 1, "blob_get": 0,
+                            "token": 0, "bytes": json["requests"][0]["bytes"]}])
+    );
+    assert!(json["requests"][0]["bytes"].as_u64().unwrap() > 0);
 
     // Both platform images get rebuilt: the index moves.
     let amd2 = reg.push_image("app", None, "linux/amd64", "2", false).await;
@@ -89,6 +97,14 @@ async fn update_rewrites_only_digests_and_check_reports_staleness() {
     assert_eq!(out.status.code(), Some(0));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let refs = json["references"].as_array().unwrap();
+    // The index pin: tag, pinned digest, old and new index; the platform pin: its digest
+    // (the new index is shared); `solo:v1`.
+    assert_eq!(json["requests"][0]["head"], 4, "{}", json["requests"]);
+    assert_eq!(
+        json["requests"][0]["manifest_get"], 2,
+        "{}",
+        json["requests"]
+    );
     assert_eq!(refs[0]["status"], "stale");
     assert_eq!(refs[0]["current_digest"], new_index.as_str());
     assert_eq!(refs[1]["status"], "stale");

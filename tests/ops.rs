@@ -447,6 +447,7 @@ async fn seed(s: &Store) {
             base_sha: None,
             updates: &[],
             base_blobs: &Default::default(),
+            details_pending: false,
         },
         now,
     )

@@ -248,6 +248,7 @@ async fn deleting_an_installation_forgets_its_repositories(db: TestDb) {
             base_sha: None,
             updates: &[],
             base_blobs: &BTreeMap::new(),
+            details_pending: false,
         },
         t(9, 0),
     )
@@ -432,6 +433,7 @@ async fn pull_requests(db: TestDb) {
                 base_sha: Some("b1"),
                 updates: &updates,
                 base_blobs: &blobs,
+                details_pending: false,
             },
             t(9, 0),
         )
@@ -457,6 +459,7 @@ async fn pull_requests(db: TestDb) {
                 base_sha: Some("b1"),
                 updates: &updates2,
                 base_blobs: &blobs,
+                details_pending: false,
             },
             t(10, 0),
         )
@@ -483,6 +486,7 @@ async fn pull_requests(db: TestDb) {
                 base_sha: None,
                 updates: &updates2,
                 base_blobs: &blobs,
+                details_pending: false,
             },
             t(10, 8),
         )
@@ -512,6 +516,7 @@ async fn pull_requests(db: TestDb) {
             base_sha: None,
             updates: &[],
             base_blobs: &BTreeMap::new(),
+            details_pending: false,
         },
         t(12, 0),
     )
@@ -527,6 +532,7 @@ async fn pull_requests(db: TestDb) {
             base_sha: None,
             updates: &[],
             base_blobs: &BTreeMap::new(),
+            details_pending: false,
         },
         t(12, 0),
     )

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::extract::Found;
-use crate::registry::{RegistryConfig, Resolution, Resolver};
+use crate::registry::{RegistryConfig, RequestKind, Resolution, Resolver};
 
 /// Registry options shared by `scan` and `update`.
 #[derive(Debug, Clone, Default, Args)]
@@ -26,9 +26,52 @@ impl RegistryArgs {
     }
 }
 
+/// Registry requests a run sent to one host, by kind, and the body bytes read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestSummary {
+    pub host: String,
+    pub head: u64,
+    pub manifest_get: u64,
+    pub blob_get: u64,
+    pub token: u64,
+    pub bytes: u64,
+}
+
+/// Sums a resolver's request counts per host.
+pub fn summarize(resolver: &Resolver) -> Vec<RequestSummary> {
+    let mut by_host: std::collections::BTreeMap<String, RequestSummary> = Default::default();
+    for c in resolver.counts() {
+        let s = by_host
+            .entry(c.host.clone())
+            .or_insert_with(|| RequestSummary {
+                host: c.host.clone(),
+                ..RequestSummary::default()
+            });
+        match c.kind {
+            RequestKind::ManifestHead => s.head += c.count,
+            RequestKind::ManifestGet => s.manifest_get += c.count,
+            RequestKind::Blob => s.blob_get += c.count,
+            RequestKind::Token => s.token += c.count,
+        }
+    }
+    for (host, _, bytes) in resolver.bytes_read() {
+        by_host
+            .entry(host.clone())
+            .or_insert_with(|| RequestSummary {
+                host,
+                ..RequestSummary::default()
+            })
+            .bytes += bytes;
+    }
+    by_host.into_values().collect()
+}
+
 /// Resolves every reference (one request per unique tag), with a progress bar when stderr
-/// is a terminal. The answers are in the order of `founds`.
-pub fn resolve_all(founds: &[Found], config: RegistryConfig) -> anyhow::Result<Vec<Resolution>> {
+/// is a terminal. The answers are in the order of `founds`; with them, the requests sent.
+pub fn resolve_all(
+    founds: &[Found],
+    config: RegistryConfig,
+) -> anyhow::Result<(Vec<Resolution>, Vec<RequestSummary>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,7 +110,7 @@ pub fn resolve_all(founds: &[Found], config: RegistryConfig) -> anyhow::Result<V
     });
     bar.finish_and_clear();
     // A task can only be missing if it panicked; say so instead of inventing an answer.
-    Ok(out
+    let resolutions = out
         .into_iter()
         .zip(founds)
         .map(|(r, f)| {
@@ -80,5 +123,6 @@ pub fn resolve_all(founds: &[Found], config: RegistryConfig) -> anyhow::Result<V
                     message: Some("internal error while resolving".into()),
                 })
         })
-        .collect())
+        .collect();
+    Ok((resolutions, summarize(&resolver)))
 }

@@ -84,6 +84,9 @@ pub struct ScanReport {
     pub references: Vec<ReferenceReport>,
     pub skipped: Vec<Skipped>,
     pub errors: Vec<FileError>,
+    /// Registry requests sent, per host and kind (absent with `--offline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<Vec<super::resolve::RequestSummary>>,
 }
 
 impl ScanReport {
@@ -92,6 +95,7 @@ impl ScanReport {
             references: e.references.iter().map(ReferenceReport::from).collect(),
             skipped: e.skipped.clone(),
             errors: e.errors.clone(),
+            requests: None,
         }
     }
 
@@ -134,8 +138,10 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let report = if args.offline {
         ScanReport::offline(&extraction)
     } else {
-        let resolutions = resolve_all(&extraction.references, args.registry.config()?)?;
-        ScanReport::resolved(&extraction, &resolutions)
+        let (resolutions, requests) = resolve_all(&extraction.references, args.registry.config()?)?;
+        let mut report = ScanReport::resolved(&extraction, &resolutions);
+        report.requests = Some(requests);
+        report
     };
     print_report(&report, args.format)?;
     Ok(if args.check && report.has_findings() {

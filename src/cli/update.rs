@@ -56,7 +56,7 @@ pub fn run(args: UpdateArgs) -> anyhow::Result<ExitCode> {
             no_ignore: args.no_ignore,
         },
     );
-    let resolutions = resolve_all(&extraction.references, args.registry.config()?)?;
+    let (resolutions, _) = resolve_all(&extraction.references, args.registry.config()?)?;
     let write = !(args.dry_run || args.check);
 
     let stdout = std::io::stdout();

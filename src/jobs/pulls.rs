@@ -11,8 +11,9 @@ use super::resolve::Resolved;
 use super::scan::Snapshot;
 use crate::github::api::Api;
 use crate::github::issues;
-use crate::plan::{self, Candidate};
-use crate::registry::Status;
+use crate::insight::Details;
+use crate::plan::{self, Action, Candidate};
+use crate::registry::{DetailsRequest, RegistryError, Status};
 use crate::render;
 use crate::repo_config::RepoConfig;
 use crate::store::{IgnoreSource, JobError, NewIgnore, PrStatus, PullRequest, Repository};
@@ -49,20 +50,13 @@ pub async fn update_pull_requests(
     for r in resolved {
         let proposed = r.resolution.proposed().cloned();
         let unknown = matches!(r.resolution.status, Status::RateLimited | Status::Error);
-        // Metadata only for digests a PR will show (cached by digest in the resolver).
-        let info = match &proposed {
-            Some(d) if r.found.reference.digest.is_some() || config.pin => {
-                h.resolver.metadata(&r.found.reference, d).await.ok()
-            }
-            _ => None,
-        };
         candidates.push(Candidate {
             found: r.found.clone(),
             proposed,
             unknown,
             first_seen: r.first_seen,
             platform_pin: r.resolution.platform.clone(),
-            info,
+            tag_digest: r.resolution.tag_digest.clone(),
         });
     }
     let prs: Vec<_> = h
@@ -120,6 +114,7 @@ pub async fn update_pull_requests(
             pending: plan.pending,
         });
     }
+    describe(h, &mut plan).await;
     let files: HashMap<String, String> = snapshot
         .files
         .iter()
@@ -165,6 +160,39 @@ pub async fn update_pull_requests(
         outcome,
         pending: plan.pending,
     })
+}
+
+/// Fills in what the PR bodies say about each update, only now that the plan says which
+/// PRs are written (never for updates that wait on `min-age` or limits): the new image's
+/// facts for the table and what changed inside it. The resolver caches both by digest.
+async fn describe(h: &Handler, plan: &mut plan::Plan) {
+    for action in &mut plan.actions {
+        let updates = match action {
+            Action::Create { updates, .. }
+            | Action::Update { updates, .. }
+            | Action::Describe { updates, .. } => updates,
+            Action::Close { .. } | Action::NotifyHandoff { .. } => continue,
+        };
+        for u in updates.iter_mut() {
+            let r = &u.found.reference;
+            let info = h.resolver.metadata(r, &u.new_digest).await;
+            let request = DetailsRequest {
+                old: r.digest.as_ref(),
+                new: &u.new_digest,
+                tag_digest: u.tag_digest.as_ref(),
+                platform_pin: u.platform_pin.as_deref(),
+            };
+            let details = match &info {
+                // The table's facts could not be had within the budget: neither can the rest.
+                Err(RegistryError::BudgetExhausted { host }) => {
+                    Details::Deferred { host: host.clone() }
+                }
+                _ => h.resolver.details(r, request).await,
+            };
+            u.info = info.ok();
+            u.details = Some(details);
+        }
+    }
 }
 
 /// A PR of digestif's was closed, merged or reopened.

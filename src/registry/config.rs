@@ -117,6 +117,8 @@ pub struct RegistryConfig {
     /// Name resolution; `None` is the system resolver.
     pub lookup: Option<Arc<dyn Lookup>>,
     pub user_agent: String,
+    /// Manifest GETs (pulls) allowed per registry host in a sliding window, never exceeded.
+    pub pull_budgets: BTreeMap<String, super::budget::Budget>,
 }
 
 impl fmt::Debug for RegistryConfig {
@@ -129,6 +131,7 @@ impl fmt::Debug for RegistryConfig {
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .field("per_host_limit", &self.per_host_limit)
             .field("cache_ttl", &self.cache_ttl)
+            .field("pull_budgets", &self.pull_budgets)
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +154,7 @@ impl Default for RegistryConfig {
             cache_ttl: Duration::from_secs(300),
             lookup: None,
             user_agent: concat!("digestif/", env!("CARGO_PKG_VERSION")).to_string(),
+            pull_budgets: BTreeMap::new(),
         }
     }
 }
@@ -161,6 +165,7 @@ pub const ENV_MIRRORS: &str = "DIGESTIF_REGISTRY_MIRRORS";
 pub const ENV_ALLOW_PRIVATE: &str = "DIGESTIF_ALLOW_PRIVATE_REGISTRIES";
 pub const ENV_CA_FILE: &str = "DIGESTIF_REGISTRY_CA_FILE";
 pub const ENV_TOKEN_HOSTS: &str = "DIGESTIF_REGISTRY_TOKEN_HOSTS";
+pub use super::budget::ENV_PULL_BUDGET;
 
 impl RegistryConfig {
     /// Settings from the process environment and the Docker config file.
@@ -218,6 +223,20 @@ impl RegistryConfig {
             if let Some(cred) = c.credentials.get_mut(&normalize_host(registry.trim())) {
                 cred.token_hosts.insert(token_host.trim().to_string());
             }
+        }
+        c.pull_budgets =
+            super::budget::parse(&var(ENV_PULL_BUDGET).unwrap_or_default()).map_err(|message| {
+                ConfigError::Env {
+                    var: ENV_PULL_BUDGET,
+                    message,
+                }
+            })?;
+        if !c.pull_budgets.contains_key(DOCKER_HUB) && !c.mirrors.contains_key(DOCKER_HUB) {
+            let authenticated = c.credentials.contains_key(DOCKER_HUB);
+            c.pull_budgets.insert(
+                DOCKER_HUB.to_string(),
+                super::budget::docker_hub_default(authenticated),
+            );
         }
         Ok(c)
     }
@@ -397,6 +416,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(with_ca.extra_roots_pem.len(), 1);
+        // Docker Hub gets a budget unless the operator set one or mirrors it.
+        assert_eq!(with_ca.pull_budgets["docker.io"].limit, 5);
+        assert!(c.pull_budgets.is_empty(), "docker.io is mirrored");
+        let budgets = RegistryConfig::from_vars(
+            |k| (k == ENV_PULL_BUDGET).then(|| "docker.io=80/6h,ghcr.io=500/1h".to_string()),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(budgets.pull_budgets["docker.io"].limit, 80);
+        assert_eq!(budgets.pull_budgets["ghcr.io"].limit, 500);
+        let bad_budget = RegistryConfig::from_vars(
+            |k| (k == ENV_PULL_BUDGET).then(|| "docker.io=lots".to_string()),
+            None,
+            None,
+        );
+        assert!(
+            bad_budget
+                .unwrap_err()
+                .to_string()
+                .contains(ENV_PULL_BUDGET)
+        );
         let missing = RegistryConfig::from_vars(
             |k| (k == ENV_CA_FILE).then(|| "/nonexistent/ca.pem".to_string()),
             None,

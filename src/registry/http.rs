@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::RegistryError;
+use super::budget::{Budgets, Spender, Usage};
 use super::cache::Coalescing;
 use super::config::{ConfigError, Credential, RegistryConfig, strip_port};
 use super::guard::{self, GuardResolver, Refused};
@@ -80,6 +81,9 @@ pub struct Http {
     tokens: Coalescing<(String, String), Result<(String, Duration), RegistryError>>,
     /// Hosts that asked for Basic auth: later requests send it up front.
     basic: Mutex<std::collections::HashSet<String>>,
+    budgets: Budgets,
+    /// Response body bytes read, by host and kind.
+    bytes: Mutex<BTreeMap<(String, RequestKind), u64>>,
 }
 
 /// Locks a mutex, recovering from a poisoned one: every value kept under these locks is
@@ -115,6 +119,8 @@ impl Http {
             .build()
             .map_err(|e| ConfigError::Client(format!("HTTP client: {e}")))?;
         Ok(Http {
+            budgets: Budgets::new(config.pull_budgets.clone()),
+            bytes: Mutex::default(),
             config,
             client,
             counts: Mutex::default(),
@@ -148,6 +154,34 @@ impl Http {
             .collect()
     }
 
+    /// Body bytes read so far, by host and kind.
+    pub fn bytes(&self) -> Vec<(String, RequestKind, u64)> {
+        lock(&self.bytes)
+            .iter()
+            .map(|((h, k), n)| (h.clone(), *k, *n))
+            .collect()
+    }
+
+    pub fn budget_usage(&self) -> Vec<Usage> {
+        self.budgets.usage()
+    }
+
+    /// Reads a response body of at most `limit` bytes, counting them.
+    pub async fn read(
+        &self,
+        host: &str,
+        kind: RequestKind,
+        resp: Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let body = read_body_limited(host, resp, limit).await?;
+        *lock(&self.bytes)
+            .entry((host.to_string(), kind))
+            .or_default() += body.len() as u64;
+        crate::metrics::registry_bytes(host, kind.as_str(), body.len() as u64);
+        Ok(body)
+    }
+
     fn count(&self, host: &str, method: &Method, kind: RequestKind, status: u16) {
         let method: &'static str = if method == Method::HEAD {
             "HEAD"
@@ -179,6 +213,23 @@ impl Http {
         accept: Option<&str>,
         kind: RequestKind,
     ) -> Result<Response, RegistryError> {
+        self.send_as(ep, repo, method, path, accept, kind, Spender::Resolve)
+            .await
+    }
+
+    /// [`Http::send`] on behalf of `who`: a manifest GET beyond `who`'s share of the host's
+    /// pull budget is not sent ([`RegistryError::BudgetExhausted`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_as(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+        kind: RequestKind,
+        who: Spender,
+    ) -> Result<Response, RegistryError> {
         let host = ep.host.clone();
         if let Some(until) = lock(&self.blocked).get(&host).copied()
             && until > Instant::now()
@@ -205,6 +256,9 @@ impl Http {
         let mut authed = false;
         let mut retries = 0u32;
         loop {
+            if kind == RequestKind::ManifestGet && !self.budgets.take(&host, who) {
+                return Err(RegistryError::BudgetExhausted { host });
+            }
             let mut req = self.client.request(method.clone(), url.clone());
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
@@ -430,7 +484,9 @@ impl Http {
             access_token: Option<String>,
             expires_in: Option<u64>,
         }
-        let body = read_body(&realm_host, resp).await?;
+        let body = self
+            .read(&realm_host, RequestKind::Token, resp, MAX_BODY)
+            .await?;
         let t: TokenBody =
             serde_json::from_slice(&body).map_err(|e| bad(format!("token response: {e}")))?;
         let token = t
@@ -460,16 +516,19 @@ fn basic_header(c: &Credential) -> String {
     )
 }
 
-/// Reads a body up to `MAX_BODY` bytes.
-pub async fn read_body(host: &str, mut resp: Response) -> Result<Vec<u8>, RegistryError> {
+async fn read_body_limited(
+    host: &str,
+    mut resp: Response,
+    limit: usize,
+) -> Result<Vec<u8>, RegistryError> {
     let mut out = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                if out.len() + chunk.len() > MAX_BODY {
+                if out.len() + chunk.len() > limit {
                     return Err(RegistryError::Invalid {
                         host: host.to_string(),
-                        message: format!("response larger than {MAX_BODY} bytes"),
+                        message: format!("response larger than {limit} bytes"),
                     });
                 }
                 out.extend_from_slice(&chunk);

@@ -33,8 +33,10 @@
 //! asked about 1,000 times); rate limits block their host for the `Retry-After` window.
 //! Answers keyed by digest (manifest kinds, bodies, configs, metadata) never go stale.
 
+mod budget;
 mod cache;
 mod config;
+mod details;
 mod guard;
 mod http;
 
@@ -54,16 +56,19 @@ use tracing::debug;
 
 use crate::reference::{Digest, Reference};
 
+pub use budget::{Budget, Usage as BudgetUsage, parse as parse_pull_budgets};
 pub use config::{
     ConfigError, Credential, DOCKER_HUB_API, ENV_ALLOW_PRIVATE, ENV_CA_FILE, ENV_INSECURE,
-    ENV_MIRRORS, ENV_TOKEN_HOSTS, Lookup, RegistryConfig, Secret, SystemLookup, load_docker_config,
-    normalize_host, parse_docker_config,
+    ENV_MIRRORS, ENV_PULL_BUDGET, ENV_TOKEN_HOSTS, Lookup, RegistryConfig, Secret, SystemLookup,
+    load_docker_config, normalize_host, parse_docker_config,
 };
+pub use details::DetailsRequest;
 pub use guard::refused as refused_address;
 pub use http::{RequestCount, RequestKind};
 
+use budget::Spender;
 use cache::Coalescing;
-use http::{Endpoint, Http, read_body};
+use http::{Endpoint, Http, MAX_BODY};
 
 /// Every manifest type a tag may point at, in order of preference.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -148,7 +153,9 @@ impl Resolution {
 
     fn failed(e: &RegistryError) -> Resolution {
         let status = match e {
-            RegistryError::RateLimited { .. } => Status::RateLimited,
+            RegistryError::RateLimited { .. } | RegistryError::BudgetExhausted { .. } => {
+                Status::RateLimited
+            }
             _ => Status::Error,
         };
         Resolution::new(status).with_message(e.to_string())
@@ -211,6 +218,9 @@ pub enum RegistryError {
     Refused { host: String, reason: String },
     #[error("{host}: invalid response: {message}")]
     Invalid { host: String, message: String },
+    /// digestif's own pull budget for the host is spent (`DIGESTIF_REGISTRY_PULL_BUDGET`).
+    #[error("{host}: pull budget used up for now (DIGESTIF_REGISTRY_PULL_BUDGET)")]
+    BudgetExhausted { host: String },
 }
 
 /// What a HEAD (or GET) of a manifest said.
@@ -331,6 +341,8 @@ struct Inner {
     manifests: Coalescing<RKey, Result<Manifest, RegistryError>>,
     configs: Coalescing<RKey, Result<Arc<ImageConfig>, RegistryError>>,
     metadata: Coalescing<RKey, Result<Metadata, RegistryError>>,
+    /// PR-body facts per image: SBOM package lists are the largest thing cached here.
+    facts: Coalescing<details::FactsKey, Result<Arc<crate::insight::ImageFacts>, RegistryError>>,
 }
 
 impl fmt::Debug for Resolver {
@@ -352,6 +364,7 @@ impl Resolver {
                 manifests: Coalescing::new(10_000),
                 configs: Coalescing::new(10_000),
                 metadata: Coalescing::new(10_000),
+                facts: Coalescing::new(1_000),
             }),
         })
     }
@@ -363,6 +376,16 @@ impl Resolver {
     /// Every request sent so far, by host, method, kind and status.
     pub fn counts(&self) -> Vec<RequestCount> {
         self.inner.http.counts()
+    }
+
+    /// Response body bytes read so far, by host and kind.
+    pub fn bytes_read(&self) -> Vec<(String, RequestKind, u64)> {
+        self.inner.http.bytes()
+    }
+
+    /// Each pull budget with what is spent of it now.
+    pub fn budget_usage(&self) -> Vec<BudgetUsage> {
+        self.inner.http.budget_usage()
     }
 
     /// Total requests sent so far.
@@ -469,7 +492,7 @@ impl Resolver {
         let platform = match hint {
             Some(h) => h,
             None => {
-                let c = self.config_of(r, pinned).await?;
+                let c = self.config_of(r, pinned, Spender::Resolve).await?;
                 if c.os.is_empty() || c.architecture.is_empty() {
                     return Err(RegistryError::Invalid {
                         host: self.inner.http.endpoint(&r.registry).host,
@@ -538,33 +561,47 @@ impl Resolver {
         digest: &Digest,
     ) -> Result<Metadata, RegistryError> {
         let mut meta = Metadata::default();
-        let image_digest = match self.manifest(r, digest).await? {
-            Manifest::Index(index) => {
-                let entries = platform_entries(&index);
-                meta.platforms = entries.iter().map(|(p, _)| p.to_string()).collect();
-                let amd64 = Platform::new("linux", "amd64", None);
-                let pick = entries
-                    .iter()
-                    .find(|(p, _)| p.matches(&amd64))
-                    .or(entries.first());
-                match pick {
-                    Some((_, d)) => d.clone(),
-                    None => return Ok(meta),
+        let (image_digest, annotations) =
+            match self.manifest_as(r, digest, Spender::Details).await? {
+                Manifest::Index(index) => {
+                    let entries = platform_entries(&index);
+                    meta.platforms = entries.iter().map(|(p, _)| p.to_string()).collect();
+                    let Some((_, d)) = pick_platform(&entries, None) else {
+                        return Ok(meta);
+                    };
+                    // The platform's entry may say it all (Docker Official Images' do): then
+                    // the image's manifest and config (a pull and a blob) are not needed.
+                    let a = index
+                        .manifests
+                        .iter()
+                        .find(|e| e.digest == d.to_string())
+                        .map(|e| annotations_of(e.annotations.as_ref()))
+                        .unwrap_or_default();
+                    (d.clone(), a)
                 }
-            }
-            Manifest::Image(_) => digest.clone(),
-        };
-        let config = self.config_of(r, &image_digest).await?;
+                Manifest::Image(m) => (digest.clone(), annotations_of(m.annotations.as_ref())),
+            };
+        meta.created = annotations.get(ANN_CREATED).cloned();
+        meta.revision = annotations.get(ANN_REVISION).cloned();
+        meta.source = annotations.get(ANN_SOURCE).cloned();
+        let complete = meta.created.is_some()
+            && meta.revision.is_some()
+            && meta.source.is_some()
+            && !meta.platforms.is_empty();
+        if complete {
+            return Ok(meta);
+        }
+        let config = self.config_of(r, &image_digest, Spender::Details).await?;
         if meta.platforms.is_empty() && !config.os.is_empty() {
             meta.platforms = vec![
                 Platform::new(&config.os, &config.architecture, config.variant.clone()).to_string(),
             ];
         }
-        meta.created = config.created.clone();
         let labels = config.config.as_ref().and_then(|c| c.labels.as_ref());
         let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
-        meta.revision = label("org.opencontainers.image.revision");
-        meta.source = label("org.opencontainers.image.source");
+        meta.created = meta.created.or(config.created.clone());
+        meta.revision = meta.revision.or(label(ANN_REVISION));
+        meta.source = meta.source.or(label(ANN_SOURCE));
         Ok(meta)
     }
 
@@ -618,7 +655,9 @@ impl Resolver {
             // No digest header (or no usable type): the body says it all.
             _ => {
                 debug!(host = %ep.host, %path, "HEAD gave no digest; falling back to GET");
-                let (body, media_type) = self.get_manifest(r, &ep, reference).await?;
+                let (body, media_type) = self
+                    .get_manifest(r, &ep, reference, Spender::Resolve)
+                    .await?;
                 let digest = Digest::sha256_of(&body);
                 if let Ok(pinned) = Digest::parse(reference)
                     && pinned != digest
@@ -648,18 +687,20 @@ impl Resolver {
         r: &Reference,
         ep: &Endpoint,
         reference: &str,
+        who: Spender,
     ) -> Result<(Vec<u8>, String), RegistryError> {
         let path = format!("/v2/{}/manifests/{reference}", r.repository);
         let resp = self
             .inner
             .http
-            .send(
+            .send_as(
                 ep,
                 &r.repository,
                 Method::GET,
                 &path,
                 Some(MANIFEST_ACCEPT),
                 RequestKind::ManifestGet,
+                who,
             )
             .await?;
         check_status(ep, resp.status(), || {
@@ -668,18 +709,31 @@ impl Resolver {
         let media_type = header(&resp, "content-type")
             .map(|t| t.split(';').next().unwrap_or_default().trim().to_string())
             .unwrap_or_default();
-        let body = read_body(&ep.host, resp).await?;
+        let body = self
+            .inner
+            .http
+            .read(&ep.host, RequestKind::ManifestGet, resp, MAX_BODY)
+            .await?;
         Ok((body, media_type))
     }
 
     /// A manifest by digest (GET), verified against its digest and kept for good.
     async fn manifest(&self, r: &Reference, d: &Digest) -> Result<Manifest, RegistryError> {
+        self.manifest_as(r, d, Spender::Resolve).await
+    }
+
+    async fn manifest_as(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        who: Spender,
+    ) -> Result<Manifest, RegistryError> {
         let key = (r.registry.clone(), r.repository.clone(), d.to_string());
         self.inner
             .manifests
             .get_or_fetch(key, ttl_ok_forever(self), || async {
                 let ep = self.inner.http.endpoint(&r.registry);
-                let (body, media_type) = self.get_manifest(r, &ep, &d.to_string()).await?;
+                let (body, media_type) = self.get_manifest(r, &ep, &d.to_string(), who).await?;
                 verify_digest(&ep, d, &body)?;
                 parse_manifest(&ep, &body, &media_type)
             })
@@ -691,13 +745,14 @@ impl Resolver {
         &self,
         r: &Reference,
         d: &Digest,
+        who: Spender,
     ) -> Result<Arc<ImageConfig>, RegistryError> {
         let key = (r.registry.clone(), r.repository.clone(), d.to_string());
         self.inner
             .configs
             .get_or_fetch(key, ttl_ok_forever(self), || async {
                 let ep = self.inner.http.endpoint(&r.registry);
-                let Manifest::Image(m) = self.manifest(r, d).await? else {
+                let Manifest::Image(m) = self.manifest_as(r, d, who).await? else {
                     return Err(RegistryError::Invalid {
                         host: ep.host.clone(),
                         message: format!("{d} is an index, not an image"),
@@ -724,7 +779,11 @@ impl Resolver {
                 check_status(&ep, resp.status(), || {
                     format!("config blob {}@{config_digest}", r.repository)
                 })?;
-                let body = read_body(&ep.host, resp).await?;
+                let body = self
+                    .inner
+                    .http
+                    .read(&ep.host, RequestKind::Blob, resp, MAX_BODY)
+                    .await?;
                 verify_digest(&ep, &config_digest, &body)?;
                 serde_json::from_slice::<ImageConfig>(&body)
                     .map(Arc::new)
@@ -742,6 +801,8 @@ fn ttl_ok_forever<V>(res: &Resolver) -> impl Fn(&Result<V, RegistryError>) -> Du
     let ttl = res.config().cache_ttl;
     move |v: &Result<V, RegistryError>| match v {
         Ok(_) => Duration::MAX,
+        // The budget frees up as time passes: ask again next time.
+        Err(RegistryError::BudgetExhausted { .. }) => Duration::ZERO,
         Err(_) => ttl,
     }
 }
@@ -815,6 +876,29 @@ fn parse_manifest(
         serde_json::from_slice::<OciImageManifest>(body)
             .map(|m| Manifest::Image(Arc::new(m)))
             .map_err(invalid)
+    }
+}
+
+const ANN_CREATED: &str = "org.opencontainers.image.created";
+const ANN_REVISION: &str = "org.opencontainers.image.revision";
+const ANN_SOURCE: &str = "org.opencontainers.image.source";
+
+fn annotations_of(a: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    a.cloned().unwrap_or_default()
+}
+
+/// The entry for `want`, else linux/amd64, else the first: the image a PR body describes.
+fn pick_platform<'a>(
+    entries: &'a [(Platform, Digest)],
+    want: Option<&Platform>,
+) -> Option<&'a (Platform, Digest)> {
+    let amd64 = Platform::new("linux", "amd64", None);
+    match want {
+        Some(w) => entries.iter().find(|(p, _)| p.matches(w)),
+        None => entries
+            .iter()
+            .find(|(p, _)| p.matches(&amd64))
+            .or(entries.first()),
     }
 }
 

@@ -681,13 +681,14 @@ impl Store {
     pub async fn upsert_pr(&self, pr: &PrUpsert<'_>, now: DateTime<Utc>) -> Result<PullRequest> {
         let sql =
             "INSERT INTO pull_requests (repository_id, number, branch, state, head_sha, base_sha,
-                       updates, base_blobs, created_at, updated_at, closed_at)
+                       updates, base_blobs, created_at, updated_at, closed_at, details_pending)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9,
-                       CASE WHEN $4 = 'open' THEN NULL ELSE $9 END)
+                       CASE WHEN $4 = 'open' THEN NULL ELSE $9 END, $10)
                    ON CONFLICT (repository_id, number) DO UPDATE SET branch = excluded.branch,
                        state = excluded.state, head_sha = excluded.head_sha,
                        base_sha = excluded.base_sha, updates = excluded.updates,
                        base_blobs = excluded.base_blobs, updated_at = excluded.updated_at,
+                       details_pending = excluded.details_pending,
                        closed_at = CASE WHEN excluded.state = 'open' THEN NULL
                            ELSE coalesce(pull_requests.closed_at, excluded.updated_at) END
                    RETURNING *";
@@ -703,8 +704,30 @@ impl Store {
             .bind(updates)
             .bind(blobs)
             .bind(now)
+            .bind(pr.details_pending)
             .fetch_one(p)
             .await)?)
+    }
+
+    /// Records whether PR `number`'s description still owes its details.
+    pub async fn set_pr_details_pending(
+        &self,
+        repository_id: i64,
+        number: i64,
+        pending: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let sql = "UPDATE pull_requests SET details_pending = $1, updated_at = $2
+                   WHERE repository_id = $3 AND number = $4";
+        let n = on_pool!(self, |p| sqlx::query(sql)
+            .bind(pending)
+            .bind(now)
+            .bind(repository_id)
+            .bind(number)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
     }
 
     /// Every PR recorded for the repository, open and closed (the planner uses closed ones

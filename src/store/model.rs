@@ -150,6 +150,8 @@ pub struct PullRequest {
     pub base_blobs: Json<BTreeMap<String, String>>,
     pub human_edited: bool,
     pub handoff_notified: bool,
+    /// The description says "details will follow" (a pull budget was spent).
+    pub details_pending: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
@@ -166,6 +168,7 @@ impl PullRequest {
             handoff_notified: self.handoff_notified,
             updates: self.updates.0.clone(),
             base_blobs: self.base_blobs.0.clone(),
+            details_pending: self.details_pending,
         }
     }
 }
@@ -181,6 +184,7 @@ pub struct PrUpsert<'a> {
     pub base_sha: Option<&'a str>,
     pub updates: &'a [UpdateKey],
     pub base_blobs: &'a BTreeMap<String, String>,
+    pub details_pending: bool,
 }
 
 /// An open PR with its repository's name (status page).

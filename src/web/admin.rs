@@ -33,6 +33,8 @@ pub struct OpsState {
     pub secure_cookies: bool,
     pub app_id: Option<u64>,
     pub rate_limit: Option<Arc<RateLimitGauge>>,
+    /// The registry resolver, for its pull budgets' use on the status page.
+    pub resolver: Option<crate::registry::Resolver>,
 }
 
 impl fmt::Debug for OpsState {

@@ -21,6 +21,11 @@ pub async fn scrape(State(state): State<WebState>, headers: HeaderMap) -> Respon
         tracing::warn!(error = %e, "metrics: cannot read the database figures");
         crate::metrics::refresh_failed();
     }
+    if let Some(resolver) = &state.ops.resolver {
+        for u in resolver.budget_usage() {
+            crate::metrics::registry_pull_budget(&u.registry, u.used, u.budget.limit);
+        }
+    }
     let mut r = crate::metrics::render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -64,6 +64,7 @@ struct Data {
     errors: Vec<RepoError>,
     dead: Vec<Job>,
     counts: JobCounts,
+    budgets: Vec<crate::registry::BudgetUsage>,
     now: DateTime<Utc>,
 }
 
@@ -77,6 +78,12 @@ async fn gather(state: &WebState) -> Result<Data, crate::store::StoreError> {
         errors: s.recent_errors(MAX_ROWS).await?,
         dead: s.list_jobs(Some(JobState::Dead), MAX_ROWS).await?,
         counts: s.job_counts().await?,
+        budgets: state
+            .ops
+            .resolver
+            .as_ref()
+            .map(|r| r.budget_usage())
+            .unwrap_or_default(),
         now: state.clock.now(),
     })
 }
@@ -147,6 +154,17 @@ fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Markup {
                 (t.format("%Y-%m-%d %H:%M UTC")) " " span.muted { "(" (relative(t, now)) ")" }
             }
         },
+    }
+}
+
+/// `90s`, `5m`, `6h`.
+fn human_secs(a: u64) -> String {
+    if a < 120 {
+        format!("{a}s")
+    } else if a < 7200 {
+        format!("{}m", a / 60)
+    } else {
+        format!("{}h", a / 3600)
     }
 }
 
@@ -278,6 +296,31 @@ fn render(state: &WebState, d: &Data) -> Markup {
                                 td {
                                     @if let Some(c) = &e.config_error { pre.error { "config: " (c) } }
                                     @if let Some(m) = &e.last_error { pre { (m) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+
+            h2 #pull-budgets { "Registry pull budgets" }
+            @if d.budgets.is_empty() {
+                p.muted { "No pull budgets (" code { "DIGESTIF_REGISTRY_PULL_BUDGET" } ")." }
+            } @else {
+                table {
+                    thead { tr { th { "Registry" } th { "Pulls used" } th { "Budget" } th { "Window" } th { "Next pull frees in" } } }
+                    tbody {
+                        @for b in &d.budgets {
+                            tr {
+                                td { code { (b.registry) } }
+                                td { (b.used) }
+                                td { (b.budget.limit) }
+                                td { (human_secs(b.budget.window.as_secs())) }
+                                td {
+                                    @match b.frees_in {
+                                        Some(f) if b.used >= b.budget.limit => { (human_secs(f.as_secs())) }
+                                        _ => { span.muted { "—" } }
+                                    }
                                 }
                             }
                         }

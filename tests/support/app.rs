@@ -68,6 +68,24 @@ pub async fn start_server_with(
     registry: &TestRegistry,
     setup: Setup,
 ) -> Running {
+    start(fake, registry, setup, |_| {}).await
+}
+
+/// [`start_server`] with registry settings changed by `tweak` (pull budgets, say).
+pub async fn start_server_tweaked(
+    fake: &FakeGitHub,
+    registry: &TestRegistry,
+    tweak: impl FnOnce(&mut digestif::registry::RegistryConfig),
+) -> Running {
+    start(fake, registry, Setup::default(), tweak).await
+}
+
+async fn start(
+    fake: &FakeGitHub,
+    registry: &TestRegistry,
+    setup: Setup,
+    tweak: impl FnOnce(&mut digestif::registry::RegistryConfig),
+) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = setup
         .database_url
@@ -88,6 +106,7 @@ pub async fn start_server_with(
     // Server mode: the guard is on, and the test registry is allowed by name.
     reg.ssrf_guard = true;
     reg.allow_private.insert("127.0.0.1".into());
+    tweak(&mut reg);
     let tuning = Tuning {
         github_retry: digestif::github::RetryPolicy {
             attempts: 3,
@@ -253,12 +272,23 @@ pub async fn installed_with(
     files: &[(&str, &str)],
     collaborators: &[(&str, &str)],
 ) -> (Running, u64) {
+    installed_tuned(fake, registry, files, collaborators, |_| {}).await
+}
+
+/// [`installed_with`] on a server whose registry settings `tweak` changed.
+pub async fn installed_tuned(
+    fake: &FakeGitHub,
+    registry: &TestRegistry,
+    files: &[(&str, &str)],
+    collaborators: &[(&str, &str)],
+    tweak: impl FnOnce(&mut digestif::registry::RegistryConfig),
+) -> (Running, u64) {
     let inst = fake.create_installation("acme", PERMS);
     fake.create_repo(inst, "acme", "widgets", files);
     for (user, role) in collaborators {
         fake.set_permission("acme/widgets", user, role);
     }
-    let server = start_server(fake, registry).await;
+    let server = start_server_tweaked(fake, registry, tweak).await;
     let (status, body) = deliver(
         &server.url,
         &installation_event(fake, inst, "created", &["acme/widgets"]),

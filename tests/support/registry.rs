@@ -334,6 +334,24 @@ impl TestRegistry {
         salt: &str,
         docker: bool,
     ) -> Image {
+        let labels = json!({
+            "org.opencontainers.image.revision": format!("rev-{salt}"),
+            "org.opencontainers.image.source": "https://github.com/example/image"
+        });
+        self.push_image_labelled(repo, tag, platform, salt, docker, labels)
+            .await
+    }
+
+    /// [`TestRegistry::push_image`] with these config labels (`{}`: none).
+    pub async fn push_image_labelled(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        platform: &str,
+        salt: &str,
+        docker: bool,
+        labels: serde_json::Value,
+    ) -> Image {
         let mut parts = platform.split('/');
         let os = parts.next().unwrap();
         let arch = parts.next().unwrap();
@@ -344,10 +362,7 @@ impl TestRegistry {
             "architecture": arch,
             "os": os,
             "created": "2026-11-01T12:00:00Z",
-            "config": {"Labels": {
-                "org.opencontainers.image.revision": format!("rev-{salt}"),
-                "org.opencontainers.image.source": "https://github.com/example/image"
-            }},
+            "config": {"Labels": labels},
             "rootfs": {"type": "layers", "diff_ids": [layer_digest.clone()]}
         });
         if let Some(v) = variant {
@@ -438,6 +453,76 @@ impl TestRegistry {
         self.push_manifest(repo, tag, &body, mt).await
     }
 
+    /// Pushes an index laid out as BuildKit lays out Docker Official Images (moby/buildkit
+    /// `docs/attestations/attestation-storage.md`): each image's entry with `annotations`
+    /// (`org.opencontainers.image.revision`, `.source`, `.base.name`, …), then per image
+    /// an attestation manifest (`unknown/unknown`, `vnd.docker.reference.type:
+    /// attestation-manifest`, `vnd.docker.reference.digest`) whose layers are the in-toto
+    /// statements (`application/vnd.in-toto+json`, `in-toto.io/predicate-type`).
+    pub async fn push_attested_index(
+        &self,
+        repo: &str,
+        tag: &str,
+        images: &[(&Image, serde_json::Value, Vec<Attestation>)],
+    ) -> String {
+        let mut entries = Vec::new();
+        let mut attestations = Vec::new();
+        for (image, annotations, docs) in images {
+            let mut parts = image.platform.split('/');
+            let mut platform = json!({"os": parts.next(), "architecture": parts.next()});
+            if let Some(v) = parts.next() {
+                platform["variant"] = json!(v);
+            }
+            entries.push(json!({
+                "mediaType": image.media_type, "digest": image.digest, "size": image.size,
+                "annotations": annotations, "platform": platform
+            }));
+            if docs.is_empty() {
+                continue;
+            }
+            let mut layers = Vec::new();
+            let mut diff_ids = Vec::new();
+            for doc in docs {
+                let (digest, size) = self.push_blob(repo, doc.body.clone()).await;
+                diff_ids.push(digest.clone());
+                layers.push(json!({
+                    "mediaType": "application/vnd.in-toto+json", "digest": digest, "size": size,
+                    "annotations": {"in-toto.io/predicate-type": doc.predicate_type}
+                }));
+            }
+            let config = serde_json::to_vec(&json!({
+                "architecture": "unknown", "os": "unknown", "config": {},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids}
+            }))
+            .unwrap();
+            let (config_digest, config_size) = self.push_blob(repo, config).await;
+            let manifest = serde_json::to_vec(&json!({
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config_digest, "size": config_size},
+                "layers": layers
+            }))
+            .unwrap();
+            let digest = self
+                .push_manifest(repo, &sha256(&manifest), &manifest, OCI_MANIFEST)
+                .await;
+            attestations.push(json!({
+                "mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(),
+                "annotations": {
+                    "vnd.docker.reference.digest": image.digest,
+                    "vnd.docker.reference.type": "attestation-manifest"
+                },
+                "platform": {"architecture": "unknown", "os": "unknown"}
+            }));
+        }
+        entries.extend(attestations);
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries
+        }))
+        .unwrap();
+        self.push_manifest(repo, tag, &index, OCI_INDEX).await
+    }
+
     /// Removes a tag straight from the storage (distribution's API cannot untag).
     pub fn delete_tag(&self, repo: &str, tag: &str) {
         let dir = self
@@ -449,6 +534,13 @@ impl TestRegistry {
             .join(tag);
         std::fs::remove_dir_all(&dir).expect("tag directory");
     }
+}
+
+/// One in-toto statement for [`TestRegistry::push_attested_index`].
+#[derive(Debug, Clone)]
+pub struct Attestation {
+    pub predicate_type: String,
+    pub body: Vec<u8>,
 }
 
 /// A pushed single-platform image.
