@@ -465,7 +465,9 @@ impl Plan {
     pub fn restrict_to_partial_view(&mut self) -> Vec<u64> {
         let mut kept = Vec::new();
         self.actions.retain(|a| match a {
-            Action::Update { number, .. } | Action::Close { number, .. } => {
+            Action::Update { number, .. }
+            | Action::Describe { number, .. }
+            | Action::Close { number, .. } => {
                 kept.push(*number);
                 false
             }
