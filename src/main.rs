@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use digestif::cli::{Cli, EXIT_ERROR};
 
 fn main() -> ExitCode {
@@ -33,7 +32,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let cli = Cli::parse();
+    let cli = Cli::from_command_line();
     match cli.run() {
         Ok(code) => code,
         Err(e) => {
