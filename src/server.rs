@@ -26,6 +26,10 @@ pub struct Tuning {
     pub worker_poll: Duration,
     /// Backoff of failed jobs.
     pub job_retry: crate::store::RetryPolicy,
+    /// Connection and webhook body limits of the HTTP server.
+    pub http: web::Limits,
+    /// How long the status page's login cookie is valid.
+    pub admin_session: Duration,
 }
 
 impl Default for Tuning {
@@ -35,6 +39,8 @@ impl Default for Tuning {
             scheduler_interval: Duration::from_secs(5),
             worker_poll: Duration::from_secs(1),
             job_retry: crate::store::RetryPolicy::default(),
+            http: web::Limits::default(),
+            admin_session: web::ADMIN_SESSION,
         }
     }
 }
@@ -126,7 +132,9 @@ impl Server {
                     .is_some_and(|u| u.starts_with("https://")),
                 app_id: Some(self.github.app_id()),
                 rate_limit: Some(self.github.rate_limit()),
+                session_lifetime: web::SessionLifetime(self.tuning.admin_session),
             }),
+            intake: Arc::new(web::intake::Intake::new(&self.tuning.http)),
         }
     }
 
@@ -141,10 +149,12 @@ impl Server {
         tracing::info!(?addr, database = %redact_url(&self.settings.database_url), "digestif serving");
         let router = web::router(self.web_state());
         let web_shutdown = shutdown.clone();
+        let limits = self.tuning.http.clone();
         let web = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { web_shutdown.cancelled().await })
-                .await
+            web::serve(listener, router, &limits, async move {
+                web_shutdown.cancelled().await
+            })
+            .await
         });
 
         let handler = self.handler.clone();

@@ -72,6 +72,7 @@ pub async fn start_server(fake: &FakeGitHub, registry: &TestRegistry) -> Running
             base: Duration::from_millis(200),
             max: Duration::from_millis(400),
         },
+        ..Tuning::default()
     };
     let server = Server::build(settings, reg, Arc::new(SystemClock), tuning)
         .await
