@@ -344,27 +344,44 @@ async fn bodies_in_flight_share_one_byte_budget() {
     let server = start(
         &fake,
         Limits {
-            body_budget: 100_000,
+            body_budget: 300_000,
             body_timeout: Duration::from_secs(3),
             ..limits()
         },
         digestif::web::ADMIN_SESSION,
     )
     .await;
-    // A reserves 90,000 of the 100,000 bytes and stalls.
+    // A reserves 200,000 of the 300,000 bytes and stalls.
     let mut a = connect(&server.addr).await;
-    a.write_all(webhook_head("push", 90_000).as_bytes())
+    a.write_all(webhook_head("push", 200_000).as_bytes())
         .await
         .unwrap();
     a.write_all(b"{").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // B's 50,000 bytes do not fit beside it: B is read only once A's deadline frees them.
-    let mut b = connect(&server.addr).await;
-    let b_started = Instant::now();
-    b.write_all(webhook_head("push", 50_000).as_bytes())
+    // A small delivery (GitHub's usual) does not wait for the budget at all.
+    let mut small = connect(&server.addr).await;
+    let small_started = Instant::now();
+    small
+        .write_all(webhook_head("push", 1_000).as_bytes())
         .await
         .unwrap();
-    b.write_all(&[b' '; 50_000]).await.unwrap();
+    small.write_all(&[b' '; 1_000]).await.unwrap();
+    let small_head = response_head(&mut small, Duration::from_secs(10))
+        .await
+        .expect("small answered");
+    assert_eq!(status(small_head.as_bytes()), Some(401), "{small_head}");
+    assert!(
+        small_started.elapsed() < Duration::from_millis(1500),
+        "a small delivery waited {:?}",
+        small_started.elapsed()
+    );
+    // B's 150,000 bytes do not fit beside A's: B is read only once A's deadline frees them.
+    let mut b = connect(&server.addr).await;
+    let b_started = Instant::now();
+    b.write_all(webhook_head("push", 150_000).as_bytes())
+        .await
+        .unwrap();
+    b.write_all(&[b' '; 150_000]).await.unwrap();
     let b_head = response_head(&mut b, Duration::from_secs(10))
         .await
         .expect("B answered");
@@ -376,7 +393,7 @@ async fn bodies_in_flight_share_one_byte_budget() {
     // Read, checked, refused for its signature: it got the budget.
     assert_eq!(status(b_head.as_bytes()), Some(401), "{b_head}");
     assert!(
-        b_waited >= Duration::from_millis(1500),
+        b_waited >= Duration::from_millis(1000),
         "B was read after {b_waited:?}, while A held the budget"
     );
     server.stop().await;

@@ -2,8 +2,8 @@
 //! can neither fill the memory nor the log.
 //!
 //! Before a byte of body is read: the event's size limit is checked against
-//! `Content-Length` (required; GitHub always sends it), and that many bytes are reserved
-//! from a budget shared by all connections. The whole body must then arrive before a
+//! `Content-Length` (required; GitHub always sends it), and a body larger than
+//! [`SMALL_BODY`] reserves that many bytes from a budget shared by all connections. The whole body must then arrive before a
 //! deadline. A request refused before its body was read is answered at once; what it still
 //! sends is read and dropped (never kept) until the deadline, so the client sees the answer
 //! instead of a reset.
@@ -25,6 +25,10 @@ use crate::metrics::WebhookOutcome;
 /// Longest header value (delivery id, event name) shown in a log line; GitHub's are a GUID
 /// and a short name.
 pub const MAX_LOGGED_VALUE: usize = 64;
+
+/// Bodies up to this size are read without reserving budget: with the connection cap
+/// (256) they hold at most 16 MiB together.
+pub const SMALL_BODY: usize = 64 * 1024;
 
 /// Refusals logged per minute; the rest are counted and the count is shown on the next line.
 pub const REFUSALS_LOGGED_PER_MINUTE: u32 = 10;
@@ -48,7 +52,7 @@ pub struct Refusal {
 /// A body read within limits; its bytes stay reserved in the budget while this lives.
 pub struct Delivered {
     pub body: Bytes,
-    _reserved: OwnedSemaphorePermit,
+    _reserved: Option<OwnedSemaphorePermit>,
 }
 
 impl Intake {
@@ -100,13 +104,18 @@ impl Intake {
             }
             Some(Some(n)) => n as usize,
         };
-        // `len` is at most the budget, which fits a u32 (see `body_limit`).
-        let wanted = u32::try_from(len).unwrap_or(u32::MAX);
-        let reserved =
+        // Small bodies (nearly every delivery) skip the budget: the connection cap bounds
+        // them, and they must not queue behind a stranger's large reservation (the
+        // semaphore is first come, first served).
+        let reserved = if len <= SMALL_BODY {
+            None
+        } else {
+            // `len` is at most the budget, which fits a u32 (see `body_limit`).
+            let wanted = u32::try_from(len).unwrap_or(u32::MAX);
             match tokio::time::timeout_at(deadline, self.budget.clone().acquire_many_owned(wanted))
                 .await
             {
-                Ok(Ok(permit)) => permit,
+                Ok(Ok(permit)) => Some(permit),
                 Ok(Err(_)) | Err(_) => {
                     return Err(refuse(
                         WebhookOutcome::Overloaded,
@@ -114,7 +123,8 @@ impl Intake {
                         "too many deliveries in flight; try again".into(),
                     ));
                 }
-            };
+            }
+        };
         let read = async {
             let mut body = body;
             let mut buf = Vec::with_capacity(len);
