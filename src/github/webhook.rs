@@ -472,6 +472,19 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn body_limits_fit_what_each_event_carries() {
+        for event in ["push", "installation", "installation_repositories"] {
+            assert_eq!(body_limit(event), 25 * 1024 * 1024, "{event}");
+        }
+        for event in ["pull_request", "issue_comment", "issues", "repository", "ping"] {
+            assert_eq!(body_limit(event), 2 * 1024 * 1024, "{event}");
+        }
+        for event in ["star", "check_run", "", "PUSH"] {
+            assert_eq!(body_limit(event), 64 * 1024, "{event}");
+        }
+    }
+
+    #[test]
     fn signatures_verify_in_constant_time_and_reject_tampering() {
         let body = br#"{"zen":"Keep it logically awesome."}"#;
         let sig = sign(b"secret", body);
