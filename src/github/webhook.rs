@@ -476,7 +476,13 @@ mod tests {
         for event in ["push", "installation", "installation_repositories"] {
             assert_eq!(body_limit(event), 25 * 1024 * 1024, "{event}");
         }
-        for event in ["pull_request", "issue_comment", "issues", "repository", "ping"] {
+        for event in [
+            "pull_request",
+            "issue_comment",
+            "issues",
+            "repository",
+            "ping",
+        ] {
             assert_eq!(body_limit(event), 2 * 1024 * 1024, "{event}");
         }
         for event in ["star", "check_run", "", "PUSH"] {
