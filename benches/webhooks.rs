@@ -32,6 +32,9 @@
 //! `DIGESTIF_TEST_POSTGRES_URL` (`postgres://postgres@127.0.0.1:5432/test`). The server logs at
 //! its default level (`DIGESTIF_LOG` is passed through) into a file in the temp directory.
 //!
+//! `cargo bench --bench webhooks -- strangers` measures what strangers cost instead (no `wrk`
+//! needed): see [`strangers`].
+//!
 //! `cargo test --all-targets` runs this binary without `--bench`: it then only says how to run
 //! it and exits, so the test suite never generates load.
 
@@ -96,15 +99,24 @@ fn main() {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_digestif"))),
     };
-    match std::process::Command::new("wrk").arg("--version").output() {
-        Ok(_) => {}
-        Err(e) => panic!("wrk not found ({e}); install it, e.g. `apt-get install wrk`"),
-    }
     assert!(
         opts.bin.is_file(),
         "no digestif binary at {}",
         opts.bin.display()
     );
+    if wanted.contains(&"strangers") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(strangers::run(&opts));
+        return;
+    }
+    match std::process::Command::new("wrk").arg("--version").output() {
+        Ok(_) => {}
+        Err(e) => panic!("wrk not found ({e}); install it, e.g. `apt-get install wrk`"),
+    }
     // One worker thread: the fake GitHub is idle during the load and must not compete for
     // the CPU with the server and wrk.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -293,55 +305,8 @@ async fn bench_backend(
         None => db.url.clone(),
         Some(schema) => format!("{}?options=-c%20search_path%3D{schema}", db.url),
     };
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().expect("addr").port()
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let log_path = dir.join(format!("server-{name}.log"));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut server = Command::new(&opts.bin)
-        .arg("serve")
-        .env("DIGESTIF_GITHUB_APP_ID", fake.app_id().to_string())
-        .env("DIGESTIF_GITHUB_PRIVATE_KEY", fake.private_key_pem())
-        .env("DIGESTIF_WEBHOOK_SECRET", SECRET)
-        .env("DIGESTIF_GITHUB_API_URL", fake.url())
-        .env("DIGESTIF_DATABASE_URL", &url)
-        .env("DIGESTIF_BIND", format!("127.0.0.1:{port}"))
-        .env_remove("DIGESTIF_GITHUB_PRIVATE_KEY_PATH")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start digestif serve");
-    let pid = server.id().expect("server pid");
+    let (mut server, pid, base) = start_server(opts, fake, &url, dir, name).await;
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if let Ok(Some(status)) = server.try_wait() {
-            panic!(
-                "server exited ({status}) before it was ready; log {}:\n{}",
-                log_path.display(),
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server not ready within 60 s; log {}",
-            log_path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    println!(
-        "ready after {:.2} s (migrations, App credentials, start-up sync)",
-        started.elapsed().as_secs_f64()
-    );
     // Let the start-up sync job finish and the allocator settle before measuring idle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_rss_kib = proc_status(pid, "VmRSS");
@@ -413,6 +378,66 @@ async fn bench_backend(
         jobs,
         peak_rss_kib,
     }
+}
+
+/// Starts the release `digestif serve` on `url` and waits until `/readyz` is green.
+async fn start_server(
+    opts: &Options,
+    fake: &FakeGitHub,
+    url: &str,
+    dir: &Path,
+    name: &str,
+) -> (Child, u32, String) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let log_path = dir.join(format!("server-{name}.log"));
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut server = Command::new(&opts.bin)
+        .arg("serve")
+        .env("DIGESTIF_GITHUB_APP_ID", fake.app_id().to_string())
+        .env("DIGESTIF_GITHUB_PRIVATE_KEY", fake.private_key_pem())
+        .env("DIGESTIF_WEBHOOK_SECRET", SECRET)
+        .env("DIGESTIF_GITHUB_API_URL", fake.url())
+        .env("DIGESTIF_DATABASE_URL", url)
+        .env("DIGESTIF_BIND", format!("127.0.0.1:{port}"))
+        .env_remove("DIGESTIF_GITHUB_PRIVATE_KEY_PATH")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start digestif serve");
+    let pid = server.id().expect("server pid");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            panic!(
+                "server exited ({status}) before it was ready; log {}:\n{}",
+                log_path.display(),
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server not ready within 60 s; log {}",
+            log_path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "ready after {:.2} s (migrations, App credentials, start-up sync)",
+        started.elapsed().as_secs_f64()
+    );
+    (server, pid, base)
 }
 
 async fn run_wrk(opts: &Options, base: &str, bodies: &Path, mode: &str, tag: &str) -> Value {
@@ -498,5 +523,269 @@ async fn count_deliveries(backend: Backend, url: &str) -> i64 {
                 .await
                 .expect("count")
         }
+    }
+}
+
+/// `cargo bench --bench webhooks -- strangers`: unsigned clients that hold connections and
+/// send large bodies slowly, as the attack in issue 10 did, against the release server on
+/// SQLite with its production limits. Each of `DIGESTIF_BENCH_STRANGERS` (200) connections
+/// does one thing over and over for `DIGESTIF_BENCH_STRANGER_SECS` (30), reconnecting
+/// whenever the server closes it:
+/// - 2 in 5 announce a 24 MiB `push` body, send 1 MiB of it at once and stall;
+/// - 1 in 5 send a whole unsigned 24 MiB body as fast as they can;
+/// - 1 in 5 send their headers one byte a second (slowloris);
+/// - 1 in 5 connect and send nothing.
+///
+/// Meanwhile GitHub's part is played by a signed `ping` delivery every 500 ms. Printed: the
+/// server's RSS idle, its peak (sampled every 100 ms, and the kernel's high-water mark), RSS
+/// 5 s and 15 s after the strangers stop, the strangers' answers by status, and how the signed
+/// deliveries fared.
+mod strangers {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    const BIG: usize = 24 * 1024 * 1024;
+    const CHUNK: usize = 1024 * 1024;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        BigStall,
+        BigFast,
+        SlowHeaders,
+        Silent,
+    }
+
+    fn kind(i: usize) -> Kind {
+        match i % 5 {
+            0 | 1 => Kind::BigStall,
+            2 => Kind::BigFast,
+            3 => Kind::SlowHeaders,
+            _ => Kind::Silent,
+        }
+    }
+
+    type Tally = Arc<Mutex<BTreeMap<String, u64>>>;
+
+    fn count(tally: &Tally, what: String) {
+        *tally.lock().expect("tally").entry(what).or_default() += 1;
+    }
+
+    fn head(len: usize, n: u64) -> String {
+        format!(
+            "POST /webhooks/github HTTP/1.1\r\nHost: digestif\r\nContent-Type: application/json\r\n\
+             X-GitHub-Event: push\r\nX-GitHub-Delivery: stranger-{n}\r\n\
+             X-Hub-Signature-256: sha256=00\r\nContent-Length: {len}\r\n\r\n"
+        )
+    }
+
+    /// Reads until the server closes; the status of its answer, if any.
+    async fn answer(stream: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) if got.len() < 4096 => got.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        match text.strip_prefix("HTTP/1.1 ").and_then(|t| t.get(..3)) {
+            Some(code) => code.to_string(),
+            None => "closed".to_string(),
+        }
+    }
+
+    async fn stranger(addr: String, kind: Kind, tally: Tally, zeros: Arc<Vec<u8>>) {
+        let mut n = 0u64;
+        loop {
+            n += 1;
+            let Ok(mut s) = TcpStream::connect(&addr).await else {
+                count(&tally, format!("{kind:?}: connect failed"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let outcome = match kind {
+                Kind::BigStall => {
+                    let _ = s.write_all(head(BIG, n).as_bytes()).await;
+                    let _ = s.write_all(&zeros[..CHUNK]).await;
+                    answer(&mut s).await
+                }
+                Kind::BigFast => {
+                    let (mut r, mut w) = s.into_split();
+                    let zeros = zeros.clone();
+                    let writer = tokio::spawn(async move {
+                        let _ = w.write_all(head(BIG, n).as_bytes()).await;
+                        for _ in 0..BIG / CHUNK {
+                            if w.write_all(&zeros[..CHUNK]).await.is_err() {
+                                break;
+                            }
+                        }
+                        w
+                    });
+                    let mut got = Vec::new();
+                    let _ = r.read_to_end(&mut got).await;
+                    writer.abort();
+                    let text = String::from_utf8_lossy(&got);
+                    match text.strip_prefix("HTTP/1.1 ").and_then(|t| t.get(..3)) {
+                        Some(code) => code.to_string(),
+                        None => "closed".to_string(),
+                    }
+                }
+                Kind::SlowHeaders => {
+                    let (mut r, mut w) = s.into_split();
+                    let writer = tokio::spawn(async move {
+                        for b in head(0, n).bytes() {
+                            if w.write_all(&[b]).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    });
+                    let mut got = Vec::new();
+                    let _ = r.read_to_end(&mut got).await;
+                    writer.abort();
+                    let text = String::from_utf8_lossy(&got);
+                    match text.strip_prefix("HTTP/1.1 ").and_then(|t| t.get(..3)) {
+                        Some(code) => code.to_string(),
+                        None => "closed".to_string(),
+                    }
+                }
+                Kind::Silent => answer(&mut s).await,
+            };
+            count(&tally, format!("{kind:?}: {outcome}"));
+        }
+    }
+
+    pub async fn run(opts: &Options) {
+        let strangers: usize = env_or("DIGESTIF_BENCH_STRANGERS", 200);
+        let secs: u64 = env_or("DIGESTIF_BENCH_STRANGER_SECS", 30);
+        let fake = FakeGitHub::start().await;
+        fake.create_installation("acme", &[("contents", "read")]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = TestDb::new(Backend::Sqlite, false)
+            .await
+            .expect("test database");
+        let (mut server, pid, base) =
+            start_server(opts, &fake, &db.url, dir.path(), "strangers").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let idle = proc_status(pid, "VmRSS");
+        println!(
+            "strangers: {strangers} unsigned connections for {secs} s against {} (idle RSS {} KiB)",
+            opts.bin.display(),
+            idle
+        );
+
+        let addr = base.trim_start_matches("http://").to_string();
+        let tally: Tally = Arc::default();
+        let zeros = Arc::new(vec![0u8; CHUNK]);
+        let tasks: Vec<_> = (0..strangers)
+            .map(|i| {
+                tokio::spawn(stranger(
+                    addr.clone(),
+                    kind(i),
+                    tally.clone(),
+                    zeros.clone(),
+                ))
+            })
+            .collect();
+
+        // GitHub's deliveries during the attack.
+        let signed = tokio::spawn({
+            let base = base.clone();
+            async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(15))
+                    .build()
+                    .expect("client");
+                let mut results = Vec::new();
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    let hook = webhooks::sign(
+                        "ping",
+                        &json!({"zen": "Anything added dilutes everything else.", "hook_id": 1}),
+                        SECRET,
+                    );
+                    let client = client.clone();
+                    let base = base.clone();
+                    results.push(tokio::spawn(async move {
+                        let started = Instant::now();
+                        let mut req = client.post(format!("{base}/webhooks/github"));
+                        for (k, v) in &hook.headers {
+                            req = req.header(k, v);
+                        }
+                        let status = match req.body(hook.body.clone()).send().await {
+                            Ok(r) => r.status().as_u16(),
+                            Err(_) => 0,
+                        };
+                        (status, started.elapsed())
+                    }));
+                    if results.len() as u64 >= secs * 2 {
+                        return results;
+                    }
+                }
+            }
+        });
+
+        let started = Instant::now();
+        let mut peak = 0;
+        while started.elapsed() < Duration::from_secs(secs) {
+            peak = peak.max(proc_status(pid, "VmRSS"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let during = proc_status(pid, "VmRSS");
+        for t in &tasks {
+            t.abort();
+        }
+        let mut signed_results = Vec::new();
+        for r in signed.await.expect("signed deliveries") {
+            signed_results.push(r.await.expect("signed delivery"));
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after_5 = proc_status(pid, "VmRSS");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let after_15 = proc_status(pid, "VmRSS");
+        let hwm = proc_status(pid, "VmHWM");
+        stop(&mut server, pid).await;
+        drop(db);
+
+        println!("stranger answers (kind: status or `closed` without an answer, count):");
+        for (what, n) in tally.lock().expect("tally").iter() {
+            println!("  {what}: {n}");
+        }
+        let accepted = signed_results.iter().filter(|(s, _)| *s == 202).count();
+        let mut latencies: Vec<Duration> = signed_results
+            .iter()
+            .filter(|(s, _)| *s == 202)
+            .map(|(_, d)| *d)
+            .collect();
+        latencies.sort();
+        let pct = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        println!(
+            "signed deliveries during the load: {} sent, {accepted} answered 202 (p50 {:.0} ms, max {:.0} ms)",
+            signed_results.len(),
+            pct(0.5),
+            pct(1.0)
+        );
+        println!(
+            "RSS: idle {} MiB, peak sampled {} MiB (kernel high-water mark {} MiB), at the end of the load {} MiB, \
+             5 s after {} MiB, 15 s after {} MiB",
+            idle / 1024,
+            peak / 1024,
+            hwm / 1024,
+            during / 1024,
+            after_5 / 1024,
+            after_15 / 1024
+        );
     }
 }

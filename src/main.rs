@@ -1,9 +1,9 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use digestif::cli::{Cli, EXIT_ERROR};
 
 fn main() -> ExitCode {
+    return_large_blocks_to_the_system();
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("DIGESTIF_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
@@ -33,12 +33,24 @@ fn main() -> ExitCode {
             }
         }
     }
-    let cli = Cli::parse();
+    let cli = Cli::from_command_line();
     match cli.run() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("digestif: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// glibc serves an allocation of 128 KiB or more with its own mapping, returned to the
+/// system when freed, but raises that threshold (up to 32 MiB) each time such a block is
+/// freed: after a burst of large webhook bodies, later ones come from the heap and their
+/// memory stays with the process. Setting the threshold fixes it at 128 KiB.
+fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }

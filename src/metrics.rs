@@ -51,7 +51,7 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     describe_counter!(
         "digestif_webhooks_total",
-        "Webhook deliveries received, by event and outcome (accepted, redelivery, bad-signature, too-large, invalid, error)"
+        "Webhook deliveries received, by event and outcome (accepted, redelivery, bad-signature, too-large, timeout, overloaded, invalid, error)"
     );
     describe_counter!(
         "digestif_jobs_total",
@@ -139,6 +139,10 @@ pub enum WebhookOutcome {
     Redelivery,
     BadSignature,
     TooLarge,
+    /// The body did not arrive in time.
+    Timeout,
+    /// The body budget stayed full until the request's deadline.
+    Overloaded,
     Invalid,
     Error,
 }
@@ -150,6 +154,8 @@ impl WebhookOutcome {
             WebhookOutcome::Redelivery => "redelivery",
             WebhookOutcome::BadSignature => "bad-signature",
             WebhookOutcome::TooLarge => "too-large",
+            WebhookOutcome::Timeout => "timeout",
+            WebhookOutcome::Overloaded => "overloaded",
             WebhookOutcome::Invalid => "invalid",
             WebhookOutcome::Error => "error",
         }

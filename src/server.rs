@@ -28,6 +28,10 @@ pub struct Tuning {
     pub job_retry: crate::store::RetryPolicy,
     /// How long a job's lease lasts without a heartbeat.
     pub job_lease: Duration,
+    /// Connection and webhook body limits of the HTTP server.
+    pub http: web::Limits,
+    /// How long the status page's login cookie is valid.
+    pub admin_session: Duration,
 }
 
 impl Default for Tuning {
@@ -38,6 +42,8 @@ impl Default for Tuning {
             worker_poll: Duration::from_secs(1),
             job_retry: crate::store::RetryPolicy::default(),
             job_lease: WorkerOptions::default().lease,
+            http: web::Limits::default(),
+            admin_session: web::ADMIN_SESSION,
         }
     }
 }
@@ -132,7 +138,9 @@ impl Server {
                 app_id: Some(self.github.app_id()),
                 rate_limit: Some(self.github.rate_limit()),
                 resolver: Some((*self.handler.resolver).clone()),
+                session_lifetime: web::SessionLifetime(self.tuning.admin_session),
             }),
+            intake: Arc::new(web::intake::Intake::new(&self.tuning.http)),
         }
     }
 
@@ -147,10 +155,12 @@ impl Server {
         tracing::info!(?addr, database = %redact_url(&self.settings.database_url), "digestif serving");
         let router = web::router(self.web_state());
         let web_shutdown = shutdown.clone();
+        let limits = self.tuning.http.clone();
         let web = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { web_shutdown.cancelled().await })
-                .await
+            web::serve(listener, router, &limits, async move {
+                web_shutdown.cancelled().await
+            })
+            .await
         });
 
         let handler = self.handler.clone();

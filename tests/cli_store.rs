@@ -278,3 +278,51 @@ async fn repos_lists_installation_scans_and_status_as_text_and_json() {
     assert_eq!(v["applied"], serde_json::json!([]));
     assert_eq!(v["version"], latest());
 }
+
+/// `--help` shows the database URL from the environment with its password hidden, as the
+/// error messages do, for every command that reads it.
+#[test]
+fn help_never_prints_the_database_password() {
+    for (url, shown) in [
+        (
+            "postgres://digestif:hunter2-secret@db.internal:5432/digestif",
+            "postgres://digestif:***@db.internal:5432/digestif",
+        ),
+        // A password holding an unencoded `@` is hidden whole.
+        (
+            "postgresql://app:p@ss-hunter2-secret@db/x",
+            "postgresql://app:***@db/x",
+        ),
+    ] {
+        for command in ["serve", "repos", "jobs", "migrate", "trigger"] {
+            for args in [
+                vec![command, "--help"],
+                vec![command, "-h"],
+                vec!["help", command],
+            ] {
+                let out = digestif(url, &args);
+                let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+                assert_eq!(out.status.code(), Some(0), "{args:?}: {all}");
+                assert!(
+                    !all.contains("hunter2"),
+                    "{args:?} prints the password:\n{all}"
+                );
+                assert!(
+                    all.contains(&format!("[env: DIGESTIF_DATABASE_URL={shown}]")),
+                    "{args:?} does not show the redacted URL:\n{all}"
+                );
+            }
+        }
+    }
+    // Unset, it reads as clap shows any unset variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_digestif"))
+        .args(["migrate", "--help"])
+        .env_remove("DIGESTIF_DATABASE_URL")
+        .output()
+        .expect("run digestif");
+    assert!(
+        text(&out.stdout).contains("[env: DIGESTIF_DATABASE_URL=] [default: sqlite://digestif.db]"),
+        "{}",
+        text(&out.stdout)
+    );
+}

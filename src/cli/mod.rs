@@ -10,7 +10,7 @@ pub mod update;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,7 +60,55 @@ pub enum Format {
 pub const EXIT_FINDINGS: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
+/// The setting whose value may hold a password (`postgres://user:password@host/db`).
+const DATABASE_URL_ENV: &str = "DIGESTIF_DATABASE_URL";
+
 impl Cli {
+    /// Parses the command line (exiting on errors and for `--help`, like `Cli::parse`).
+    pub fn from_command_line() -> Cli {
+        let matches =
+            Cli::command_with_redacted_help(std::env::var(DATABASE_URL_ENV).ok()).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The command, with `--help` showing `DIGESTIF_DATABASE_URL`'s value (`env_value`) with
+    /// its password hidden, as errors show it. clap would print the value as it is, and
+    /// `--help` output ends up in terminals, CI logs and bug reports.
+    pub fn command_with_redacted_help(env_value: Option<String>) -> clap::Command {
+        let shown = match env_value {
+            Some(v) => format!(
+                "[env: {DATABASE_URL_ENV}={}]",
+                crate::settings::redact_url(&v)
+            ),
+            None => format!("[env: {DATABASE_URL_ENV}=]"),
+        };
+        let mut cmd = Cli::command();
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .filter(|sc| {
+                sc.get_arguments()
+                    .any(|a| a.get_env().is_some_and(|e| e == DATABASE_URL_ENV))
+            })
+            .map(|sc| sc.get_name().to_string())
+            .collect();
+        for name in names {
+            cmd = cmd.mut_subcommand(&name, |sc| {
+                let ids: Vec<clap::Id> = sc
+                    .get_arguments()
+                    .filter(|a| a.get_env().is_some_and(|e| e == DATABASE_URL_ENV))
+                    .map(|a| a.get_id().clone())
+                    .collect();
+                ids.into_iter().fold(sc, |sc, id| {
+                    sc.mut_arg(id, |a| {
+                        let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                        a.hide_env(true).help(format!("{help} {shown}"))
+                    })
+                })
+            });
+        }
+        cmd
+    }
+
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Scan(args) => scan::run(args),

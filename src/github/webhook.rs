@@ -26,6 +26,23 @@ pub enum WebhookError {
     Payload { event: String, message: String },
 }
 
+/// GitHub caps webhook payloads at 25 MB.
+pub const MAX_PAYLOAD: usize = 25 * 1024 * 1024;
+
+/// The largest body accepted for a delivery of `event`, checked against `Content-Length`
+/// before any of it is read. Events whose payloads carry lists that grow with the
+/// repository or the installation (pushed commits' file lists, repository lists) may be as
+/// large as GitHub sends; the others carry at most two texts of 65,536 characters (an issue
+/// or pull request body and a comment, or a body and its previous version); events digestif
+/// ignores are acknowledged only when small.
+pub fn body_limit(event: &str) -> usize {
+    match event {
+        "push" | "installation" | "installation_repositories" => MAX_PAYLOAD,
+        "pull_request" | "issue_comment" | "issues" | "repository" | "ping" => 2 * 1024 * 1024,
+        _ => 64 * 1024,
+    }
+}
+
 /// Checks `X-Hub-Signature-256: sha256=<hex>` over the raw body, in constant time.
 pub fn verify_signature(
     secret: &[u8],
@@ -453,6 +470,25 @@ fn mentions_digestif(text: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn body_limits_fit_what_each_event_carries() {
+        for event in ["push", "installation", "installation_repositories"] {
+            assert_eq!(body_limit(event), 25 * 1024 * 1024, "{event}");
+        }
+        for event in [
+            "pull_request",
+            "issue_comment",
+            "issues",
+            "repository",
+            "ping",
+        ] {
+            assert_eq!(body_limit(event), 2 * 1024 * 1024, "{event}");
+        }
+        for event in ["star", "check_run", "", "PUSH"] {
+            assert_eq!(body_limit(event), 64 * 1024, "{event}");
+        }
+    }
 
     #[test]
     fn signatures_verify_in_constant_time_and_reject_tampering() {

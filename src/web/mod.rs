@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,14 +24,18 @@ use crate::schedule::Clock;
 use crate::store::Store;
 
 mod admin;
+pub mod connections;
+pub mod intake;
 mod metrics;
 pub mod setup;
 mod status;
 
-pub use admin::OpsState;
+pub use admin::{ADMIN_SESSION, OpsState, SessionLifetime};
+pub use connections::{Limits, serve};
 
-/// GitHub caps webhook payloads at 25 MB.
-pub const MAX_BODY: usize = 25 * 1024 * 1024;
+/// The largest webhook body accepted for any event (GitHub's cap); most events get less
+/// (see [`webhook::body_limit`]).
+pub const MAX_BODY: usize = webhook::MAX_PAYLOAD;
 
 #[derive(Clone)]
 pub struct WebState {
@@ -43,6 +46,8 @@ pub struct WebState {
     pub app_ready: Arc<AtomicBool>,
     /// Operator settings: admin token, previous webhook secret, GitHub's web address.
     pub ops: Arc<OpsState>,
+    /// Webhook body limits, budget and refusal log.
+    pub intake: Arc<intake::Intake>,
 }
 
 pub fn router(state: WebState) -> Router {
@@ -54,7 +59,6 @@ pub fn router(state: WebState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/setup", get(setup::disabled))
         .route("/setup/callback", get(setup::disabled))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
@@ -62,27 +66,35 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn github_webhook(
-    State(state): State<WebState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let delivery = header(&headers, "x-github-delivery")
-        .unwrap_or("")
-        .to_string();
-    let event = header(&headers, "x-github-event").unwrap_or("").to_string();
-    // Installation and repository are filled in once the payload is known to be GitHub's.
+async fn github_webhook(State(state): State<WebState>, headers: HeaderMap, body: Body) -> Response {
+    // Attacker-controlled until the signature is checked: shortened for the logs.
+    let delivery = header(&headers, "x-github-delivery").unwrap_or("");
+    let event = header(&headers, "x-github-event").unwrap_or("");
     let span = tracing::info_span!(
         "webhook",
-        delivery = %delivery,
-        event = %event,
+        delivery = %intake::shorten(delivery, intake::MAX_LOGGED_VALUE),
+        event = %intake::shorten(event, intake::MAX_LOGGED_VALUE),
         installation = tracing::field::Empty,
         repo = tracing::field::Empty,
     );
-    let (outcome, response) = intake(&state, &headers, &delivery, &event, body)
-        .instrument(span)
-        .await;
-    crate::metrics::webhook(&event, outcome);
+    let (outcome, response) = async {
+        let delivered = match state.intake.read_body(event, &headers, body).await {
+            Ok(d) => d,
+            Err(refused) => {
+                state.intake.log_refusal(
+                    refused.response.status(),
+                    &refused.reason,
+                    delivery,
+                    event,
+                );
+                return (refused.outcome, refused.response);
+            }
+        };
+        intake(&state, &headers, delivery, event, &delivered.body).await
+    }
+    .instrument(span)
+    .await;
+    crate::metrics::webhook(event, outcome);
     response
 }
 
@@ -91,32 +103,22 @@ async fn intake(
     headers: &HeaderMap,
     delivery: &str,
     event: &str,
-    body: Result<Bytes, BytesRejection>,
+    body: &Bytes,
 ) -> (WebhookOutcome, Response) {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => {
-            let outcome = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                WebhookOutcome::TooLarge
-            } else {
-                WebhookOutcome::Invalid
-            };
-            tracing::warn!(error = %rejection.body_text(), "webhook body refused");
-            return (outcome, rejection.into_response());
-        }
-    };
     let signature = header(headers, "x-hub-signature-256");
-    let mut verified = webhook::verify_signature(&state.webhook_secret, signature, &body);
+    let mut verified = webhook::verify_signature(&state.webhook_secret, signature, body);
     if verified.is_err()
         && let Some(previous) = &state.ops.previous_webhook_secret
-        && webhook::verify_signature(previous, signature, &body).is_ok()
+        && webhook::verify_signature(previous, signature, body).is_ok()
     {
         // Signed with the secret being rotated out: still GitHub (see README, rotation).
         tracing::info!("webhook signed with DIGESTIF_WEBHOOK_SECRET_PREVIOUS");
         verified = Ok(());
     }
     if let Err(e) = verified {
-        tracing::warn!(error = %e, "webhook refused");
+        state
+            .intake
+            .log_refusal(StatusCode::UNAUTHORIZED, &e.to_string(), delivery, event);
         return (
             WebhookOutcome::BadSignature,
             (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
@@ -132,7 +134,7 @@ async fn intake(
                 .into_response(),
         );
     }
-    let raw = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    let raw = serde_json::from_slice::<serde_json::Value>(body).ok();
     if let Some(v) = &raw {
         let span = tracing::Span::current();
         if let Some(id) = v.pointer("/installation/id").and_then(|i| i.as_i64()) {
@@ -142,7 +144,7 @@ async fn intake(
             span.record("repo", name);
         }
     }
-    let parsed = match webhook::parse(event, &body) {
+    let parsed = match webhook::parse(event, body) {
         Ok(p) => p,
         Err(e @ WebhookError::Payload { .. }) => {
             // Signed by GitHub but not what we expect: say so, keep nothing half-done.

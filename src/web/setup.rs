@@ -405,7 +405,15 @@ async fn setup_page(
         .as_ref()
         .and_then(|q| q.org.clone())
         .filter(|o| !o.is_empty());
-    let response = match admin::check(Some(&state.token), &headers, token.as_deref()) {
+    let now = chrono::Utc::now().timestamp();
+    let lifetime = admin::SessionLifetime::default();
+    let response = match admin::check(
+        Some(&state.token),
+        &headers,
+        token.as_deref(),
+        now,
+        lifetime,
+    ) {
         Access::Denied | Access::Off => (
             StatusCode::UNAUTHORIZED,
             page(
@@ -428,7 +436,7 @@ async fn setup_page(
                 Some(o) if valid_org(o) => format!("/setup?org={o}"),
                 _ => "/setup".to_string(),
             };
-            admin::login_redirect(&state.token, &location, state.secure_cookies)
+            admin::login_redirect(&state.token, &location, state.secure_cookies, now, lifetime)
         }
         Access::Granted => form(&state, &headers, org.as_deref()),
     };
@@ -648,15 +656,20 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let finished = state.finished.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
+    // Setup mode is as public as the server after it: the same connection limits.
+    super::serve(
+        listener,
+        router(state),
+        &super::Limits::default(),
+        async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 // Let the browser receive the "registered" page before the switch.
                 _ = async { finished.cancelled().await; tokio::time::sleep(Duration::from_millis(200)).await } => {}
             }
-        })
-        .await
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

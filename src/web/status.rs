@@ -30,12 +30,19 @@ pub async fn page(
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
     let token = query.ok().and_then(|Query(q)| q.token);
-    let response = match admin::check(state.ops.admin_token.as_deref(), &headers, token.as_deref())
-    {
+    let now = state.clock.now().timestamp();
+    let lifetime = state.ops.session_lifetime;
+    let response = match admin::check(
+        state.ops.admin_token.as_deref(),
+        &headers,
+        token.as_deref(),
+        now,
+        lifetime,
+    ) {
         Access::Off => (StatusCode::NOT_FOUND, off()).into_response(),
         Access::Denied => (StatusCode::UNAUTHORIZED, login(token.is_some())).into_response(),
         Access::Login => match &state.ops.admin_token {
-            Some(t) => admin::login_redirect(t, "/", state.ops.secure_cookies),
+            Some(t) => admin::login_redirect(t, "/", state.ops.secure_cookies, now, lifetime),
             None => (StatusCode::NOT_FOUND, off()).into_response(),
         },
         Access::Granted => match gather(&state).await {

@@ -120,6 +120,7 @@ async fn start(
             max: Duration::from_millis(400),
         },
         job_lease: setup.job_lease,
+        ..Tuning::default()
     };
     let server = Server::build(settings, reg, Arc::new(SystemClock), tuning)
         .await
