@@ -69,14 +69,6 @@ pub fn resolve_all(founds: &[Found], config: RegistryConfig) -> anyhow::Result<V
     // A task can only be missing if it panicked; say so instead of inventing an answer.
     Ok(out
         .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| Resolution {
-                status: crate::registry::Status::Error,
-                current: None,
-                tag_digest: None,
-                platform: None,
-                message: Some("internal error while resolving".into()),
-            })
-        })
+        .map(|r| r.unwrap_or_else(|| Resolution::internal_error("internal error while resolving")))
         .collect())
 }

@@ -6,7 +6,7 @@ use tokio::task::JoinSet;
 
 use super::handler::Handler;
 use crate::extract::{Extraction, Found};
-use crate::registry::{Resolution, Status};
+use crate::registry::Resolution;
 use crate::repo_config::RepoConfig;
 use crate::store::{ImageRefRecord, JobError};
 
@@ -37,13 +37,7 @@ pub async fn resolve_all(h: &Handler, extraction: &Extraction) -> Result<Vec<Res
     let now = h.clock.now();
     let mut out = Vec::with_capacity(resolutions.len());
     for (found, resolution) in extraction.references.iter().zip(resolutions) {
-        let resolution = resolution.unwrap_or_else(|| Resolution {
-            status: Status::Error,
-            current: None,
-            tag_digest: None,
-            platform: None,
-            message: Some("not resolved".into()),
-        });
+        let resolution = resolution.unwrap_or_else(|| Resolution::internal_error("not resolved"));
         let first_seen = match (&found.reference.tag, &resolution.current) {
             (Some(tag), Some(current)) => Some(
                 h.store

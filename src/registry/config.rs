@@ -96,7 +96,8 @@ pub struct RegistryConfig {
     pub mirrors: BTreeMap<String, String>,
     /// Refuse private, loopback, link-local and unspecified addresses (server mode).
     pub ssrf_guard: bool,
-    /// Hosts exempt from the SSRF guard (matched on the host name, port ignored).
+    /// Hosts exempt from the SSRF guard: `host:port` exempts that port only, a bare `host`
+    /// every port (see [`RegistryConfig::private_allowed_at`]).
     pub allow_private: BTreeSet<String>,
     /// Credentials by registry host (`docker.io` for Docker Hub).
     pub credentials: BTreeMap<String, Credential>,
@@ -244,11 +245,58 @@ impl RegistryConfig {
         self.credentials.get(&normalize_host(api_host))
     }
 
-    /// Whether the SSRF guard lets `host` (name without port) reach private addresses.
-    pub fn private_allowed(&self, host: &str) -> bool {
-        let bare = strip_port(host);
-        self.allow_private.iter().any(|a| strip_port(a) == bare)
-            || self.mirrors.values().any(|m| strip_port(m) == bare)
+    /// The operator's exemptions from the SSRF guard: `DIGESTIF_ALLOW_PRIVATE_REGISTRIES`
+    /// and the mirrors, as (host, port); `None` is every port.
+    fn exemptions(&self) -> impl Iterator<Item = (String, Option<u16>)> + '_ {
+        self.allow_private
+            .iter()
+            .chain(self.mirrors.values())
+            .map(|entry| split_host_port(entry))
+    }
+
+    /// Whether the SSRF guard lets `host` on `port` reach private addresses: an entry with
+    /// a port allows that port only, a bare host every port.
+    pub fn private_allowed_at(&self, host: &str, port: u16) -> bool {
+        let host = bare_host(host);
+        self.exemptions()
+            .any(|(h, p)| h == host && p.is_none_or(|p| p == port))
+    }
+
+    /// Whether some port of `host` is exempt (the name may then resolve to a private
+    /// address, so only requests to an exempt port may use that answer).
+    pub fn private_allowed_somewhere(&self, host: &str) -> bool {
+        let host = bare_host(host);
+        self.exemptions().any(|(h, _)| h == host)
+    }
+
+    /// Whether every port of `host` is exempt (a bare entry).
+    pub fn private_allowed_everywhere(&self, host: &str) -> bool {
+        let host = bare_host(host);
+        self.exemptions().any(|(h, p)| h == host && p.is_none())
+    }
+}
+
+/// A host as compared by the guard: lower case, IPv6 literals without brackets.
+fn bare_host(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
+}
+
+/// `host:port`, `[v6]:port`, `host`, `v6` → (host, port).
+pub fn split_host_port(entry: &str) -> (String, Option<u16>) {
+    let entry = entry.trim();
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']').unwrap_or((rest, ""));
+        let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (bare_host(h), port);
+    }
+    match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (bare_host(h), Some(port)),
+            Err(_) => (bare_host(entry), None),
+        },
+        _ => (bare_host(entry), None),
     }
 }
 
@@ -382,9 +430,11 @@ mod tests {
         assert!(c.is_insecure("a:5000") && c.is_insecure("b") && !c.is_insecure("a"));
         assert_eq!(c.api_host("docker.io"), "mirror.corp:5000");
         assert_eq!(c.api_host("ghcr.io"), "ghcr.io");
-        assert!(c.private_allowed("internal.corp:443"));
-        assert!(c.private_allowed("mirror.corp"));
-        assert!(!c.private_allowed("evil.example"));
+        assert!(c.private_allowed_at("internal.corp", 443));
+        assert!(c.private_allowed_at("internal.corp", 5432));
+        assert!(c.private_allowed_at("mirror.corp", 5000));
+        assert!(!c.private_allowed_at("mirror.corp", 443));
+        assert!(!c.private_allowed_at("evil.example", 443));
         let cred = c.credential_for("reg.example.com").unwrap();
         assert!(cred.token_hosts.contains("auth.example.com"));
         assert!(c.extra_roots_pem.is_empty());
@@ -418,6 +468,32 @@ mod tests {
             RegistryConfig::default().api_host("docker.io"),
             DOCKER_HUB_API
         );
+    }
+
+    #[test]
+    fn an_allowed_port_is_that_port_only_and_a_bare_host_every_port() {
+        let mut c = RegistryConfig::default();
+        c.allow_private.extend(
+            [
+                "127.0.0.1:5000",
+                "Registry.Internal",
+                "[::1]:8443",
+                "fd00::5",
+            ]
+            .map(String::from),
+        );
+        assert!(c.private_allowed_at("127.0.0.1", 5000));
+        assert!(!c.private_allowed_at("127.0.0.1", 5432));
+        assert!(!c.private_allowed_at("127.0.0.1", 3000));
+        assert!(c.private_allowed_somewhere("127.0.0.1"));
+        assert!(!c.private_allowed_everywhere("127.0.0.1"));
+        assert!(c.private_allowed_at("registry.internal", 5432));
+        assert!(c.private_allowed_everywhere("REGISTRY.internal"));
+        assert!(c.private_allowed_at("[::1]", 8443));
+        assert!(!c.private_allowed_at("::1", 443));
+        assert!(c.private_allowed_at("fd00::5", 1));
+        assert!(!c.private_allowed_somewhere("10.0.0.1"));
+        assert_eq!(split_host_port("h:x"), ("h:x".to_string(), None));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use super::RegistryError;
 use super::cache::Coalescing;
 use super::config::{ConfigError, Credential, RegistryConfig, strip_port};
-use super::guard::{self, GuardResolver, Refused};
+use super::guard::{self, Exemption, GuardResolver, Refused};
 
 /// What a request was for, as counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -70,6 +70,9 @@ type CountKey = (String, &'static str, RequestKind, u16);
 
 pub struct Http {
     pub config: Arc<RegistryConfig>,
+    /// For requests to a `host:port` the operator exempts from the SSRF guard.
+    exempt_client: reqwest::Client,
+    /// For every other request (the only one without the guard).
     client: reqwest::Client,
     counts: Mutex<BTreeMap<CountKey, u64>>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -90,32 +93,40 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Http {
     pub fn new(config: Arc<RegistryConfig>) -> Result<Http, ConfigError> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .user_agent(config.user_agent.clone())
-            .redirect(guard::redirect_policy(config.clone()));
-        if config.ssrf_guard {
-            // Through a proxy the proxy resolves and connects: nothing here could check it.
-            b = b.no_proxy();
-        }
-        if config.ssrf_guard || config.lookup.is_some() {
-            b = b.dns_resolver(Arc::new(GuardResolver::new(config.clone())));
-        }
         let mut roots = Vec::new();
         for pem in &config.extra_roots_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ConfigError::Client(format!("extra CA certificates: {e}")))?;
             roots.extend(certs);
         }
-        if !roots.is_empty() {
-            b = b.tls_certs_merge(roots);
-        }
-        let client = b
-            .build()
-            .map_err(|e| ConfigError::Client(format!("HTTP client: {e}")))?;
+        let build = |via: Exemption| {
+            let mut b = reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .timeout(config.request_timeout)
+                .user_agent(config.user_agent.clone())
+                .redirect(guard::redirect_policy(config.clone(), via));
+            if config.ssrf_guard {
+                // Through a proxy the proxy resolves and connects: nothing here could check it.
+                b = b.no_proxy();
+            }
+            if config.ssrf_guard || config.lookup.is_some() {
+                b = b.dns_resolver(Arc::new(GuardResolver::new(config.clone(), via)));
+            }
+            if !roots.is_empty() {
+                b = b.tls_certs_merge(roots.clone());
+            }
+            b.build()
+                .map_err(|e| ConfigError::Client(format!("HTTP client: {e}")))
+        };
+        let client = build(Exemption::None)?;
+        let exempt_client = if config.ssrf_guard {
+            build(Exemption::Port)?
+        } else {
+            client.clone()
+        };
         Ok(Http {
             config,
+            exempt_client,
             client,
             counts: Mutex::default(),
             limits: Mutex::default(),
@@ -133,6 +144,15 @@ impl Http {
             "https"
         };
         Endpoint { host, scheme }
+    }
+
+    /// The client a request to `url` goes through (see [`Exemption`]).
+    fn client_for(&self, url: &reqwest::Url) -> (&reqwest::Client, Exemption) {
+        if guard::exempt(&self.config, url) {
+            (&self.exempt_client, Exemption::Port)
+        } else {
+            (&self.client, Exemption::None)
+        }
     }
 
     pub fn counts(&self) -> Vec<RequestCount> {
@@ -179,6 +199,20 @@ impl Http {
         accept: Option<&str>,
         kind: RequestKind,
     ) -> Result<Response, RegistryError> {
+        self.send_once(ep, repo, method, path, accept, kind)
+            .await
+            .map_err(logged)
+    }
+
+    async fn send_once(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+        kind: RequestKind,
+    ) -> Result<Response, RegistryError> {
         let host = ep.host.clone();
         if let Some(until) = lock(&self.blocked).get(&host).copied()
             && until > Instant::now()
@@ -192,20 +226,22 @@ impl Http {
             host: host.clone(),
             message: format!("bad URL: {e}"),
         })?;
-        guard::check_url(&self.config, &url).map_err(|reason| RegistryError::Refused {
+        let (client, via) = self.client_for(&url);
+        guard::check_url(&self.config, &url, via).map_err(|reason| RegistryError::Refused {
             host: host.clone(),
             reason,
         })?;
         let pool = self.permit_pool(&host);
         let _permit = pool.acquire().await.map_err(|_| RegistryError::Transport {
             host: host.clone(),
-            message: "shutting down".into(),
+            what: "shutting down",
+            detail: "the request was not sent".into(),
         })?;
         let scope = format!("repository:{repo}:pull");
         let mut authed = false;
         let mut retries = 0u32;
         loop {
-            let mut req = self.client.request(method.clone(), url.clone());
+            let mut req = client.request(method.clone(), url.clone());
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
             }
@@ -222,12 +258,12 @@ impl Http {
             };
             let status = resp.status();
             self.count(&host, &method, kind, status.as_u16());
-            guard::check_remote(&self.config, &host, resp.remote_addr()).map_err(|reason| {
-                RegistryError::Refused {
+            guard::check_remote(&self.config, resp.url(), resp.remote_addr()).map_err(
+                |reason| RegistryError::Refused {
                     host: host.clone(),
                     reason,
-                }
-            })?;
+                },
+            )?;
             if status == StatusCode::UNAUTHORIZED && !authed {
                 authed = true;
                 let challenge = resp
@@ -354,8 +390,11 @@ impl Http {
             "http" if self.config.is_insecure(&realm_host) || ep.scheme == "http" => {}
             other => return Err(bad(format!("token realm uses {other}, refused"))),
         }
-        guard::check_url(&self.config, &url).map_err(|reason| RegistryError::Refused {
-            host: realm_host.clone(),
+        // Failures name the registry, not the realm: where its token service lives is the
+        // operator's business (the detail, for the log, says).
+        let (client, via) = self.client_for(&url);
+        guard::check_url(&self.config, &url, via).map_err(|reason| RegistryError::Refused {
+            host: host.clone(),
             reason: format!("token realm: {reason}"),
         })?;
         {
@@ -376,7 +415,7 @@ impl Http {
         if cred.is_some() && send_cred.is_none() {
             debug!(%host, realm = %realm_host, "token realm on another host: asking anonymously");
         }
-        let mut req = self.client.get(url);
+        let mut req = client.get(url);
         if let Some(c) = send_cred {
             req = req.header(AUTHORIZATION, basic_header(c));
         }
@@ -384,7 +423,14 @@ impl Http {
             Ok(r) => r,
             Err(e) => {
                 self.count(&realm_host, &Method::GET, RequestKind::Token, 0);
-                return Err(transport_error(&realm_host, &e));
+                return Err(match transport_error(&host, &e) {
+                    RegistryError::Transport { host, what, detail } => RegistryError::Transport {
+                        host,
+                        what,
+                        detail: format!("token realm {realm_host}: {detail}"),
+                    },
+                    refused => refused,
+                });
             }
         };
         self.count(
@@ -393,10 +439,10 @@ impl Http {
             RequestKind::Token,
             resp.status().as_u16(),
         );
-        guard::check_remote(&self.config, &realm_host, resp.remote_addr()).map_err(|reason| {
+        guard::check_remote(&self.config, resp.url(), resp.remote_addr()).map_err(|reason| {
             RegistryError::Refused {
-                host: realm_host.clone(),
-                reason,
+                host: host.clone(),
+                reason: format!("token realm: {reason}"),
             }
         })?;
         match resp.status() {
@@ -430,7 +476,7 @@ impl Http {
             access_token: Option<String>,
             expires_in: Option<u64>,
         }
-        let body = read_body(&realm_host, resp).await?;
+        let body = read_body(&host, resp).await?;
         let t: TokenBody =
             serde_json::from_slice(&body).map_err(|e| bad(format!("token response: {e}")))?;
         let token = t
@@ -475,9 +521,20 @@ pub async fn read_body(host: &str, mut resp: Response) -> Result<Vec<u8>, Regist
                 out.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(out),
-            Err(e) => return Err(transport_error(host, &e)),
+            Err(e) => return Err(logged(transport_error(host, &e))),
         }
     }
+}
+
+/// Writes the operator's side of a refusal or a network failure to the log: repositories
+/// are only told [`RegistryError::public_message`]. Once per request, not per reference.
+fn logged(e: RegistryError) -> RegistryError {
+    match &e {
+        RegistryError::Refused { .. } => warn!(error = %e, "registry request refused"),
+        RegistryError::Transport { .. } => warn!(error = %e, "registry request failed"),
+        _ => {}
+    }
+    e
 }
 
 /// A readable error for a request that got no response.
@@ -504,18 +561,18 @@ pub fn transport_error(host: &str, e: &reqwest::Error) -> RegistryError {
     }
     let detail = chain.last().cloned().unwrap_or_default();
     let lower = chain.join(": ").to_ascii_lowercase();
-    let message = if lower.contains("certificate") || lower.contains("tls") {
-        format!("TLS error: {detail}")
+    let what = if lower.contains("certificate") || lower.contains("tls") {
+        "TLS error"
     } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve") {
-        format!("cannot resolve host: {detail}")
+        "cannot resolve host"
     } else if e.is_redirect() {
-        format!("redirect failed: {detail}")
+        "redirect failed"
     } else if e.is_connect() {
-        format!("cannot connect: {detail}")
+        "cannot connect"
     } else {
-        detail
+        "connection failed"
     };
-    RegistryError::Transport { host, message }
+    RegistryError::Transport { host, what, detail }
 }
 
 /// `Retry-After`: delta-seconds or an HTTP date.

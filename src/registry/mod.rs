@@ -37,6 +37,7 @@ mod cache;
 mod config;
 mod guard;
 mod http;
+mod special;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -122,8 +123,12 @@ pub struct Resolution {
     pub tag_digest: Option<Digest>,
     /// For platform pins: the platform (`linux/arm/v7`).
     pub platform: Option<String>,
-    /// Why, for people: errors, rate limits, platform gone, not updatable.
+    /// Why, for people: errors, rate limits, platform gone, not updatable. Safe to show to
+    /// the repository: it never names an address the guard refused or a network error's
+    /// detail (see [`RegistryError::public_message`]).
     pub message: Option<String>,
+    /// The whole story of a failure, for the operator only (logs, the local CLI).
+    pub detail: Option<String>,
 }
 
 impl Resolution {
@@ -134,6 +139,7 @@ impl Resolution {
             tag_digest: None,
             platform: None,
             message: None,
+            detail: None,
         }
     }
 
@@ -147,7 +153,14 @@ impl Resolution {
             RegistryError::RateLimited { .. } => Status::RateLimited,
             _ => Status::Error,
         };
-        Resolution::new(status).with_message(e.to_string())
+        let mut out = Resolution::new(status).with_message(e.public_message());
+        out.detail = Some(e.to_string());
+        out
+    }
+
+    /// A failure that has no registry error behind it (a task that panicked).
+    pub fn internal_error(message: &str) -> Resolution {
+        Resolution::new(Status::Error).with_message(message)
     }
 
     /// The digest to write into the file, if any (stale, or unpinned when pinning).
@@ -172,7 +185,9 @@ pub struct Metadata {
     pub source: Option<String>,
 }
 
-/// Why a lookup failed; the text is what people see (`registry.example.com: …`).
+/// Why a lookup failed. The `Display` text is the operator's (`registry.example.com: …`,
+/// with addresses and network detail); [`RegistryError::public_message`] is what a
+/// repository may be shown.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RegistryError {
     #[error("{host}: rate limited ({detail})")]
@@ -189,12 +204,35 @@ pub enum RegistryError {
     Status { host: String, status: u16 },
     #[error("{host}: request timed out")]
     Timeout { host: String },
-    #[error("{host}: {message}")]
-    Transport { host: String, message: String },
+    /// No answer: `what` is the kind of failure, `detail` the network's own words.
+    #[error("{host}: {what}: {detail}")]
+    Transport {
+        host: String,
+        what: &'static str,
+        detail: String,
+    },
     #[error("{host}: refused by the SSRF guard: {reason}")]
     Refused { host: String, reason: String },
     #[error("{host}: invalid response: {message}")]
     Invalid { host: String, message: String },
+}
+
+/// What a repository is told when the SSRF guard refused its registry.
+pub const NOT_ALLOWED: &str = "registry address not allowed";
+
+impl RegistryError {
+    /// The text a repository may see (dashboard, status rows, check runs, PRs): without
+    /// the addresses a name resolved to, which address or port was refused, or the
+    /// network's error text ("Connection refused"), all of which would let anyone who
+    /// can name a registry in a watched repository map the operator's network. Those stay
+    /// in [`fmt::Display`], for the operator's log.
+    pub fn public_message(&self) -> String {
+        match self {
+            RegistryError::Refused { host, .. } => format!("{host}: {NOT_ALLOWED}"),
+            RegistryError::Transport { host, what, .. } => format!("{host}: {what}"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What a HEAD (or GET) of a manifest said.
