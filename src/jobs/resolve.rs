@@ -18,14 +18,22 @@ pub struct Resolved {
     pub first_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub async fn resolve_all(h: &Handler, extraction: &Extraction) -> Result<Vec<Resolved>, JobError> {
+/// `since`: for a scan a person asked for, the instant before which no registry answer is
+/// reused (see [`crate::registry::Resolver::resolve_since`]).
+pub async fn resolve_all(
+    h: &Handler,
+    extraction: &Extraction,
+    since: Option<std::time::Instant>,
+) -> Result<Vec<Resolved>, JobError> {
     let mut set = JoinSet::new();
     for (i, found) in extraction.references.iter().enumerate() {
         let resolver = h.resolver.clone();
         let reference = found.reference.clone();
         let platform = found.context.platform.clone();
         set.spawn(async move {
-            let r = resolver.resolve(&reference, platform.as_deref()).await;
+            let r = resolver
+                .resolve_since(&reference, platform.as_deref(), since)
+                .await;
             (i, r)
         });
     }

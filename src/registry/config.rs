@@ -115,6 +115,11 @@ pub struct RegistryConfig {
     pub backoff_base: Duration,
     /// How long a tag's answer is reused (the "cycle"): see the module docs.
     pub cache_ttl: Duration,
+    /// Entries each registry cache (tags, digests, manifests, configs, metadata, tokens)
+    /// holds at most; past it, the least recently used go.
+    pub cache_entries: usize,
+    /// Estimated bytes each registry cache holds at most.
+    pub cache_bytes: usize,
     /// Name resolution; `None` is the system resolver.
     pub lookup: Option<Arc<dyn Lookup>>,
     pub user_agent: String,
@@ -130,6 +135,8 @@ impl fmt::Debug for RegistryConfig {
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .field("per_host_limit", &self.per_host_limit)
             .field("cache_ttl", &self.cache_ttl)
+            .field("cache_entries", &self.cache_entries)
+            .field("cache_bytes", &self.cache_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +157,8 @@ impl Default for RegistryConfig {
             max_retries: 2,
             backoff_base: Duration::from_millis(500),
             cache_ttl: Duration::from_secs(300),
+            cache_entries: 20_000,
+            cache_bytes: 16 * 1024 * 1024,
             lookup: None,
             user_agent: concat!("digestif/", env!("CARGO_PKG_VERSION")).to_string(),
         }
@@ -162,6 +171,8 @@ pub const ENV_MIRRORS: &str = "DIGESTIF_REGISTRY_MIRRORS";
 pub const ENV_ALLOW_PRIVATE: &str = "DIGESTIF_ALLOW_PRIVATE_REGISTRIES";
 pub const ENV_CA_FILE: &str = "DIGESTIF_REGISTRY_CA_FILE";
 pub const ENV_TOKEN_HOSTS: &str = "DIGESTIF_REGISTRY_TOKEN_HOSTS";
+pub const ENV_CACHE_ENTRIES: &str = "DIGESTIF_REGISTRY_CACHE_ENTRIES";
+pub const ENV_CACHE_MB: &str = "DIGESTIF_REGISTRY_CACHE_MB";
 
 impl RegistryConfig {
     /// Settings from the process environment and the Docker config file.
@@ -188,6 +199,24 @@ impl RegistryConfig {
         };
         c.insecure.extend(list(ENV_INSECURE));
         c.allow_private.extend(list(ENV_ALLOW_PRIVATE));
+        let number = |name: &'static str| -> Result<Option<usize>, ConfigError> {
+            match var(name).map(|v| v.trim().to_string()) {
+                Some(v) if !v.is_empty() => match v.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(ConfigError::Env {
+                        var: name,
+                        message: format!("{v:?} is not a positive whole number"),
+                    }),
+                },
+                _ => Ok(None),
+            }
+        };
+        if let Some(n) = number(ENV_CACHE_ENTRIES)? {
+            c.cache_entries = n;
+        }
+        if let Some(mb) = number(ENV_CACHE_MB)? {
+            c.cache_bytes = mb.saturating_mul(1024 * 1024);
+        }
         for pair in list(ENV_MIRRORS) {
             let (from, to) = pair.split_once('=').ok_or_else(|| ConfigError::Env {
                 var: ENV_MIRRORS,
@@ -221,6 +250,14 @@ impl RegistryConfig {
             }
         }
         Ok(c)
+    }
+
+    /// The limits of each registry cache.
+    pub(crate) fn cache_limits(&self) -> super::cache::Limits {
+        super::cache::Limits {
+            entries: self.cache_entries,
+            bytes: self.cache_bytes,
+        }
     }
 
     /// The host lookups for `registry` (as named in files) go to.
@@ -424,10 +461,22 @@ mod tests {
             ENV_MIRRORS => Some("docker.io=mirror.corp:5000".to_string()),
             ENV_ALLOW_PRIVATE => Some("internal.corp".to_string()),
             ENV_TOKEN_HOSTS => Some("reg.example.com=auth.example.com".to_string()),
+            ENV_CACHE_ENTRIES => Some("500".to_string()),
+            ENV_CACHE_MB => Some(" 2 ".to_string()),
             _ => None,
         };
         let c = RegistryConfig::from_vars(vars, Some(dir.path().into()), None).unwrap();
         assert!(c.is_insecure("a:5000") && c.is_insecure("b") && !c.is_insecure("a"));
+        assert_eq!((c.cache_entries, c.cache_bytes), (500, 2 * 1024 * 1024));
+        for bad in ["0", "-1", "lots"] {
+            let e = RegistryConfig::from_vars(
+                |k| (k == ENV_CACHE_MB).then(|| bad.to_string()),
+                None,
+                None,
+            )
+            .unwrap_err();
+            assert!(e.to_string().starts_with(ENV_CACHE_MB), "{e}");
+        }
         assert_eq!(c.api_host("docker.io"), "mirror.corp:5000");
         assert_eq!(c.api_host("ghcr.io"), "ghcr.io");
         assert!(c.private_allowed_at("internal.corp", 443));

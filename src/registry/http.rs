@@ -93,6 +93,7 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Http {
     pub fn new(config: Arc<RegistryConfig>) -> Result<Http, ConfigError> {
+        let limits = config.cache_limits();
         let mut roots = Vec::new();
         for pem in &config.extra_roots_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -131,7 +132,9 @@ impl Http {
             counts: Mutex::default(),
             limits: Mutex::default(),
             blocked: Mutex::default(),
-            tokens: Coalescing::new(10_000),
+            tokens: Coalescing::new("tokens", limits, |(host, scope), v| {
+                host.len() + scope.len() + v.as_ref().map_or(0, |(t, _)| t.len())
+            }),
             basic: Mutex::default(),
         })
     }
@@ -144,6 +147,11 @@ impl Http {
             "https"
         };
         Endpoint { host, scheme }
+    }
+
+    /// The token cache's name and usage.
+    pub fn token_cache(&self) -> (&'static str, super::cache::Usage) {
+        (self.tokens.name(), self.tokens.usage())
     }
 
     /// The client a request to `url` goes through (see [`Exemption`]).
@@ -356,7 +364,7 @@ impl Http {
                     self.tokens.forget(&key);
                 }
                 self.tokens
-                    .get_or_fetch(key, token_ttl, || {
+                    .get_or_fetch(key, token_ttl, None, || {
                         self.fetch_token(ep, realm, &c.params, scope, cred)
                     })
                     .await?;

@@ -26,6 +26,8 @@ pub const PERMS: &[(&str, &str)] = &[
 pub struct Running {
     pub url: String,
     pub store: Store,
+    /// The server's database, for the operator commands (`digestif trigger`).
+    pub database_url: String,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -43,6 +45,15 @@ impl Running {
 }
 
 pub async fn start_server(fake: &FakeGitHub, registry: &TestRegistry) -> Running {
+    start_server_with(fake, registry, |_| {}).await
+}
+
+/// [`start_server`] with registry settings changed by `tune` (after the test defaults).
+pub async fn start_server_with(
+    fake: &FakeGitHub,
+    registry: &TestRegistry,
+    tune: impl FnOnce(&mut digestif::registry::RegistryConfig),
+) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}", dir.path().join("digestif.db").display());
     let settings = Settings {
@@ -50,7 +61,7 @@ pub async fn start_server(fake: &FakeGitHub, registry: &TestRegistry) -> Running
         private_key_pem: fake.private_key_pem().as_bytes().to_vec(),
         webhook_secret: SECRET.as_bytes().to_vec(),
         github_api_url: fake.url().to_string(),
-        database_url: db,
+        database_url: db.clone(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         workers: 2,
     };
@@ -60,6 +71,7 @@ pub async fn start_server(fake: &FakeGitHub, registry: &TestRegistry) -> Running
     // Server mode: the guard is on, and the test registry is allowed by name.
     reg.ssrf_guard = true;
     reg.allow_private.insert("127.0.0.1".into());
+    tune(&mut reg);
     let tuning = Tuning {
         github_retry: digestif::github::RetryPolicy {
             attempts: 3,
@@ -86,6 +98,7 @@ pub async fn start_server(fake: &FakeGitHub, registry: &TestRegistry) -> Running
     Running {
         url,
         store,
+        database_url: db,
         shutdown,
         task,
         _dir: dir,
@@ -197,6 +210,7 @@ impl Running {
         let job = Work::ScanRepo {
             repository_id: repo.id,
             reason: "test".into(),
+            fresh: true,
         }
         .to_job();
         self.store
@@ -224,12 +238,23 @@ pub async fn installed_with(
     files: &[(&str, &str)],
     collaborators: &[(&str, &str)],
 ) -> (Running, u64) {
+    installed_tuned(fake, registry, files, collaborators, |_| {}).await
+}
+
+/// [`installed_with`], with registry settings changed by `tune`.
+pub async fn installed_tuned(
+    fake: &FakeGitHub,
+    registry: &TestRegistry,
+    files: &[(&str, &str)],
+    collaborators: &[(&str, &str)],
+    tune: impl FnOnce(&mut digestif::registry::RegistryConfig),
+) -> (Running, u64) {
     let inst = fake.create_installation("acme", PERMS);
     fake.create_repo(inst, "acme", "widgets", files);
     for (user, role) in collaborators {
         fake.set_permission("acme/widgets", user, role);
     }
-    let server = start_server(fake, registry).await;
+    let server = start_server_with(fake, registry, tune).await;
     let (status, body) = deliver(
         &server.url,
         &installation_event(fake, inst, "created", &["acme/widgets"]),
