@@ -62,6 +62,10 @@ impl Endpoint {
     }
 }
 
+/// Per-host state (concurrency limits, rate-limit blocks) past this many hosts drops the
+/// hosts nobody is using.
+const MAX_HOSTS_KEPT: usize = 1000;
+
 /// Bodies larger than this are refused: no manifest or image config is near it.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -189,7 +193,12 @@ impl Http {
     }
 
     fn permit_pool(&self, host: &str) -> Arc<Semaphore> {
-        lock(&self.limits)
+        let mut limits = lock(&self.limits);
+        // Hosts come from strangers' files: forget idle ones rather than grow for good.
+        if limits.len() >= MAX_HOSTS_KEPT {
+            limits.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        limits
             .entry(host.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_host_limit.max(1))))
             .clone()
@@ -308,7 +317,12 @@ impl Http {
                 // so the rest of this cycle's lookups to it do not pile on.
                 let block = wait.clamp(Duration::from_secs(1), cap.max(Duration::from_secs(1)));
                 if let Some(until) = Instant::now().checked_add(block) {
-                    lock(&self.blocked).insert(host.clone(), until);
+                    let mut blocked = lock(&self.blocked);
+                    if blocked.len() >= MAX_HOSTS_KEPT {
+                        let now = Instant::now();
+                        blocked.retain(|_, t| *t > now);
+                    }
+                    blocked.insert(host.clone(), until);
                 }
                 warn!(%host, %status, "registry rate limit: giving up for this cycle");
                 return Err(RegistryError::RateLimited {
