@@ -266,3 +266,44 @@ async fn network_errors_reach_the_repository_without_their_detail() {
     let detail = r.detail.unwrap();
     assert!(detail.to_lowercase().contains("refused"), "{detail}");
 }
+
+/// A log sink for one test.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_operator_log_gets_the_detail_the_repository_does_not() {
+    let reg = TestRegistry::start().await;
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    // The resolver runs on this thread (a current-thread runtime), so this catches it.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut c = guarded(&reg);
+    c.lookup = Some(dns(&[("vm.internal", "10.20.30.40")]));
+    c.insecure.insert("vm.internal:5000".into());
+    let r = resolve(&c, "vm.internal:5000/app:1").await;
+    assert_eq!(
+        r.message.as_deref(),
+        Some("vm.internal:5000: registry address not allowed")
+    );
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("registry request refused")
+            && text.contains("vm.internal resolves to 10.20.30.40"),
+        "{text}"
+    );
+}
