@@ -186,10 +186,34 @@ impl Http {
         } else {
             "GET"
         };
-        *lock(&self.counts)
-            .entry((host.to_string(), method, kind, status))
+        let mut counts = lock(&self.counts);
+        // Past MAX_HOSTS_KEPT hosts, new ones are counted together as `other`, so the
+        // table does not grow with every host a stranger's file names.
+        let known = counts
+            .range((host.to_string(), "", RequestKind::ManifestHead, 0)..)
+            .next()
+            .is_some_and(|((h, ..), _)| h == host);
+        let label = if known || self.counted_hosts(&counts) < MAX_HOSTS_KEPT {
+            host
+        } else {
+            "other"
+        };
+        *counts
+            .entry((label.to_string(), method, kind, status))
             .or_default() += 1;
         crate::metrics::registry_request(host, method, kind.as_str(), status);
+    }
+
+    fn counted_hosts(&self, counts: &BTreeMap<CountKey, u64>) -> usize {
+        let mut n = 0;
+        let mut last: Option<&str> = None;
+        for (h, ..) in counts.keys() {
+            if last != Some(h.as_str()) {
+                n += 1;
+                last = Some(h);
+            }
+        }
+        n
     }
 
     fn permit_pool(&self, host: &str) -> Arc<Semaphore> {
@@ -679,6 +703,32 @@ mod tests {
         assert_eq!(b.scheme, "Basic");
         assert_eq!(b.params["realm"], "Registry Realm");
         assert!(parse_challenge("Bearer").params.is_empty());
+    }
+
+    #[test]
+    fn request_counts_stop_growing_with_new_hosts() {
+        let http = Http::new(Arc::new(RegistryConfig::default())).unwrap();
+        for i in 0..MAX_HOSTS_KEPT + 50 {
+            let host = format!("h{i}.example");
+            http.count(&host, &Method::HEAD, RequestKind::ManifestHead, 200);
+            http.count(&host, &Method::GET, RequestKind::Blob, 200);
+        }
+        // A host counted before the cap keeps its own row.
+        http.count("h0.example", &Method::HEAD, RequestKind::ManifestHead, 200);
+        let counts = http.counts();
+        let hosts: std::collections::BTreeSet<_> = counts.iter().map(|c| &c.host).collect();
+        assert_eq!(hosts.len(), MAX_HOSTS_KEPT + 1);
+        let other: u64 = counts
+            .iter()
+            .filter(|c| c.host == "other")
+            .map(|c| c.count)
+            .sum();
+        assert_eq!(other, 100);
+        let h0 = counts
+            .iter()
+            .find(|c| c.host == "h0.example" && c.kind == RequestKind::ManifestHead)
+            .unwrap();
+        assert_eq!(h0.count, 2);
     }
 
     #[test]
