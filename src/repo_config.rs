@@ -20,6 +20,23 @@ pub const CONFIG_PATHS: [&str; 3] = [
     ".digestif.yml",
 ];
 
+/// The largest configuration file digestif reads, in bytes. A real one is a few hundred
+/// bytes; any pull request (forks included) makes the server read the file it proposes,
+/// so a bigger one is refused before it is fetched.
+pub const MAX_CONFIG_SIZE: u64 = 128 * 1024;
+
+/// The error for a file over [`MAX_CONFIG_SIZE`].
+pub fn too_large() -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        line: None,
+        column: None,
+        message: format!(
+            "the file is larger than {} KiB, the most digestif reads of a configuration file",
+            MAX_CONFIG_SIZE / 1024
+        ),
+    }])
+}
+
 /// One problem in the file, with the 1-based line and column it points at.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{}{message}", position(*line, *column))]

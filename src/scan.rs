@@ -69,6 +69,32 @@ pub fn candidates(root: &Path, options: &WalkOptions) -> (Vec<Candidate>, Vec<Fi
     (files, errors)
 }
 
+/// A file read with a size cap.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Capped {
+    Bytes(Vec<u8>),
+    /// Over the cap: its size when the file system said so (then nothing was read), or
+    /// `None` when reading found more than the cap (a file that grew, a device).
+    TooLarge(Option<u64>),
+}
+
+/// Reads `path` unless it is bigger than `cap` bytes: the size is checked first, and at
+/// most `cap + 1` bytes are ever read, so a huge (or endless) file costs nothing.
+pub fn read_capped(path: &Path, cap: usize) -> std::io::Result<Capped> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > cap as u64 {
+        return Ok(Capped::TooLarge(Some(len)));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(cap as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > cap {
+        return Ok(Capped::TooLarge(None));
+    }
+    Ok(Capped::Bytes(bytes))
+}
+
 /// Reads and extracts every candidate file under `root`.
 pub fn scan_dir(root: &Path, options: &WalkOptions) -> Extraction {
     let (files, errors) = candidates(root, options);
@@ -77,9 +103,14 @@ pub fn scan_dir(root: &Path, options: &WalkOptions) -> Extraction {
         ..Extraction::default()
     };
     for c in files {
-        match std::fs::read(&c.path) {
-            Ok(bytes) => {
+        match read_capped(&c.path, extract::MAX_FILE_SIZE) {
+            Ok(Capped::Bytes(bytes)) => {
                 if let Some(e) = extract::extract_file(&c.relative, &bytes) {
+                    out.merge(e);
+                }
+            }
+            Ok(Capped::TooLarge(size)) => {
+                if let Some(e) = extract::oversized_file(&c.relative, size) {
                     out.merge(e);
                 }
             }
@@ -91,4 +122,29 @@ pub fn scan_dir(root: &Path, options: &WalkOptions) -> Extraction {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stop_one_byte_past_the_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let small = dir.path().join("small");
+        std::fs::write(&small, b"FROM a\n").expect("write");
+        assert_eq!(
+            read_capped(&small, 7).expect("read"),
+            Capped::Bytes(b"FROM a\n".to_vec())
+        );
+        assert_eq!(
+            read_capped(&small, 6).expect("read"),
+            Capped::TooLarge(Some(7))
+        );
+        // A device that never ends and reports no size: reading stops after cap + 1 bytes.
+        assert_eq!(
+            read_capped(Path::new("/dev/zero"), 1024).expect("read"),
+            Capped::TooLarge(None)
+        );
+    }
 }

@@ -194,14 +194,13 @@ impl Writer<'_> {
                         .filter(|u| is_workflow(&u.found.file))
                         .map(|u| u.found.file.clone())
                         .collect();
-                    let text = format!(
+                    out.problems.push(format!(
                         "digestif cannot update workflow files ({}) because the App lacks the \
-                         `workflows` permission. An organization owner can grant it in the App's \
+                         workflows permission. An organization owner can grant it in the App's \
                          installation settings.",
                         skipped.join(", ")
-                    );
-                    out.problems.push(text.clone());
-                    note = Some(text);
+                    ));
+                    note = Some(render::workflows_note(&skipped));
                     updates.retain(|u| !is_workflow(&u.found.file));
                     if updates.is_empty() {
                         tracing::warn!(
@@ -222,7 +221,7 @@ impl Writer<'_> {
         let title = render::title(self.config, branch, &updates);
         let mut body = render::body(self.config, &links, branch, &updates);
         if let Some(n) = &note {
-            body = format!("> [!WARNING]\n> {n}\n\n{body}");
+            body = format!("{n}{body}");
         }
         let number = match number {
             Some(n) => {
@@ -408,7 +407,10 @@ impl Writer<'_> {
                     self.api,
                     self.full_name,
                     number as i64,
-                    &format!("digestif could not request the configured reviewers: {e}"),
+                    &format!(
+                        "digestif could not request the configured reviewers: {}",
+                        render::code(&e.to_string())
+                    ),
                 )
                 .await?;
             }
@@ -433,7 +435,10 @@ impl Writer<'_> {
                     self.api,
                     self.full_name,
                     number as i64,
-                    &format!("digestif could not enable auto-merge (is it allowed in the repository settings?): {why}"),
+                    &format!(
+                        "digestif could not enable auto-merge (is it allowed in the repository settings?): {}",
+                        render::code(&why)
+                    ),
                 )
                 .await?;
             }

@@ -485,3 +485,124 @@ async fn a_broken_file_is_reported_and_the_rest_is_scanned() {
     fake.assert_no_violations();
     server.stop().await;
 }
+
+/// A config that is too big is refused before it is fetched, on the default branch and in a
+/// pull request; one with thousands of errors and hostile values gives an issue GitHub
+/// accepts (the fake refuses bodies over 65,536 characters), with the values quoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_error_flooded_configs() {
+    let registry = TestRegistry::start().await;
+    let fake = FakeGitHub::start().await;
+    let big = format!("# {}\n", "x".repeat(200 * 1024));
+    let (server, inst) = installed(
+        &fake,
+        &registry,
+        &[("README.md", "hi\n"), (".github/digestif.yml", &big)],
+    )
+    .await;
+    let config_issue = || {
+        fake.issues("acme/widgets")
+            .into_iter()
+            .find(|i| i.title == "digestif: configuration error" && i.state == "open")
+    };
+    let issue = config_issue().expect("config error issue");
+    let body = issue.body.unwrap_or_default();
+    assert!(
+        body.contains("larger than 128 KiB, the most digestif reads of a configuration file"),
+        "{body}"
+    );
+    let blob_gets = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/git/blobs/"))
+            .count()
+    };
+    assert_eq!(blob_gets(), 0, "the oversized file is never fetched");
+    let repo = server
+        .store
+        .repository_by_full_name("acme/widgets")
+        .await
+        .expect("db")
+        .expect("repo");
+    assert_eq!(repo.config_text, None, "nothing of it is stored");
+    assert_eq!(repo.last_scan_status.as_deref(), Some("config-error"));
+    // A rescan of the unchanged branch (304) says the same, without fetching it either.
+    server.scan("acme/widgets").await;
+    assert_eq!(blob_gets(), 0);
+    assert!(config_issue().is_some());
+
+    // A pull request proposing an oversized file gets a failing check; the file is not read.
+    fake.push(
+        "acme/widgets",
+        "bigger",
+        &[(".github/digestif.yml", Some(&format!("{big}{big}")))],
+        Default::default(),
+        "even bigger",
+    );
+    let number = open_pull_as_app(&fake, inst, "bigger", "bigger").await;
+    let hook = pull_request_event(&fake, inst, "acme/widgets", number, "opened", "carol");
+    assert_eq!(deliver(&server.url, &hook).await.0, 202);
+    server.settle().await;
+    let run = fake
+        .check_runs("acme/widgets")
+        .into_iter()
+        .find(|r| r.head_sha == fake.branches("acme/widgets")["bigger"])
+        .expect("check run");
+    assert_eq!(run.conclusion.as_deref(), Some("failure"));
+    assert!(
+        run.output.to_string().contains("larger than 128 KiB"),
+        "{}",
+        run.output
+    );
+    assert_eq!(blob_gets(), 0);
+
+    // Thousands of errors (each ignore entry names no valid image), hostile text among them.
+    let hostile = "x` @octocat [click](https://evil.example) ![i](https://evil.example/i.png)";
+    let mut flood = format!("timezone: {hostile:?}\nignore:\n");
+    while flood.len() < 120 * 1024 {
+        flood.push_str("  - {image: \"Bad!\"}\n");
+    }
+    server
+        .push_to_main(&fake, inst, ".github/digestif.yml", &flood, "many errors")
+        .await;
+    server.settle().await;
+    let issue = config_issue().expect("config error issue");
+    let body = issue.body.unwrap_or_default();
+    let errors = digestif::repo_config::RepoConfig::parse(&flood)
+        .expect_err("invalid")
+        .0
+        .len();
+    assert!(errors > 5_000, "{errors}");
+    assert!(body.chars().count() <= 65_536, "{}", body.len());
+    assert!(
+        body.contains(&format!("… and {} more errors", errors - 50)),
+        "{body}"
+    );
+    // The hostile value is inside a code span: GitHub makes no mention, link or image of it.
+    let mut quoted = 0;
+    for ev in pulldown_cmark::Parser::new(&body) {
+        match ev {
+            pulldown_cmark::Event::Code(c) if c.contains("@octocat [click]") => quoted += 1,
+            pulldown_cmark::Event::Start(
+                t @ (pulldown_cmark::Tag::Link { .. } | pulldown_cmark::Tag::Image { .. }),
+            ) => panic!("{t:?} in {body}"),
+            pulldown_cmark::Event::Text(t) => assert!(!t.contains('@'), "{t} in {body}"),
+            _ => {}
+        }
+    }
+    assert_eq!(quoted, 1, "{body}");
+    let repo = server
+        .store
+        .repository_by_full_name("acme/widgets")
+        .await
+        .expect("db")
+        .expect("repo");
+    let stored = repo.config_error.unwrap_or_default();
+    assert!(stored.len() < 20_000, "{}", stored.len());
+    assert!(
+        stored.ends_with(&format!("… and {} more", errors - 50)),
+        "{stored}"
+    );
+    fake.assert_no_violations();
+    server.stop().await;
+}

@@ -136,3 +136,56 @@ fn usage_and_io_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/digestif-test"));
     assert_eq!(digestif(&["scan", "--bogus"]).status.code(), Some(2));
 }
+
+/// `digestif` with its address space capped at 1 GiB (`prlimit`, util-linux): a read of a
+/// multi-GiB file could not even get its buffer.
+fn digestif_in_1gib(args: &[&str]) -> std::process::Output {
+    Command::new("prlimit")
+        .arg(format!("--as={}", 1u64 << 30))
+        .arg(env!("CARGO_BIN_EXE_digestif"))
+        .args(args)
+        .output()
+        .expect("run prlimit digestif")
+}
+
+#[test]
+fn a_huge_sparse_file_is_skipped_by_its_size_without_being_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 GiB of holes: no disk used, but reading it whole would need 4 GiB of memory.
+    let huge = std::fs::File::create(dir.path().join("Dockerfile")).unwrap();
+    huge.set_len(4 << 30).unwrap();
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/Dockerfile"), "FROM alpine:3.20\n").unwrap();
+    let out = digestif_in_1gib(&[
+        "scan",
+        "--offline",
+        "--format",
+        "json",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["errors"], serde_json::json!([]), "{report:#}");
+    assert_eq!(
+        report["skipped"],
+        serde_json::json!([{"file": "Dockerfile", "line": 0, "text": "",
+            "reason": "file is 4294967296 bytes, over the 1048576 byte limit"}]),
+        "{report:#}"
+    );
+    assert_eq!(report["references"][0]["file"], "app/Dockerfile");
+
+    // check-config applies the server's 128 KiB cap the same way.
+    let config = std::fs::File::create(dir.path().join("digestif.yml")).unwrap();
+    config.set_len(4 << 30).unwrap();
+    let out = digestif_in_1gib(&[
+        "check-config",
+        dir.path().join("digestif.yml").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("digestif.yml: the file is larger than 128 KiB"),
+        "{stderr}"
+    );
+}

@@ -412,6 +412,84 @@ async fn bad_body_is_refused_and_recorded() {
 }
 
 #[tokio::test]
+async fn bodies_over_githubs_limit_are_refused_like_github() {
+    let (fake, _, client, _) = setup(&[("README.md", "hi\n")]).await;
+    // 65,536 characters pass (multi-byte ones count once, as on GitHub); one more does not.
+    let at_limit = "é".repeat(65_536);
+    let over = "x".repeat(65_537);
+    let issue: Value = client
+        .post(
+            "/repos/acme/widgets/issues",
+            Some(&json!({"title": "t", "body": at_limit})),
+        )
+        .await
+        .expect("a body at the limit is accepted");
+    let n = issue["number"].as_u64().expect("number");
+    let refused = |res: Result<Value, octocrab::Error>| match res {
+        Err(octocrab::Error::GitHub { source, .. }) => {
+            assert_eq!(source.status_code, 422);
+            assert_eq!(source.message, "Validation Failed");
+            let e = &source.errors.expect("errors")[0];
+            assert_eq!(e["field"], "body");
+            assert_eq!(
+                e["message"],
+                "body is too long (maximum is 65536 characters)"
+            );
+            e["resource"].as_str().unwrap_or_default().to_string()
+        }
+        other => panic!("expected 422, got {other:?}"),
+    };
+    let attempts = [
+        (
+            "POST",
+            "/repos/acme/widgets/issues".to_string(),
+            json!({"title": "t", "body": over}),
+            "Issue",
+        ),
+        (
+            "PATCH",
+            format!("/repos/acme/widgets/issues/{n}"),
+            json!({"body": over}),
+            "Issue",
+        ),
+        (
+            "POST",
+            format!("/repos/acme/widgets/issues/{n}/comments"),
+            json!({"body": over}),
+            "IssueComment",
+        ),
+        (
+            "POST",
+            "/repos/acme/widgets/pulls".to_string(),
+            json!({"title": "t", "head": "main", "base": "main", "body": over}),
+            "PullRequest",
+        ),
+    ];
+    for (method, path, body, resource) in attempts {
+        let res = if method == "POST" {
+            client.post(&path, Some(&body)).await
+        } else {
+            client.patch(&path, Some(&body)).await
+        };
+        assert_eq!(refused(res), resource, "{method} {path}");
+        let v = fake.take_violations();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].message.contains("body is too long"),
+            "{}",
+            v[0].message
+        );
+    }
+    let stored = fake.issues("acme/widgets");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].body.as_deref().map(|b| b.chars().count()),
+        Some(65_536)
+    );
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
 async fn etag_round_trip_does_not_count_against_rate_limit() {
     let (fake, _, client, _) = setup(&[("README.md", "hi\n")]).await;
     client

@@ -117,12 +117,19 @@ async fn a_pr_is_opened_kept_current_and_closed_when_upstream_reverts() {
     server.scan(REPO).await;
     assert_eq!(fake.branches(REPO)["digestif/all"], head);
 
-    // 2. The tag moves again: the same PR gets a new commit and body.
+    // 2. The tag moves again: the same PR is rebuilt — its branch force-moved to one new
+    // commit on the base (not a commit added on top), and its body rewritten.
     let (newer, _, _) = push_python(&reg, "three").await;
     server.scan(REPO).await;
     let pulls = open_pulls(&fake);
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0].number, pr.number);
+    let rebuilt = fake.branches(REPO)["digestif/all"].clone();
+    assert_ne!(rebuilt, head);
+    assert_eq!(
+        fake.commit(REPO, &rebuilt).expect("commit").parents,
+        [fake.branches(REPO)["main"].clone()]
+    );
     assert_eq!(
         fake.file_at(REPO, "digestif/all", "Dockerfile")
             .expect("file"),
@@ -416,6 +423,36 @@ async fn platform_pins_arg_edits_grouping_and_min_age() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pr_with_2000_updates_has_a_body_github_accepts() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let python = reg.reference("library/python", "3.12-slim", Some(&old));
+    let dockerfile: String = (0..2000)
+        .map(|i| format!("FROM {python} AS s{i}\n"))
+        .collect();
+    let fake = FakeGitHub::start().await;
+    // The fake refuses bodies over GitHub's 65,536 characters, as GitHub does.
+    let (server, _) = installed(&fake, &reg, &[("Dockerfile", &dockerfile)]).await;
+    let pulls = open_pulls(&fake);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &new),
+        "every one of the 2,000 references is updated"
+    );
+    let body = pulls[0].body.clone().unwrap_or_default();
+    assert!(body.chars().count() <= 65_536, "{}", body.len());
+    assert!(body.contains("more of the 2000 updates; the commit message lists every one"));
+    let head = fake.branches(REPO)["digestif/all"].clone();
+    let message = fake.commit(REPO, &head).expect("commit").message;
+    assert_eq!(message.matches(" -> ").count(), 2000);
+    fake.assert_no_violations();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_commit_and_pr_leaves_exactly_one_pr() {
     let reg = TestRegistry::start().await;
     let (old, _, _) = push_python(&reg, "one").await;
@@ -606,8 +643,32 @@ async fn workflow_files_without_the_permission_are_explained_not_fatal() {
         .expect("db")
         .expect("repo");
     assert!(repo.last_error.unwrap_or_default().contains("workflows"));
-    // The refusal was GitHub's answer to a request we made; nothing else broke the contract.
-    let _ = fake.take_violations();
+    // GitHub's refusal is an answer (422 to creating the branch with the workflow change),
+    // not a broken contract: the exact set of contract violations is empty.
+    let writes: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/git/refs"))
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert_eq!(
+        writes[..4],
+        [
+            // The branch does not exist yet, so it is created: refused for the workflow,
+            "PATCH /repos/acme/widgets/git/refs/heads/digestif/all 422",
+            "POST /repos/acme/widgets/git/refs 422",
+            // then created with the commit that leaves the workflow alone.
+            "PATCH /repos/acme/widgets/git/refs/heads/digestif/all 422",
+            "POST /repos/acme/widgets/git/refs 201",
+        ],
+        "{writes:#?}"
+    );
+    let violations: Vec<String> = fake
+        .take_violations()
+        .iter()
+        .map(|v| format!("{} {}: {}", v.method, v.path, v.message))
+        .collect();
+    assert_eq!(violations, Vec::<String>::new());
     server.stop().await;
 }
 
@@ -643,7 +704,27 @@ async fn recreate_brings_a_declined_update_back_and_unignore_lifts_an_image_igno
         .comment(&fake, inst, pr.number, "carol", "@digestif recreate")
         .await;
     let again = open_pulls(&fake).pop().expect("recreated");
+    // What the PR body and the closing comment promised: a new PR, not the old one reopened.
     assert_ne!(again.number, pr.number);
+    assert!(
+        pr.body.as_deref().unwrap_or("").contains(
+            "`@digestif recreate` (on a closed PR: propose its digests again, in a new PR)"
+        )
+    );
+    assert!(
+        fake.comments(REPO, pr.number)
+            .iter()
+            .any(|c| c.body.contains(
+                "`@digestif recreate` to have these digests proposed again, in a new pull request"
+            ))
+    );
+    assert_eq!(
+        fake.pulls(REPO)
+            .iter()
+            .find(|p| p.number == pr.number)
+            .map(|p| p.state.as_str()),
+        Some("closed")
+    );
     assert_eq!(
         fake.file_at(REPO, "digestif/all", "Dockerfile")
             .expect("file"),

@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::EXIT_FINDINGS;
-use crate::repo_config::{RepoConfig, json_schema};
+use crate::repo_config::{MAX_CONFIG_SIZE, RepoConfig, json_schema, too_large};
+use crate::scan::{Capped, read_capped};
 
 #[derive(Debug, Args)]
 pub struct CheckConfigArgs {
@@ -18,10 +19,19 @@ pub struct CheckConfigArgs {
 
 /// Prints every problem as `FILE:LINE:COLUMN: message`; exit 1 when there is one.
 pub fn check(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let name = args.file.display();
-    match RepoConfig::parse(&text) {
+    // The server's cap, checked the same way: a file it would refuse is refused here.
+    let parsed = match read_capped(&args.file, MAX_CONFIG_SIZE as usize)
+        .with_context(|| format!("cannot read {name}"))?
+    {
+        Capped::Bytes(bytes) => {
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("cannot read {name}: not UTF-8"))?;
+            RepoConfig::parse(&text)
+        }
+        Capped::TooLarge(_) => Err(too_large()),
+    };
+    match parsed {
         Ok(_) => {
             println!("{name}: ok");
             Ok(ExitCode::SUCCESS)

@@ -165,7 +165,16 @@ fn wanted(f: &Found, res: &Resolution, pin: bool) -> Option<Digest> {
 /// Applies the changes of one file (checking that it still holds what was scanned);
 /// writes it unless `write` is false. Returns how many references change.
 fn apply_file(path: &Path, planned: &[Planned], write: bool) -> anyhow::Result<usize> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = match crate::scan::read_capped(path, crate::extract::MAX_FILE_SIZE)
+        .with_context(|| format!("cannot read {}", path.display()))?
+    {
+        crate::scan::Capped::Bytes(b) => b,
+        crate::scan::Capped::TooLarge(_) => anyhow::bail!(
+            "{} grew over the {} byte limit since it was scanned",
+            path.display(),
+            crate::extract::MAX_FILE_SIZE
+        ),
+    };
     let founds: Vec<&Found> = planned.iter().map(|p| p.found).collect();
     edit::verify(&bytes, &founds)?;
     // One span may be reached twice (an ARG used by several FROMs): change it once, and

@@ -265,27 +265,36 @@ pub fn kind_for_path(path: &str) -> Option<Kind> {
     Some(Kind::Kubernetes)
 }
 
+fn skip_file(path: &str, reason: String) -> Extraction {
+    Extraction {
+        skipped: vec![Skipped {
+            file: path.to_string(),
+            line: 0,
+            text: String::new(),
+            reason,
+        }],
+        ..Extraction::default()
+    }
+}
+
+/// What [`extract_file`] says of a file over [`MAX_FILE_SIZE`], for callers that learnt
+/// its size without reading it (`None`: it is bigger than the limit, by how much is unknown).
+pub fn oversized_file(path: &str, size: Option<u64>) -> Option<Extraction> {
+    kind_for_path(path)?;
+    let reason = match size {
+        Some(n) => format!("file is {n} bytes, over the {MAX_FILE_SIZE} byte limit"),
+        None => format!("file is over the {MAX_FILE_SIZE} byte limit"),
+    };
+    Some(skip_file(path, reason))
+}
+
 /// Extracts the references of one file. `path` is relative to the scanned root.
 /// Returns `None` for files no extractor reads.
 pub fn extract_file(path: &str, bytes: &[u8]) -> Option<Extraction> {
     let kind = kind_for_path(path)?;
-    let skip = |reason: String| {
-        Some(Extraction {
-            skipped: vec![Skipped {
-                file: path.to_string(),
-                line: 0,
-                text: String::new(),
-                reason,
-            }],
-            ..Extraction::default()
-        })
-    };
+    let skip = |reason: String| Some(skip_file(path, reason));
     if bytes.len() > MAX_FILE_SIZE {
-        return skip(format!(
-            "file is {} bytes, over the {} byte limit",
-            bytes.len(),
-            MAX_FILE_SIZE
-        ));
+        return oversized_file(path, Some(bytes.len() as u64));
     }
     if bytes.contains(&0) {
         return skip("binary file".to_string());

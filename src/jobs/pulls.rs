@@ -13,6 +13,7 @@ use crate::github::api::Api;
 use crate::github::issues;
 use crate::plan::{self, Candidate};
 use crate::registry::Status;
+use crate::render;
 use crate::repo_config::RepoConfig;
 use crate::store::{IgnoreSource, JobError, NewIgnore, PrStatus, PullRequest, Repository};
 use crate::writer::{Base, Outcome, WriteError, Writer};
@@ -202,7 +203,7 @@ pub async fn pull_request_event(
                 number,
                 "Understood: digestif will not propose these digests again. It will open a new \
                  pull request when a tag moves to a different digest. Comment `@digestif recreate` \
-                 to get this one back.",
+                 to have these digests proposed again, in a new pull request.",
             )
             .await?;
         }
@@ -369,11 +370,12 @@ pub async fn comment(
                 .map(|r| r.name())
                 .unwrap_or_else(|_| image.clone());
             let n = h.store.remove_ignores(repository_id, &name, None).await?;
-            (n == 0).then(|| format!("Nothing was ignored for `{name}`."))
+            (n == 0).then(|| format!("Nothing was ignored for {}.", render::code(&name)))
         }
         Command::Unknown(text) => Some(format!(
-            "digestif does not know `{text}`. Commands: `@digestif rebase`, `@digestif recreate`, \
-             `@digestif ignore this digest`, `@digestif ignore this image`, `@digestif unignore IMAGE`."
+            "digestif does not know {}. Commands: `@digestif rebase`, `@digestif recreate`, \
+             `@digestif ignore this digest`, `@digestif ignore this image`, `@digestif unignore IMAGE`.",
+            render::code(text)
         )),
     };
     match reply {

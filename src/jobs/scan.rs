@@ -16,7 +16,7 @@ use crate::github::api::Api;
 use crate::github::issues::{self, Annotation, CheckRun};
 use crate::github::repo::{self, Tree};
 use crate::render;
-use crate::repo_config::{CONFIG_PATHS, ConfigErrors, RepoConfig};
+use crate::repo_config::{self, CONFIG_PATHS, ConfigErrors, MAX_CONFIG_SIZE, RepoConfig};
 use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository, ScanState};
 
 /// Bumped when extractors change what they find, so cached "nothing here" verdicts are
@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub tree_sha: String,
     /// `(path, text)` of the config file, if the repository has one.
     pub config: Option<(String, String)>,
+    /// The config file's path when it is over [`MAX_CONFIG_SIZE`] (and was not fetched).
+    pub oversized_config: Option<String>,
     /// Candidate files with their text (`None`: the file yields nothing).
     pub files: Vec<CachedFile>,
     pub branch: String,
@@ -76,13 +78,26 @@ async fn scan(
         }
     };
     // The config decides everything else: an invalid one stops here, said where people look.
+    if let Some(path) = &snapshot.oversized_config {
+        let errors = repo_config::too_large();
+        report_config_error(h, &api, &repo, path, None, &snapshot.head_sha, &errors).await?;
+        return Ok(());
+    }
     let config = match &snapshot.config {
         None => RepoConfig::default(),
         Some((path, text)) => match RepoConfig::parse(text) {
             Ok(c) => c,
             Err(errors) => {
-                report_config_error(h, &api, &repo, path, text, &snapshot.head_sha, &errors)
-                    .await?;
+                report_config_error(
+                    h,
+                    &api,
+                    &repo,
+                    path,
+                    Some(text),
+                    &snapshot.head_sha,
+                    &errors,
+                )
+                .await?;
                 return Ok(());
             }
         },
@@ -94,6 +109,7 @@ async fn scan(
             match read_repository(h, &api, &repo, Some(base)).await {
                 Ok(mut s) => {
                     s.config = snapshot.config.clone();
+                    s.oversized_config = None;
                     s
                 }
                 Err(JobError::Permanent(e)) => {
@@ -166,7 +182,7 @@ async fn scan(
             return Err(e);
         }
     }
-    let error_text = (!problems.is_empty()).then(|| problems.join("\n"));
+    let error_text = (!problems.is_empty()).then(|| render::errors_text(&problems));
     h.store
         .record_scan_result(repo.id, "ok", error_text.as_deref(), now)
         .await?;
@@ -222,10 +238,22 @@ async fn read_repository(
             files.push((*c).clone());
             continue;
         }
-        let bytes = repo::blob(api, &repo.full_name, &entry.sha).await?;
         let is_config = CONFIG_PATHS.contains(&entry.path.as_str());
+        if is_config && entry.size.is_some_and(|s| s > MAX_CONFIG_SIZE) {
+            // Not fetched: the scan reports it as a configuration error (no content).
+            files.push(CachedFile {
+                path: entry.path.clone(),
+                blob_sha: entry.sha.clone(),
+                mode: entry.mode.clone(),
+                content: None,
+            });
+            continue;
+        }
+        let bytes = repo::blob(api, &repo.full_name, &entry.sha).await?;
         // Keep text only where it matters: the config, and files that yield something.
         let content = match String::from_utf8(bytes) {
+            // A tree without sizes: the cap still holds once the bytes are here.
+            Ok(text) if is_config && text.len() as u64 > MAX_CONFIG_SIZE => None,
             Ok(text) if is_config => Some(text),
             Ok(text) => extract::extract_file(&entry.path, text.as_bytes())
                 .filter(|e| {
@@ -277,17 +305,23 @@ fn split_config(
     tree_sha: String,
     files: Vec<CachedFile>,
 ) -> Snapshot {
-    let config = CONFIG_PATHS.iter().find_map(|p| {
-        files
-            .iter()
-            .find(|f| f.path == *p)
-            .and_then(|f| f.content.clone().map(|t| (f.path.clone(), t)))
-    });
+    // The first of the config paths that exists is the config; without text it was too big.
+    let found = CONFIG_PATHS
+        .iter()
+        .find_map(|p| files.iter().find(|f| f.path == *p));
+    let (config, oversized_config) = match found {
+        Some(f) => match &f.content {
+            Some(t) => (Some((f.path.clone(), t.clone())), None),
+            None => (None, Some(f.path.clone())),
+        },
+        None => (None, None),
+    };
     // The config file stays in the list: no extractor reads it, so it yields nothing.
     Snapshot {
         head_sha,
         tree_sha,
         config,
+        oversized_config,
         files,
         branch,
     }
@@ -298,18 +332,18 @@ async fn report_config_error(
     api: &Api,
     repo: &Repository,
     path: &str,
-    text: &str,
+    text: Option<&str>,
     head_sha: &str,
     errors: &ConfigErrors,
 ) -> Result<(), JobError> {
     let now = h.clock.now();
-    let message = errors.to_string();
+    let message = render::errors_text(&errors.0);
     // Keep the last valid schedule: a broken file must not change when we look again.
     h.store
         .set_repo_config(
             repo.id,
             &RepoConfigUpdate {
-                text: Some(text),
+                text,
                 error: Some(&message),
                 schedule: &repo.schedule,
                 timezone: &repo.timezone,
@@ -386,17 +420,17 @@ pub async fn check_config(
         Some(b) => repo::tree(&api, &repo.full_name, &b.tree_sha).await?,
         None => return Ok(()),
     };
-    let config_blob = |t: &Tree| -> Option<(String, String)> {
+    let config_blob = |t: &Tree| -> Option<(String, String, Option<u64>)> {
         CONFIG_PATHS
             .iter()
-            .find_map(|p| t.file(p).map(|e| (e.path.clone(), e.sha.clone())))
+            .find_map(|p| t.file(p).map(|e| (e.path.clone(), e.sha.clone(), e.size)))
     };
     let proposed = config_blob(&head);
     if proposed == config_blob(&base) {
         return Ok(());
     }
     let name = "digestif: configuration";
-    let Some((path, sha)) = proposed else {
+    let Some((path, sha, size)) = proposed else {
         let run = CheckRun {
             name,
             head_sha,
@@ -408,11 +442,20 @@ pub async fn check_config(
         issues::completed_check_run(&api, &repo.full_name, &run).await?;
         return Ok(());
     };
-    let bytes = repo::blob(&api, &repo.full_name, &sha).await?;
-    let text = String::from_utf8_lossy(&bytes);
-    match RepoConfig::parse(&text) {
+    // Over the cap, the file is not fetched: the check fails with that one error.
+    let parsed = if size.is_some_and(|s| s > MAX_CONFIG_SIZE) {
+        Err(repo_config::too_large())
+    } else {
+        let bytes = repo::blob(&api, &repo.full_name, &sha).await?;
+        if bytes.len() as u64 > MAX_CONFIG_SIZE {
+            Err(repo_config::too_large())
+        } else {
+            RepoConfig::parse(&String::from_utf8_lossy(&bytes))
+        }
+    };
+    match parsed {
         Ok(_) => {
-            let summary = format!("`{path}` is a valid digestif configuration.");
+            let summary = format!("{} is a valid digestif configuration.", render::code(&path));
             let run = CheckRun {
                 name,
                 head_sha,
@@ -432,7 +475,7 @@ pub async fn check_config(
                     start_line: e.line.unwrap_or(1),
                     end_line: e.line.unwrap_or(1),
                     annotation_level: "failure",
-                    message: e.message.clone(),
+                    message: render::clip(&e.message, 1_000),
                 })
                 .collect();
             let summary = format!(

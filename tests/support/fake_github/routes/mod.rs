@@ -260,7 +260,17 @@ fn handle(state: &mut State, req: &Req, op: Option<&Operation>) -> Resp {
         installation: None,
     };
     let resp = match authorize(state, &mut ctx, auth) {
-        Ok(()) => route(state, &ctx).unwrap_or_else(|e| e),
+        Ok(()) => match body_too_long(&ctx) {
+            Some((refused, message)) => {
+                violation(
+                    state,
+                    req,
+                    format!("{} ({}): {message}", op.id, op.template),
+                );
+                refused
+            }
+            None => route(state, &ctx).unwrap_or_else(|e| e),
+        },
         Err(e) => e,
     };
     if let Some(b) = &resp.body
@@ -277,6 +287,28 @@ fn handle(state: &mut State, req: &Req, op: Option<&Operation>) -> Resp {
         }
     }
     resp
+}
+
+/// GitHub's limit on issue, pull request and comment bodies, in characters. It is not in
+/// the OpenAPI description (check-run summaries' 65,535 is, and is checked there).
+pub const BODY_LIMIT: usize = 65_536;
+
+/// GitHub refuses a body over [`BODY_LIMIT`] characters with 422 "Validation Failed",
+/// `body is too long (maximum is 65536 characters)`; the resource names the object.
+fn body_too_long(ctx: &Ctx) -> Option<(Resp, String)> {
+    let resource = match ctx.op.id.as_str() {
+        "issues/create" | "issues/update" => "Issue",
+        "issues/create-comment" | "issues/update-comment" => "IssueComment",
+        "pulls/create" | "pulls/update" => "PullRequest",
+        _ => return None,
+    };
+    let chars = ctx.str("body")?.chars().count();
+    if chars <= BODY_LIMIT {
+        return None;
+    }
+    let message = format!("body is too long (maximum is {BODY_LIMIT} characters)");
+    let resp = Resp::validation_failed(resource, "body", "custom", Some(&message));
+    Some((resp, format!("{message}; it has {chars}")))
 }
 
 /// Which App permission an operation needs, as GitHub documents per endpoint.
