@@ -32,6 +32,9 @@ pub struct Options {
     /// Token auth (`auth: token`) backed by a token server in this process; it accepts
     /// these Basic credentials for push and gives anonymous pull tokens.
     pub token: Option<(String, String)>,
+    /// Write distribution's access log (one Apache combined-format line per request) to
+    /// `access_log_path()`, for benchmarks that count the requests each client sent.
+    pub access_log: bool,
 }
 
 pub struct TestRegistry {
@@ -139,7 +142,8 @@ impl TestRegistry {
         let addr = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: digestif-test\n",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: digestif-test\n",
+            !options.access_log,
             storage.display()
         );
         let mut ca_pem = None;
@@ -178,10 +182,16 @@ impl TestRegistry {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        // distribution writes its access log to stdout.
+        let stdout = if options.access_log {
+            Stdio::from(std::fs::File::create(dir.path().join("access.log")).unwrap())
+        } else {
+            Stdio::null()
+        };
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config_path)
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("docker-registry (Debian package docker-registry) must be installed");
@@ -229,6 +239,11 @@ impl TestRegistry {
         }
         let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
         panic!("registry on {} did not start:\n{log}", self.addr);
+    }
+
+    /// The access log file (written only with `Options::access_log`).
+    pub fn access_log_path(&self) -> PathBuf {
+        self.dir.path().join("access.log")
     }
 
     /// Settings for digestif's resolver that reach this registry (plain HTTP listed as
