@@ -113,6 +113,18 @@ fn describe() {
         "References checked by scans, by status"
     );
     describe_gauge!("digestif_repositories", "Repositories, by scan status");
+    describe_gauge!(
+        "digestif_registry_cache_entries",
+        "Entries in the registry caches, by cache"
+    );
+    describe_gauge!(
+        "digestif_registry_cache_bytes",
+        "Estimated bytes held by the registry caches, by cache"
+    );
+    describe_counter!(
+        "digestif_registry_cache_evictions_total",
+        "Entries the registry caches dropped to stay within their limits, by cache"
+    );
     describe_counter!(
         "digestif_metrics_refresh_errors_total",
         "Scrapes whose database figures could not be read"
@@ -263,6 +275,20 @@ pub fn registry_request(host: &str, method: &'static str, kind: &'static str, st
         "status" => status.to_string()
     )
     .increment(1);
+}
+
+/// A registry cache grew or shrank (entries, estimated bytes), summed over the process.
+pub fn registry_cache_changed(cache: &'static str, entries: f64, bytes: f64) {
+    if entries != 0.0 {
+        gauge!("digestif_registry_cache_entries", "cache" => cache).increment(entries);
+    }
+    if bytes != 0.0 {
+        gauge!("digestif_registry_cache_bytes", "cache" => cache).increment(bytes);
+    }
+}
+
+pub fn registry_cache_evicted(cache: &'static str, n: u64) {
+    counter!("digestif_registry_cache_evictions_total", "cache" => cache).increment(n);
 }
 
 // ---- GitHub -----------------------------------------------------------------------------

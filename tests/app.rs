@@ -406,6 +406,7 @@ async fn github_failing_is_recorded_and_the_scan_is_retried() {
     let job = digestif::jobs::Work::ScanRepo {
         repository_id: repo.id,
         reason: "test".into(),
+        fresh: false,
     }
     .to_job();
     server

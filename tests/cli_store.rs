@@ -131,7 +131,7 @@ async fn trigger_enqueues_a_scan_that_jobs_lists() {
     );
     assert!(stdout.contains("scan_repo"), "{stdout}");
     assert!(
-        stdout.contains(r#"{"reason":"trigger","repository_id":42}"#),
+        stdout.contains(r#"{"fresh":true,"reason":"trigger","repository_id":42}"#),
         "{stdout}"
     );
 

@@ -337,6 +337,35 @@ async fn bearer_token_registry() {
 }
 
 #[tokio::test]
+async fn caches_stay_within_their_limits_least_recently_used_out() {
+    let reg = TestRegistry::start().await;
+    let mut refs = Vec::new();
+    for i in 0..12 {
+        let tag = format!("t{i}");
+        let img = reg
+            .push_image("many", Some(&tag), "linux/amd64", &tag, false)
+            .await;
+        refs.push(parse(&reg.reference("many", &tag, Some(&img.digest))));
+    }
+    let mut c = reg.resolver_config();
+    c.cache_entries = 5;
+    let res = resolver(c);
+    for r in &refs {
+        assert_eq!(res.resolve(r, None).await.status, Status::UpToDate);
+    }
+    let usage: std::collections::BTreeMap<_, _> = res.cache_usage().into_iter().collect();
+    assert_eq!(usage["tags"].entries, 5, "{usage:?}");
+    assert_eq!(usage["tags"].evictions, 7, "{usage:?}");
+    assert!(usage["tags"].bytes > 0);
+    // The five newest are answered from the cache, an evicted one is asked again.
+    let sent = res.requests_sent();
+    res.resolve(&refs[11], None).await;
+    assert_eq!(res.requests_sent(), sent);
+    res.resolve(&refs[0], None).await;
+    assert_eq!(res.requests_sent(), sent + 1);
+}
+
+#[tokio::test]
 async fn one_head_per_tag_for_many_concurrent_references() {
     let reg = TestRegistry::start().await;
     let img = reg

@@ -349,7 +349,13 @@ async fn server_mode_refuses_loopback_private_names_and_redirects_to_them() {
     let res = Resolver::new(c.clone()).unwrap();
     let r = resolve(&res, &format!("{}/app:1", host(&target))).await;
     assert_eq!(r.status, Status::Error);
-    assert!(r.message.unwrap().contains("SSRF guard"));
+    // The repository is told only that the address is not allowed; the operator's detail
+    // says which and why.
+    assert_eq!(
+        r.message.as_deref(),
+        Some(format!("{}: registry address not allowed", host(&target)).as_str())
+    );
+    assert!(r.detail.unwrap().contains("SSRF guard"));
     assert!(target.received_requests().await.unwrap().is_empty());
 
     // A name that does not resolve: a readable DNS error.
@@ -376,7 +382,11 @@ async fn server_mode_refuses_loopback_private_names_and_redirects_to_them() {
     for name in ["internal.test", "sneaky.test"] {
         let r = resolve(&res, &format!("{name}:{port}/app:1")).await;
         assert_eq!(r.status, Status::Error, "{name}");
-        let msg = r.message.unwrap();
+        assert_eq!(
+            r.message.unwrap(),
+            format!("{name}:{port}: registry address not allowed")
+        );
+        let msg = r.detail.unwrap();
         assert!(
             msg.contains("SSRF guard") && msg.contains("resolves to"),
             "{msg}"
@@ -399,7 +409,12 @@ async fn server_mode_refuses_loopback_private_names_and_redirects_to_them() {
     let res = Resolver::new(c.clone()).unwrap();
     let r = resolve(&res, &format!("{front_host}/app:1")).await;
     assert_eq!(r.status, Status::Error, "{r:?}");
-    let msg = r.message.unwrap();
+    assert!(
+        r.message
+            .unwrap()
+            .ends_with(": registry address not allowed")
+    );
+    let msg = r.detail.unwrap();
     assert!(
         msg.contains("SSRF guard") && msg.contains("redirect"),
         "{msg}"

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::Format;
 use crate::schedule::{Clock, SystemClock};
-use crate::store::{ConnectOptions, DEFAULT_DATABASE_URL, Job, JobState, NewJob, Store};
+use crate::store::{ConnectOptions, DEFAULT_DATABASE_URL, Job, JobState, Store};
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
@@ -204,7 +204,16 @@ pub fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
             );
         };
         let id = store
-            .enqueue(&NewJob::scan_repo(repo.id, "trigger"), clock.now())
+            .enqueue(
+                &crate::jobs::Work::ScanRepo {
+                    repository_id: repo.id,
+                    reason: "trigger".into(),
+                    // A person asked: the registries are asked afresh.
+                    fresh: true,
+                }
+                .to_job(),
+                clock.now(),
+            )
             .await?;
         match args.format {
             Format::Json => {

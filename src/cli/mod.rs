@@ -39,7 +39,8 @@ pub enum Command {
     Repos(db::ReposArgs),
     /// List the job queue (or only dead jobs) for operators.
     Jobs(db::JobsArgs),
-    /// Enqueue a scan of OWNER/REPO now (works beside a running server).
+    /// Enqueue a scan of OWNER/REPO now (works beside a running server); it asks the
+    /// registries afresh instead of reusing answers from the last 5 minutes.
     Trigger(db::TriggerArgs),
     /// Run the GitHub App server (webhooks, scheduled scans, job workers); with no App
     /// configured, serve /setup to register one.

@@ -115,13 +115,7 @@ pub fn resolve_all(
         .zip(founds)
         .map(|(r, f)| {
             r.map(|r| r.not_editable(f.not_editable.as_deref()))
-                .unwrap_or_else(|| Resolution {
-                    status: crate::registry::Status::Error,
-                    current: None,
-                    tag_digest: None,
-                    platform: None,
-                    message: Some("internal error while resolving".into()),
-                })
+                .unwrap_or_else(|| Resolution::internal_error("internal error while resolving"))
         })
         .collect();
     Ok((resolutions, summarize(&resolver)))

@@ -105,7 +105,8 @@ impl ScanReport {
         for (r, res) in report.references.iter_mut().zip(resolutions) {
             r.current_digest = res.current.as_ref().map(|d| d.to_string());
             r.status = Some(res.status.as_str().to_string());
-            r.message = res.message.clone();
+            // The local CLI is the operator's: the whole story, not the repository's share.
+            r.message = res.detail.clone().or_else(|| res.message.clone());
         }
         report
     }

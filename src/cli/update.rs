@@ -98,7 +98,10 @@ pub fn run(args: UpdateArgs) -> anyhow::Result<ExitCode> {
                         f.file,
                         f.line,
                         f.text,
-                        res.message.as_deref().unwrap_or_default()
+                        res.detail
+                            .as_deref()
+                            .or(res.message.as_deref())
+                            .unwrap_or_default()
                     )?;
                 }
             }

@@ -58,9 +58,11 @@ impl Handler {
                 installation_id,
                 action,
             } => self.sync_installation(installation_id, &action).await,
-            Work::ScanRepo { repository_id, .. } => {
-                scan::scan_repository(self, repository_id).await
-            }
+            Work::ScanRepo {
+                repository_id,
+                fresh,
+                ..
+            } => scan::scan_repository(self, repository_id, fresh).await,
             Work::RepositoryEvent {
                 installation_id,
                 repository_id,
@@ -236,6 +238,7 @@ impl Handler {
                         &Work::ScanRepo {
                             repository_id: r.id,
                             reason: "installed".into(),
+                            fresh: false,
                         }
                         .to_job(),
                         now,
@@ -318,6 +321,7 @@ impl Handler {
                 &Work::ScanRepo {
                     repository_id,
                     reason: format!("rescan asked by {sender}"),
+                    fresh: true,
                 }
                 .to_job(),
                 self.clock.now(),

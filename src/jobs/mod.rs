@@ -34,6 +34,10 @@ pub enum Work {
         repository_id: i64,
         #[serde(default)]
         reason: String,
+        /// A person asked for this scan (`digestif trigger`, the dashboard's rescan box, a
+        /// command): registries are asked afresh instead of answering from the tag cache.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fresh: bool,
     },
     /// `repository` renamed, archived, unarchived, deleted, transferred …
     RepositoryEvent {
@@ -118,6 +122,8 @@ impl Work {
             unique_key: self.unique_key(),
             run_at: None,
             max_attempts: crate::store::DEFAULT_MAX_ATTEMPTS,
+            // A person's scan merged into a queued routine one must keep its freshness.
+            supersedes: matches!(self, Work::ScanRepo { fresh: true, .. }),
         }
     }
 
@@ -173,6 +179,7 @@ pub fn for_event(event: &Event) -> Vec<Work> {
         Event::PushRelevant { repository, .. } => vec![Work::ScanRepo {
             repository_id: repository.id,
             reason: "push".into(),
+            fresh: false,
         }],
         Event::PushToBotBranch {
             installation_id,
@@ -336,10 +343,27 @@ mod tests {
         let w = Work::ScanRepo {
             repository_id: 2,
             reason: "schedule".into(),
+            fresh: false,
         };
         let job = w.to_job();
         assert_eq!(job.kind.as_str(), "scan_repo");
         assert_eq!(job.unique_key.as_deref(), Some("scan_repo:2"));
+        assert!(!job.supersedes);
+        // A routine scan's payload is what it always was (older rows read the same).
+        assert_eq!(
+            job.payload,
+            serde_json::json!({"repository_id": 2, "reason": "schedule"})
+        );
+        let asked = Work::ScanRepo {
+            repository_id: 2,
+            reason: "trigger".into(),
+            fresh: true,
+        };
+        assert!(asked.to_job().supersedes);
+        assert_eq!(
+            Work::from_job("scan_repo", &asked.to_job().payload).expect("back"),
+            asked
+        );
         assert_eq!(
             Work::from_job(job.kind.as_str(), &job.payload).expect("back"),
             w

@@ -219,6 +219,7 @@ pub async fn pull_request_event(
                     &super::Work::ScanRepo {
                         repository_id,
                         reason: "merged".into(),
+                        fresh: false,
                     }
                     .to_job(),
                     now,
@@ -435,6 +436,8 @@ pub async fn comment(
                     &super::Work::ScanRepo {
                         repository_id,
                         reason: format!("command on #{number}"),
+                        // A person asked: `rebase` right after an upstream push must see it.
+                        fresh: true,
                     }
                     .to_job(),
                     now,

@@ -6,7 +6,7 @@ use tokio::task::JoinSet;
 
 use super::handler::Handler;
 use crate::extract::{Extraction, Found};
-use crate::registry::{Resolution, Status};
+use crate::registry::Resolution;
 use crate::repo_config::RepoConfig;
 use crate::store::{ImageRefRecord, JobError};
 
@@ -18,14 +18,22 @@ pub struct Resolved {
     pub first_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub async fn resolve_all(h: &Handler, extraction: &Extraction) -> Result<Vec<Resolved>, JobError> {
+/// `since`: for a scan a person asked for, the instant before which no registry answer is
+/// reused (see [`crate::registry::Resolver::resolve_since`]).
+pub async fn resolve_all(
+    h: &Handler,
+    extraction: &Extraction,
+    since: Option<std::time::Instant>,
+) -> Result<Vec<Resolved>, JobError> {
     let mut set = JoinSet::new();
     for (i, found) in extraction.references.iter().enumerate() {
         let resolver = h.resolver.clone();
         let reference = found.reference.clone();
         let platform = found.context.platform.clone();
         set.spawn(async move {
-            let r = resolver.resolve(&reference, platform.as_deref()).await;
+            let r = resolver
+                .resolve_since(&reference, platform.as_deref(), since)
+                .await;
             (i, r)
         });
     }
@@ -38,13 +46,7 @@ pub async fn resolve_all(h: &Handler, extraction: &Extraction) -> Result<Vec<Res
     let now = h.clock.now();
     let mut out = Vec::with_capacity(resolutions.len());
     for (found, resolution) in extraction.references.iter().zip(resolutions) {
-        let resolution = resolution.unwrap_or_else(|| Resolution {
-            status: Status::Error,
-            current: None,
-            tag_digest: None,
-            platform: None,
-            message: Some("not resolved".into()),
-        });
+        let resolution = resolution.unwrap_or_else(|| Resolution::internal_error("not resolved"));
         let first_seen = match (&found.reference.tag, &resolution.current) {
             (Some(tag), Some(current)) => Some(
                 h.store

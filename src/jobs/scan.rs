@@ -39,7 +39,11 @@ pub struct Snapshot {
     pub complete: bool,
 }
 
-pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobError> {
+/// Scans one repository. `fresh`: a person asked, so registries are asked again rather
+/// than answered from the tag cache.
+pub async fn scan_repository(h: &Handler, repository_id: i64, fresh: bool) -> Result<(), JobError> {
+    // Answers from lookups that started before this instant are not reused.
+    let since = fresh.then(std::time::Instant::now);
     let now = h.clock.now();
     let Some(repo) = h.store.repository(repository_id).await? else {
         return Ok(());
@@ -56,10 +60,14 @@ pub async fn scan_repository(h: &Handler, repository_id: i64) -> Result<(), JobE
     }
     let span =
         tracing::info_span!("scan", repo = %repo.full_name, installation = repo.installation_id);
-    scan(h, repo).instrument(span).await
+    scan(h, repo, since).instrument(span).await
 }
 
-async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
+async fn scan(
+    h: &Handler,
+    repo: Repository,
+    since: Option<std::time::Instant>,
+) -> Result<(), JobError> {
     let now = h.clock.now();
     let api = h.github.installation(repo.installation_id as u64)?;
     let snapshot = match read_repository(h, &api, &repo, None).await {
@@ -144,7 +152,7 @@ async fn scan(h: &Handler, repo: Repository) -> Result<(), JobError> {
             extraction.merge(e);
         }
     }
-    let resolved = super::resolve::resolve_all(h, &extraction).await?;
+    let resolved = super::resolve::resolve_all(h, &extraction, since).await?;
     let records = super::resolve::records(&config, &resolved);
     let stale = records.iter().filter(|r| r.status == "stale").count();
     h.store.replace_references(repo.id, &records, now).await?;

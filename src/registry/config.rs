@@ -96,7 +96,8 @@ pub struct RegistryConfig {
     pub mirrors: BTreeMap<String, String>,
     /// Refuse private, loopback, link-local and unspecified addresses (server mode).
     pub ssrf_guard: bool,
-    /// Hosts exempt from the SSRF guard (matched on the host name, port ignored).
+    /// Hosts exempt from the SSRF guard: `host:port` exempts that port only, a bare `host`
+    /// every port (see [`RegistryConfig::private_allowed_at`]).
     pub allow_private: BTreeSet<String>,
     /// Credentials by registry host (`docker.io` for Docker Hub).
     pub credentials: BTreeMap<String, Credential>,
@@ -114,6 +115,11 @@ pub struct RegistryConfig {
     pub backoff_base: Duration,
     /// How long a tag's answer is reused (the "cycle"): see the module docs.
     pub cache_ttl: Duration,
+    /// Entries each registry cache (tags, digests, manifests, configs, metadata, tokens)
+    /// holds at most; past it, the least recently used go.
+    pub cache_entries: usize,
+    /// Estimated bytes each registry cache holds at most.
+    pub cache_bytes: usize,
     /// Name resolution; `None` is the system resolver.
     pub lookup: Option<Arc<dyn Lookup>>,
     pub user_agent: String,
@@ -132,6 +138,8 @@ impl fmt::Debug for RegistryConfig {
             .field("per_host_limit", &self.per_host_limit)
             .field("cache_ttl", &self.cache_ttl)
             .field("pull_budgets", &self.pull_budgets)
+            .field("cache_entries", &self.cache_entries)
+            .field("cache_bytes", &self.cache_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +160,8 @@ impl Default for RegistryConfig {
             max_retries: 2,
             backoff_base: Duration::from_millis(500),
             cache_ttl: Duration::from_secs(300),
+            cache_entries: 20_000,
+            cache_bytes: 16 * 1024 * 1024,
             lookup: None,
             user_agent: concat!("digestif/", env!("CARGO_PKG_VERSION")).to_string(),
             pull_budgets: BTreeMap::new(),
@@ -166,6 +176,8 @@ pub const ENV_ALLOW_PRIVATE: &str = "DIGESTIF_ALLOW_PRIVATE_REGISTRIES";
 pub const ENV_CA_FILE: &str = "DIGESTIF_REGISTRY_CA_FILE";
 pub const ENV_TOKEN_HOSTS: &str = "DIGESTIF_REGISTRY_TOKEN_HOSTS";
 pub use super::budget::ENV_PULL_BUDGET;
+pub const ENV_CACHE_ENTRIES: &str = "DIGESTIF_REGISTRY_CACHE_ENTRIES";
+pub const ENV_CACHE_MB: &str = "DIGESTIF_REGISTRY_CACHE_MB";
 
 impl RegistryConfig {
     /// Settings from the process environment and the Docker config file.
@@ -192,6 +204,24 @@ impl RegistryConfig {
         };
         c.insecure.extend(list(ENV_INSECURE));
         c.allow_private.extend(list(ENV_ALLOW_PRIVATE));
+        let number = |name: &'static str| -> Result<Option<usize>, ConfigError> {
+            match var(name).map(|v| v.trim().to_string()) {
+                Some(v) if !v.is_empty() => match v.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(ConfigError::Env {
+                        var: name,
+                        message: format!("{v:?} is not a positive whole number"),
+                    }),
+                },
+                _ => Ok(None),
+            }
+        };
+        if let Some(n) = number(ENV_CACHE_ENTRIES)? {
+            c.cache_entries = n;
+        }
+        if let Some(mb) = number(ENV_CACHE_MB)? {
+            c.cache_bytes = mb.saturating_mul(1024 * 1024);
+        }
         for pair in list(ENV_MIRRORS) {
             let (from, to) = pair.split_once('=').ok_or_else(|| ConfigError::Env {
                 var: ENV_MIRRORS,
@@ -241,6 +271,14 @@ impl RegistryConfig {
         Ok(c)
     }
 
+    /// The limits of each registry cache.
+    pub(crate) fn cache_limits(&self) -> super::cache::Limits {
+        super::cache::Limits {
+            entries: self.cache_entries,
+            bytes: self.cache_bytes,
+        }
+    }
+
     /// The host lookups for `registry` (as named in files) go to.
     pub fn api_host(&self, registry: &str) -> String {
         if let Some(m) = self.mirrors.get(registry) {
@@ -263,11 +301,58 @@ impl RegistryConfig {
         self.credentials.get(&normalize_host(api_host))
     }
 
-    /// Whether the SSRF guard lets `host` (name without port) reach private addresses.
-    pub fn private_allowed(&self, host: &str) -> bool {
-        let bare = strip_port(host);
-        self.allow_private.iter().any(|a| strip_port(a) == bare)
-            || self.mirrors.values().any(|m| strip_port(m) == bare)
+    /// The operator's exemptions from the SSRF guard: `DIGESTIF_ALLOW_PRIVATE_REGISTRIES`
+    /// and the mirrors, as (host, port); `None` is every port.
+    fn exemptions(&self) -> impl Iterator<Item = (String, Option<u16>)> + '_ {
+        self.allow_private
+            .iter()
+            .chain(self.mirrors.values())
+            .map(|entry| split_host_port(entry))
+    }
+
+    /// Whether the SSRF guard lets `host` on `port` reach private addresses: an entry with
+    /// a port allows that port only, a bare host every port.
+    pub fn private_allowed_at(&self, host: &str, port: u16) -> bool {
+        let host = bare_host(host);
+        self.exemptions()
+            .any(|(h, p)| h == host && p.is_none_or(|p| p == port))
+    }
+
+    /// Whether some port of `host` is exempt (the name may then resolve to a private
+    /// address, so only requests to an exempt port may use that answer).
+    pub fn private_allowed_somewhere(&self, host: &str) -> bool {
+        let host = bare_host(host);
+        self.exemptions().any(|(h, _)| h == host)
+    }
+
+    /// Whether every port of `host` is exempt (a bare entry).
+    pub fn private_allowed_everywhere(&self, host: &str) -> bool {
+        let host = bare_host(host);
+        self.exemptions().any(|(h, p)| h == host && p.is_none())
+    }
+}
+
+/// A host as compared by the guard: lower case, IPv6 literals without brackets.
+fn bare_host(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
+}
+
+/// `host:port`, `[v6]:port`, `host`, `v6` → (host, port).
+pub fn split_host_port(entry: &str) -> (String, Option<u16>) {
+    let entry = entry.trim();
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']').unwrap_or((rest, ""));
+        let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (bare_host(h), port);
+    }
+    match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (bare_host(h), Some(port)),
+            Err(_) => (bare_host(entry), None),
+        },
+        _ => (bare_host(entry), None),
     }
 }
 
@@ -395,15 +480,29 @@ mod tests {
             ENV_MIRRORS => Some("docker.io=mirror.corp:5000".to_string()),
             ENV_ALLOW_PRIVATE => Some("internal.corp".to_string()),
             ENV_TOKEN_HOSTS => Some("reg.example.com=auth.example.com".to_string()),
+            ENV_CACHE_ENTRIES => Some("500".to_string()),
+            ENV_CACHE_MB => Some(" 2 ".to_string()),
             _ => None,
         };
         let c = RegistryConfig::from_vars(vars, Some(dir.path().into()), None).unwrap();
         assert!(c.is_insecure("a:5000") && c.is_insecure("b") && !c.is_insecure("a"));
+        assert_eq!((c.cache_entries, c.cache_bytes), (500, 2 * 1024 * 1024));
+        for bad in ["0", "-1", "lots"] {
+            let e = RegistryConfig::from_vars(
+                |k| (k == ENV_CACHE_MB).then(|| bad.to_string()),
+                None,
+                None,
+            )
+            .unwrap_err();
+            assert!(e.to_string().starts_with(ENV_CACHE_MB), "{e}");
+        }
         assert_eq!(c.api_host("docker.io"), "mirror.corp:5000");
         assert_eq!(c.api_host("ghcr.io"), "ghcr.io");
-        assert!(c.private_allowed("internal.corp:443"));
-        assert!(c.private_allowed("mirror.corp"));
-        assert!(!c.private_allowed("evil.example"));
+        assert!(c.private_allowed_at("internal.corp", 443));
+        assert!(c.private_allowed_at("internal.corp", 5432));
+        assert!(c.private_allowed_at("mirror.corp", 5000));
+        assert!(!c.private_allowed_at("mirror.corp", 443));
+        assert!(!c.private_allowed_at("evil.example", 443));
         let cred = c.credential_for("reg.example.com").unwrap();
         assert!(cred.token_hosts.contains("auth.example.com"));
         assert!(c.extra_roots_pem.is_empty());
@@ -459,6 +558,32 @@ mod tests {
             RegistryConfig::default().api_host("docker.io"),
             DOCKER_HUB_API
         );
+    }
+
+    #[test]
+    fn an_allowed_port_is_that_port_only_and_a_bare_host_every_port() {
+        let mut c = RegistryConfig::default();
+        c.allow_private.extend(
+            [
+                "127.0.0.1:5000",
+                "Registry.Internal",
+                "[::1]:8443",
+                "fd00::5",
+            ]
+            .map(String::from),
+        );
+        assert!(c.private_allowed_at("127.0.0.1", 5000));
+        assert!(!c.private_allowed_at("127.0.0.1", 5432));
+        assert!(!c.private_allowed_at("127.0.0.1", 3000));
+        assert!(c.private_allowed_somewhere("127.0.0.1"));
+        assert!(!c.private_allowed_everywhere("127.0.0.1"));
+        assert!(c.private_allowed_at("registry.internal", 5432));
+        assert!(c.private_allowed_everywhere("REGISTRY.internal"));
+        assert!(c.private_allowed_at("[::1]", 8443));
+        assert!(!c.private_allowed_at("::1", 443));
+        assert!(c.private_allowed_at("fd00::5", 1));
+        assert!(!c.private_allowed_somewhere("10.0.0.1"));
+        assert_eq!(split_host_port("h:x"), ("h:x".to_string(), None));
     }
 
     #[test]

@@ -111,6 +111,7 @@ impl Resolver {
                     Err(RegistryError::BudgetExhausted { .. }) => Duration::ZERO,
                     Err(_) => ttl,
                 },
+                None,
                 || async {
                     self.fetch_facts(r, d, index_hint, platform)
                         .await
@@ -132,7 +133,7 @@ impl Resolver {
         // A platform image with its index known: the index's entry has the annotations, so
         // the image's own manifest (a pull) is not needed for them.
         let hinted = match index_hint {
-            Some(i) => match self.manifest_as(r, i, Spender::Details).await? {
+            Some(i) => match self.manifest_as(r, i, Spender::Details, None).await? {
                 Manifest::Index(idx) => idx
                     .manifests
                     .iter()
@@ -152,7 +153,7 @@ impl Resolver {
                 facts.platform = platform.map(|p| p.to_string());
                 (d.clone(), Some(idx))
             }
-            None => match self.manifest_as(r, d, Spender::Details).await? {
+            None => match self.manifest_as(r, d, Spender::Details, None).await? {
                 Manifest::Index(index) => {
                     let entries = platform_entries(&index);
                     let Some((p, pd)) = pick_platform(&entries, platform).cloned() else {
@@ -180,7 +181,7 @@ impl Resolver {
         fill(&mut facts, &ann);
         // Labels only when annotations lack the source: a manifest GET and a blob GET.
         if facts.revision.is_none() || facts.source.is_none() {
-            let config = self.config_of(r, &image, Spender::Details).await?;
+            let config = self.config_of(r, &image, Spender::Details, None).await?;
             let labels = config.config.as_ref().and_then(|c| c.labels.as_ref());
             let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
             facts.revision = facts.revision.or(label(ANN_REVISION));
@@ -202,7 +203,10 @@ impl Resolver {
             host: self.inner.http.endpoint(&r.registry).host,
             message,
         })?;
-        let Manifest::Image(att) = self.manifest_as(r, &att_digest, Spender::Details).await? else {
+        let Manifest::Image(att) = self
+            .manifest_as(r, &att_digest, Spender::Details, None)
+            .await?
+        else {
             return Ok(facts);
         };
         for layer in &att.layers {

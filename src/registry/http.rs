@@ -16,7 +16,7 @@ use super::RegistryError;
 use super::budget::{Budgets, Spender, Usage};
 use super::cache::Coalescing;
 use super::config::{ConfigError, Credential, RegistryConfig, strip_port};
-use super::guard::{self, GuardResolver, Refused};
+use super::guard::{self, Exemption, GuardResolver, Refused};
 
 /// What a request was for, as counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -63,6 +63,10 @@ impl Endpoint {
     }
 }
 
+/// Per-host state (concurrency limits, rate-limit blocks) past this many hosts drops the
+/// hosts nobody is using.
+const MAX_HOSTS_KEPT: usize = 1000;
+
 /// Bodies larger than this are refused: no manifest or image config is near it.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -71,6 +75,9 @@ type CountKey = (String, &'static str, RequestKind, u16);
 
 pub struct Http {
     pub config: Arc<RegistryConfig>,
+    /// For requests to a `host:port` the operator exempts from the SSRF guard.
+    exempt_client: reqwest::Client,
+    /// For every other request (the only one without the guard).
     client: reqwest::Client,
     counts: Mutex<BTreeMap<CountKey, u64>>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -94,39 +101,50 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Http {
     pub fn new(config: Arc<RegistryConfig>) -> Result<Http, ConfigError> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .user_agent(config.user_agent.clone())
-            .redirect(guard::redirect_policy(config.clone()));
-        if config.ssrf_guard {
-            // Through a proxy the proxy resolves and connects: nothing here could check it.
-            b = b.no_proxy();
-        }
-        if config.ssrf_guard || config.lookup.is_some() {
-            b = b.dns_resolver(Arc::new(GuardResolver::new(config.clone())));
-        }
+        let limits = config.cache_limits();
         let mut roots = Vec::new();
         for pem in &config.extra_roots_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ConfigError::Client(format!("extra CA certificates: {e}")))?;
             roots.extend(certs);
         }
-        if !roots.is_empty() {
-            b = b.tls_certs_merge(roots);
-        }
-        let client = b
-            .build()
-            .map_err(|e| ConfigError::Client(format!("HTTP client: {e}")))?;
+        let build = |via: Exemption| {
+            let mut b = reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .timeout(config.request_timeout)
+                .user_agent(config.user_agent.clone())
+                .redirect(guard::redirect_policy(config.clone(), via));
+            if config.ssrf_guard {
+                // Through a proxy the proxy resolves and connects: nothing here could check it.
+                b = b.no_proxy();
+            }
+            if config.ssrf_guard || config.lookup.is_some() {
+                b = b.dns_resolver(Arc::new(GuardResolver::new(config.clone(), via)));
+            }
+            if !roots.is_empty() {
+                b = b.tls_certs_merge(roots.clone());
+            }
+            b.build()
+                .map_err(|e| ConfigError::Client(format!("HTTP client: {e}")))
+        };
+        let client = build(Exemption::None)?;
+        let exempt_client = if config.ssrf_guard {
+            build(Exemption::Port)?
+        } else {
+            client.clone()
+        };
         Ok(Http {
             budgets: Budgets::new(config.pull_budgets.clone()),
             bytes: Mutex::default(),
             config,
+            exempt_client,
             client,
             counts: Mutex::default(),
             limits: Mutex::default(),
             blocked: Mutex::default(),
-            tokens: Coalescing::new(10_000),
+            tokens: Coalescing::new("tokens", limits, |(host, scope), v| {
+                host.len() + scope.len() + v.as_ref().map_or(0, |(t, _)| t.len())
+            }),
             basic: Mutex::default(),
         })
     }
@@ -139,6 +157,20 @@ impl Http {
             "https"
         };
         Endpoint { host, scheme }
+    }
+
+    /// The token cache's name and usage.
+    pub fn token_cache(&self) -> (&'static str, super::cache::Usage) {
+        (self.tokens.name(), self.tokens.usage())
+    }
+
+    /// The client a request to `url` goes through (see [`Exemption`]).
+    fn client_for(&self, url: &reqwest::Url) -> (&reqwest::Client, Exemption) {
+        if guard::exempt(&self.config, url) {
+            (&self.exempt_client, Exemption::Port)
+        } else {
+            (&self.client, Exemption::None)
+        }
     }
 
     pub fn counts(&self) -> Vec<RequestCount> {
@@ -188,14 +220,43 @@ impl Http {
         } else {
             "GET"
         };
-        *lock(&self.counts)
-            .entry((host.to_string(), method, kind, status))
+        let mut counts = lock(&self.counts);
+        // Past MAX_HOSTS_KEPT hosts, new ones are counted together as `other`, so the
+        // table does not grow with every host a stranger's file names.
+        let known = counts
+            .range((host.to_string(), "", RequestKind::ManifestHead, 0)..)
+            .next()
+            .is_some_and(|((h, ..), _)| h == host);
+        let label = if known || self.counted_hosts(&counts) < MAX_HOSTS_KEPT {
+            host
+        } else {
+            "other"
+        };
+        *counts
+            .entry((label.to_string(), method, kind, status))
             .or_default() += 1;
         crate::metrics::registry_request(host, method, kind.as_str(), status);
     }
 
+    fn counted_hosts(&self, counts: &BTreeMap<CountKey, u64>) -> usize {
+        let mut n = 0;
+        let mut last: Option<&str> = None;
+        for (h, ..) in counts.keys() {
+            if last != Some(h.as_str()) {
+                n += 1;
+                last = Some(h);
+            }
+        }
+        n
+    }
+
     fn permit_pool(&self, host: &str) -> Arc<Semaphore> {
-        lock(&self.limits)
+        let mut limits = lock(&self.limits);
+        // Hosts come from strangers' files: forget idle ones rather than grow for good.
+        if limits.len() >= MAX_HOSTS_KEPT {
+            limits.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        limits
             .entry(host.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_host_limit.max(1))))
             .clone()
@@ -230,6 +291,22 @@ impl Http {
         kind: RequestKind,
         who: Spender,
     ) -> Result<Response, RegistryError> {
+        self.send_once(ep, repo, method, path, accept, kind, who)
+            .await
+            .map_err(logged)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_once(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+        kind: RequestKind,
+        who: Spender,
+    ) -> Result<Response, RegistryError> {
         let host = ep.host.clone();
         if let Some(until) = lock(&self.blocked).get(&host).copied()
             && until > Instant::now()
@@ -243,14 +320,16 @@ impl Http {
             host: host.clone(),
             message: format!("bad URL: {e}"),
         })?;
-        guard::check_url(&self.config, &url).map_err(|reason| RegistryError::Refused {
+        let (client, via) = self.client_for(&url);
+        guard::check_url(&self.config, &url, via).map_err(|reason| RegistryError::Refused {
             host: host.clone(),
             reason,
         })?;
         let pool = self.permit_pool(&host);
         let _permit = pool.acquire().await.map_err(|_| RegistryError::Transport {
             host: host.clone(),
-            message: "shutting down".into(),
+            what: "shutting down",
+            detail: "the request was not sent".into(),
         })?;
         let scope = format!("repository:{repo}:pull");
         let mut authed = false;
@@ -259,7 +338,7 @@ impl Http {
             if kind == RequestKind::ManifestGet && !self.budgets.take(&host, who) {
                 return Err(RegistryError::BudgetExhausted { host });
             }
-            let mut req = self.client.request(method.clone(), url.clone());
+            let mut req = client.request(method.clone(), url.clone());
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
             }
@@ -276,12 +355,12 @@ impl Http {
             };
             let status = resp.status();
             self.count(&host, &method, kind, status.as_u16());
-            guard::check_remote(&self.config, &host, resp.remote_addr()).map_err(|reason| {
-                RegistryError::Refused {
+            guard::check_remote(&self.config, resp.url(), resp.remote_addr()).map_err(
+                |reason| RegistryError::Refused {
                     host: host.clone(),
                     reason,
-                }
-            })?;
+                },
+            )?;
             if status == StatusCode::UNAUTHORIZED && !authed {
                 authed = true;
                 let challenge = resp
@@ -318,7 +397,12 @@ impl Http {
                 // so the rest of this cycle's lookups to it do not pile on.
                 let block = wait.clamp(Duration::from_secs(1), cap.max(Duration::from_secs(1)));
                 if let Some(until) = Instant::now().checked_add(block) {
-                    lock(&self.blocked).insert(host.clone(), until);
+                    let mut blocked = lock(&self.blocked);
+                    if blocked.len() >= MAX_HOSTS_KEPT {
+                        let now = Instant::now();
+                        blocked.retain(|_, t| *t > now);
+                    }
+                    blocked.insert(host.clone(), until);
                 }
                 warn!(%host, %status, "registry rate limit: giving up for this cycle");
                 return Err(RegistryError::RateLimited {
@@ -374,7 +458,7 @@ impl Http {
                     self.tokens.forget(&key);
                 }
                 self.tokens
-                    .get_or_fetch(key, token_ttl, || {
+                    .get_or_fetch(key, token_ttl, None, || {
                         self.fetch_token(ep, realm, &c.params, scope, cred)
                     })
                     .await?;
@@ -408,8 +492,11 @@ impl Http {
             "http" if self.config.is_insecure(&realm_host) || ep.scheme == "http" => {}
             other => return Err(bad(format!("token realm uses {other}, refused"))),
         }
-        guard::check_url(&self.config, &url).map_err(|reason| RegistryError::Refused {
-            host: realm_host.clone(),
+        // Failures name the registry, not the realm: where its token service lives is the
+        // operator's business (the detail, for the log, says).
+        let (client, via) = self.client_for(&url);
+        guard::check_url(&self.config, &url, via).map_err(|reason| RegistryError::Refused {
+            host: host.clone(),
             reason: format!("token realm: {reason}"),
         })?;
         {
@@ -430,7 +517,7 @@ impl Http {
         if cred.is_some() && send_cred.is_none() {
             debug!(%host, realm = %realm_host, "token realm on another host: asking anonymously");
         }
-        let mut req = self.client.get(url);
+        let mut req = client.get(url);
         if let Some(c) = send_cred {
             req = req.header(AUTHORIZATION, basic_header(c));
         }
@@ -438,7 +525,14 @@ impl Http {
             Ok(r) => r,
             Err(e) => {
                 self.count(&realm_host, &Method::GET, RequestKind::Token, 0);
-                return Err(transport_error(&realm_host, &e));
+                return Err(match transport_error(&host, &e) {
+                    RegistryError::Transport { host, what, detail } => RegistryError::Transport {
+                        host,
+                        what,
+                        detail: format!("token realm {realm_host}: {detail}"),
+                    },
+                    refused => refused,
+                });
             }
         };
         self.count(
@@ -447,10 +541,10 @@ impl Http {
             RequestKind::Token,
             resp.status().as_u16(),
         );
-        guard::check_remote(&self.config, &realm_host, resp.remote_addr()).map_err(|reason| {
+        guard::check_remote(&self.config, resp.url(), resp.remote_addr()).map_err(|reason| {
             RegistryError::Refused {
-                host: realm_host.clone(),
-                reason,
+                host: host.clone(),
+                reason: format!("token realm: {reason}"),
             }
         })?;
         match resp.status() {
@@ -534,9 +628,20 @@ async fn read_body_limited(
                 out.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(out),
-            Err(e) => return Err(transport_error(host, &e)),
+            Err(e) => return Err(logged(transport_error(host, &e))),
         }
     }
+}
+
+/// Writes the operator's side of a refusal or a network failure to the log: repositories
+/// are only told [`RegistryError::public_message`]. Once per request, not per reference.
+fn logged(e: RegistryError) -> RegistryError {
+    match &e {
+        RegistryError::Refused { .. } => warn!(error = %e, "registry request refused"),
+        RegistryError::Transport { .. } => warn!(error = %e, "registry request failed"),
+        _ => {}
+    }
+    e
 }
 
 /// A readable error for a request that got no response.
@@ -563,18 +668,18 @@ pub fn transport_error(host: &str, e: &reqwest::Error) -> RegistryError {
     }
     let detail = chain.last().cloned().unwrap_or_default();
     let lower = chain.join(": ").to_ascii_lowercase();
-    let message = if lower.contains("certificate") || lower.contains("tls") {
-        format!("TLS error: {detail}")
+    let what = if lower.contains("certificate") || lower.contains("tls") {
+        "TLS error"
     } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve") {
-        format!("cannot resolve host: {detail}")
+        "cannot resolve host"
     } else if e.is_redirect() {
-        format!("redirect failed: {detail}")
+        "redirect failed"
     } else if e.is_connect() {
-        format!("cannot connect: {detail}")
+        "cannot connect"
     } else {
-        detail
+        "connection failed"
     };
-    RegistryError::Transport { host, message }
+    RegistryError::Transport { host, what, detail }
 }
 
 /// `Retry-After`: delta-seconds or an HTTP date.
@@ -659,6 +764,32 @@ mod tests {
         assert_eq!(b.scheme, "Basic");
         assert_eq!(b.params["realm"], "Registry Realm");
         assert!(parse_challenge("Bearer").params.is_empty());
+    }
+
+    #[test]
+    fn request_counts_stop_growing_with_new_hosts() {
+        let http = Http::new(Arc::new(RegistryConfig::default())).unwrap();
+        for i in 0..MAX_HOSTS_KEPT + 50 {
+            let host = format!("h{i}.example");
+            http.count(&host, &Method::HEAD, RequestKind::ManifestHead, 200);
+            http.count(&host, &Method::GET, RequestKind::Blob, 200);
+        }
+        // A host counted before the cap keeps its own row.
+        http.count("h0.example", &Method::HEAD, RequestKind::ManifestHead, 200);
+        let counts = http.counts();
+        let hosts: std::collections::BTreeSet<_> = counts.iter().map(|c| &c.host).collect();
+        assert_eq!(hosts.len(), MAX_HOSTS_KEPT + 1);
+        let other: u64 = counts
+            .iter()
+            .filter(|c| c.host == "other")
+            .map(|c| c.count)
+            .sum();
+        assert_eq!(other, 100);
+        let h0 = counts
+            .iter()
+            .find(|c| c.host == "h0.example" && c.kind == RequestKind::ManifestHead)
+            .unwrap();
+        assert_eq!(h0.count, 2);
     }
 
     #[test]

@@ -32,6 +32,9 @@
 //! that window cost one HEAD. Errors are kept for the TTL too (a missing repository is not
 //! asked about 1,000 times); rate limits block their host for the `Retry-After` window.
 //! Answers keyed by digest (manifest kinds, bodies, configs, metadata) never go stale.
+//! A scan a person asked for ([`Resolver::resolve_since`]) reuses no tag answer or failure
+//! from before it started, but still joins lookups started since. Every cache is bounded by
+//! entries and estimated bytes, least recently used out first.
 
 mod budget;
 mod cache;
@@ -39,11 +42,12 @@ mod config;
 mod details;
 mod guard;
 mod http;
+mod special;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oci_client::manifest::{
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
@@ -57,10 +61,11 @@ use tracing::debug;
 use crate::reference::{Digest, Reference};
 
 pub use budget::{Budget, Usage as BudgetUsage, parse as parse_pull_budgets};
+pub use cache::Usage as CacheUsage;
 pub use config::{
-    ConfigError, Credential, DOCKER_HUB_API, ENV_ALLOW_PRIVATE, ENV_CA_FILE, ENV_INSECURE,
-    ENV_MIRRORS, ENV_PULL_BUDGET, ENV_TOKEN_HOSTS, Lookup, RegistryConfig, Secret, SystemLookup,
-    load_docker_config, normalize_host, parse_docker_config,
+    ConfigError, Credential, DOCKER_HUB_API, ENV_ALLOW_PRIVATE, ENV_CA_FILE, ENV_CACHE_ENTRIES,
+    ENV_CACHE_MB, ENV_INSECURE, ENV_MIRRORS, ENV_PULL_BUDGET, ENV_TOKEN_HOSTS, Lookup,
+    RegistryConfig, Secret, SystemLookup, load_docker_config, normalize_host, parse_docker_config,
 };
 pub use details::DetailsRequest;
 pub use guard::refused as refused_address;
@@ -131,8 +136,12 @@ pub struct Resolution {
     pub tag_digest: Option<Digest>,
     /// For platform pins: the platform (`linux/arm/v7`).
     pub platform: Option<String>,
-    /// Why, for people: errors, rate limits, platform gone, not updatable.
+    /// Why, for people: errors, rate limits, platform gone, not updatable. Safe to show to
+    /// the repository: it never names an address the guard refused or a network error's
+    /// detail (see [`RegistryError::public_message`]).
     pub message: Option<String>,
+    /// The whole story of a failure, for the operator only (logs, the local CLI).
+    pub detail: Option<String>,
 }
 
 impl Resolution {
@@ -143,6 +152,7 @@ impl Resolution {
             tag_digest: None,
             platform: None,
             message: None,
+            detail: None,
         }
     }
 
@@ -158,7 +168,14 @@ impl Resolution {
             }
             _ => Status::Error,
         };
-        Resolution::new(status).with_message(e.to_string())
+        let mut out = Resolution::new(status).with_message(e.public_message());
+        out.detail = Some(e.to_string());
+        out
+    }
+
+    /// A failure that has no registry error behind it (a task that panicked).
+    pub fn internal_error(message: &str) -> Resolution {
+        Resolution::new(Status::Error).with_message(message)
     }
 
     /// The answer for a reference digestif cannot edit (`reason`): what would be
@@ -195,7 +212,9 @@ pub struct Metadata {
     pub source: Option<String>,
 }
 
-/// Why a lookup failed; the text is what people see (`registry.example.com: …`).
+/// Why a lookup failed. The `Display` text is the operator's (`registry.example.com: …`,
+/// with addresses and network detail); [`RegistryError::public_message`] is what a
+/// repository may be shown.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RegistryError {
     #[error("{host}: rate limited ({detail})")]
@@ -212,8 +231,13 @@ pub enum RegistryError {
     Status { host: String, status: u16 },
     #[error("{host}: request timed out")]
     Timeout { host: String },
-    #[error("{host}: {message}")]
-    Transport { host: String, message: String },
+    /// No answer: `what` is the kind of failure, `detail` the network's own words.
+    #[error("{host}: {what}: {detail}")]
+    Transport {
+        host: String,
+        what: &'static str,
+        detail: String,
+    },
     #[error("{host}: refused by the SSRF guard: {reason}")]
     Refused { host: String, reason: String },
     #[error("{host}: invalid response: {message}")]
@@ -221,6 +245,24 @@ pub enum RegistryError {
     /// digestif's own pull budget for the host is spent (`DIGESTIF_REGISTRY_PULL_BUDGET`).
     #[error("{host}: pull budget used up for now (DIGESTIF_REGISTRY_PULL_BUDGET)")]
     BudgetExhausted { host: String },
+}
+
+/// What a repository is told when the SSRF guard refused its registry.
+pub const NOT_ALLOWED: &str = "registry address not allowed";
+
+impl RegistryError {
+    /// The text a repository may see (dashboard, status rows, check runs, PRs): without
+    /// the addresses a name resolved to, which address or port was refused, or the
+    /// network's error text ("Connection refused"), all of which would let anyone who
+    /// can name a registry in a watched repository map the operator's network. Those stay
+    /// in [`fmt::Display`], for the operator's log.
+    pub fn public_message(&self) -> String {
+        match self {
+            RegistryError::Refused { host, .. } => format!("{host}: {NOT_ALLOWED}"),
+            RegistryError::Transport { host, what, .. } => format!("{host}: {what}"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What a HEAD (or GET) of a manifest said.
@@ -355,16 +397,17 @@ impl fmt::Debug for Resolver {
 
 impl Resolver {
     pub fn new(config: RegistryConfig) -> Result<Resolver, ConfigError> {
+        let limits = config.cache_limits();
         let http = Http::new(Arc::new(config))?;
         Ok(Resolver {
             inner: Arc::new(Inner {
                 http,
-                tags: Coalescing::new(50_000),
-                heads: Coalescing::new(50_000),
-                manifests: Coalescing::new(10_000),
-                configs: Coalescing::new(10_000),
-                metadata: Coalescing::new(10_000),
-                facts: Coalescing::new(1_000),
+                tags: Coalescing::new("tags", limits, weigh_head),
+                heads: Coalescing::new("digest-heads", limits, weigh_head),
+                manifests: Coalescing::new("manifests", limits, weigh_manifest),
+                configs: Coalescing::new("configs", limits, weigh_config),
+                metadata: Coalescing::new("metadata", limits, weigh_metadata),
+                facts: Coalescing::new("image-facts", limits, weigh_facts),
             }),
         })
     }
@@ -388,6 +431,20 @@ impl Resolver {
         self.inner.http.budget_usage()
     }
 
+    /// What each cache holds now, by name (also on `/metrics`).
+    pub fn cache_usage(&self) -> Vec<(&'static str, CacheUsage)> {
+        let i = &self.inner;
+        vec![
+            (i.tags.name(), i.tags.usage()),
+            (i.heads.name(), i.heads.usage()),
+            (i.manifests.name(), i.manifests.usage()),
+            (i.configs.name(), i.configs.usage()),
+            (i.metadata.name(), i.metadata.usage()),
+            (i.facts.name(), i.facts.usage()),
+            i.http.token_cache(),
+        ]
+    }
+
     /// Total requests sent so far.
     pub fn requests_sent(&self) -> u64 {
         self.counts().iter().map(|c| c.count).sum()
@@ -396,11 +453,24 @@ impl Resolver {
     /// Resolves one reference. `platform_hint` is the `FROM --platform` value, if any.
     /// Never fails: problems are a status with a message.
     pub async fn resolve(&self, r: &Reference, platform_hint: Option<&str>) -> Resolution {
+        self.resolve_since(r, platform_hint, None).await
+    }
+
+    /// [`Resolver::resolve`] for a scan a person asked for: no answer from a request that
+    /// started before `since` is reused (the tag's digest, and any failure), so a tag that
+    /// moved a minute ago is seen; lookups of one tag started since are still shared.
+    /// `None` is the scheduled case: cached answers within the TTL.
+    pub async fn resolve_since(
+        &self,
+        r: &Reference,
+        platform_hint: Option<&str>,
+        since: Option<Instant>,
+    ) -> Resolution {
         let Some(tag) = r.tag.as_deref() else {
             return Resolution::new(Status::NotUpdatable)
                 .with_message("pinned by digest only: no tag says what is newer");
         };
-        let head = match self.tag_head(r, tag).await {
+        let head = match self.tag_head(r, tag, since).await {
             Ok(h) => h,
             Err(e) => return Resolution::failed(&e),
         };
@@ -415,18 +485,20 @@ impl Resolver {
             return out;
         }
         let hint = platform_hint.and_then(Platform::parse);
-        let pinned_head = match self.digest_head(r, pinned).await {
+        let pinned_head = match self.digest_head(r, pinned, since).await {
             Ok(h) => Some(h),
             Err(RegistryError::NotFound { .. }) => None,
             Err(e) => return Resolution::failed(&e),
         };
         let result = match pinned_head {
-            Some(p) if p.is_index() => self.index_pin(r, pinned, &head).await,
-            Some(_) => self.platform_pin(r, pinned, &head, hint).await,
+            Some(p) if p.is_index() => self.index_pin(r, pinned, &head, since).await,
+            Some(_) => self.platform_pin(r, pinned, &head, hint, since).await,
             // The pinned manifest is gone from the registry, so its kind is unknown: a
             // `--platform` says it was one platform's; otherwise follow the tag.
             None => match hint {
-                Some(h) if head.is_index() => self.platform_pin_to(r, pinned, &head, h).await,
+                Some(h) if head.is_index() => {
+                    self.platform_pin_to(r, pinned, &head, h, since).await
+                }
                 _ => {
                     let mut o = Resolution::new(Status::Stale);
                     o.current = Some(head.digest.clone());
@@ -452,13 +524,17 @@ impl Resolver {
         r: &Reference,
         pinned: &Digest,
         head: &Head,
+        since: Option<Instant>,
     ) -> Result<Resolution, RegistryError> {
         let mut out = Resolution::new(Status::Stale);
         out.current = Some(head.digest.clone());
         if !head.is_index() {
             return Ok(out.with_message("the tag is no longer a multi-platform index"));
         }
-        let (old, new) = tokio::join!(self.manifest(r, pinned), self.manifest(r, &head.digest));
+        let (old, new) = tokio::join!(
+            self.manifest(r, pinned, since),
+            self.manifest(r, &head.digest, since)
+        );
         let (Manifest::Index(old), Manifest::Index(new)) = (old?, new?) else {
             return Ok(out);
         };
@@ -481,6 +557,7 @@ impl Resolver {
         pinned: &Digest,
         head: &Head,
         hint: Option<Platform>,
+        since: Option<Instant>,
     ) -> Result<Resolution, RegistryError> {
         if !head.is_index() {
             let mut out = Resolution::new(Status::Stale);
@@ -492,7 +569,7 @@ impl Resolver {
         let platform = match hint {
             Some(h) => h,
             None => {
-                let c = self.config_of(r, pinned, Spender::Resolve).await?;
+                let c = self.config_of(r, pinned, Spender::Resolve, since).await?;
                 if c.os.is_empty() || c.architecture.is_empty() {
                     return Err(RegistryError::Invalid {
                         host: self.inner.http.endpoint(&r.registry).host,
@@ -502,7 +579,7 @@ impl Resolver {
                 Platform::new(&c.os, &c.architecture, c.variant.clone())
             }
         };
-        self.platform_pin_to(r, pinned, head, platform).await
+        self.platform_pin_to(r, pinned, head, platform, since).await
     }
 
     async fn platform_pin_to(
@@ -511,8 +588,9 @@ impl Resolver {
         pinned: &Digest,
         head: &Head,
         platform: Platform,
+        since: Option<Instant>,
     ) -> Result<Resolution, RegistryError> {
-        let Manifest::Index(index) = self.manifest(r, &head.digest).await? else {
+        let Manifest::Index(index) = self.manifest(r, &head.digest, since).await? else {
             let mut out = Resolution::new(Status::Stale);
             out.current = Some(head.digest.clone());
             return Ok(out);
@@ -551,7 +629,9 @@ impl Resolver {
         let key = (r.registry.clone(), r.repository.clone(), digest.to_string());
         self.inner
             .metadata
-            .get_or_fetch(key, ttl_ok_forever(self), || self.fetch_metadata(r, digest))
+            .get_or_fetch(key, ttl_ok_forever(self), None, || {
+                self.fetch_metadata(r, digest)
+            })
             .await
     }
 
@@ -562,7 +642,7 @@ impl Resolver {
     ) -> Result<Metadata, RegistryError> {
         let mut meta = Metadata::default();
         let (image_digest, annotations) =
-            match self.manifest_as(r, digest, Spender::Details).await? {
+            match self.manifest_as(r, digest, Spender::Details, None).await? {
                 Manifest::Index(index) => {
                     let entries = platform_entries(&index);
                     meta.platforms = entries.iter().map(|(p, _)| p.to_string()).collect();
@@ -591,7 +671,9 @@ impl Resolver {
         if complete {
             return Ok(meta);
         }
-        let config = self.config_of(r, &image_digest, Spender::Details).await?;
+        let config = self
+            .config_of(r, &image_digest, Spender::Details, None)
+            .await?;
         if meta.platforms.is_empty() && !config.os.is_empty() {
             meta.platforms = vec![
                 Platform::new(&config.os, &config.architecture, config.variant.clone()).to_string(),
@@ -606,21 +688,31 @@ impl Resolver {
     }
 
     /// The tag's digest and media type: HEAD, cached and coalesced by (registry, repo, tag).
-    async fn tag_head(&self, r: &Reference, tag: &str) -> Result<Head, RegistryError> {
+    async fn tag_head(
+        &self,
+        r: &Reference,
+        tag: &str,
+        since: Option<Instant>,
+    ) -> Result<Head, RegistryError> {
         let key = (r.registry.clone(), r.repository.clone(), tag.to_string());
         let ttl = self.config().cache_ttl;
         self.inner
             .tags
-            .get_or_fetch(key, |_| ttl, || self.head(r, tag))
+            .get_or_fetch(key, |_| ttl, since, || self.head(r, tag))
             .await
     }
 
     /// HEAD by digest: content-addressed, so a success is kept for good.
-    async fn digest_head(&self, r: &Reference, d: &Digest) -> Result<Head, RegistryError> {
+    async fn digest_head(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        since: Option<Instant>,
+    ) -> Result<Head, RegistryError> {
         let key = (r.registry.clone(), r.repository.clone(), d.to_string());
         self.inner
             .heads
-            .get_or_fetch(key, ttl_ok_forever(self), || async {
+            .get_or_fetch(key, ttl_ok_forever(self), since, || async {
                 self.head(r, &d.to_string()).await
             })
             .await
@@ -718,8 +810,13 @@ impl Resolver {
     }
 
     /// A manifest by digest (GET), verified against its digest and kept for good.
-    async fn manifest(&self, r: &Reference, d: &Digest) -> Result<Manifest, RegistryError> {
-        self.manifest_as(r, d, Spender::Resolve).await
+    async fn manifest(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        since: Option<Instant>,
+    ) -> Result<Manifest, RegistryError> {
+        self.manifest_as(r, d, Spender::Resolve, since).await
     }
 
     async fn manifest_as(
@@ -727,11 +824,12 @@ impl Resolver {
         r: &Reference,
         d: &Digest,
         who: Spender,
+        since: Option<Instant>,
     ) -> Result<Manifest, RegistryError> {
         let key = (r.registry.clone(), r.repository.clone(), d.to_string());
         self.inner
             .manifests
-            .get_or_fetch(key, ttl_ok_forever(self), || async {
+            .get_or_fetch(key, ttl_ok_forever(self), since, || async {
                 let ep = self.inner.http.endpoint(&r.registry);
                 let (body, media_type) = self.get_manifest(r, &ep, &d.to_string(), who).await?;
                 verify_digest(&ep, d, &body)?;
@@ -746,13 +844,14 @@ impl Resolver {
         r: &Reference,
         d: &Digest,
         who: Spender,
+        since: Option<Instant>,
     ) -> Result<Arc<ImageConfig>, RegistryError> {
         let key = (r.registry.clone(), r.repository.clone(), d.to_string());
         self.inner
             .configs
-            .get_or_fetch(key, ttl_ok_forever(self), || async {
+            .get_or_fetch(key, ttl_ok_forever(self), since, || async {
                 let ep = self.inner.http.endpoint(&r.registry);
-                let Manifest::Image(m) = self.manifest_as(r, d, who).await? else {
+                let Manifest::Image(m) = self.manifest_as(r, d, who, since).await? else {
                     return Err(RegistryError::Invalid {
                         host: ep.host.clone(),
                         message: format!("{d} is an index, not an image"),
@@ -794,6 +893,87 @@ impl Resolver {
             })
             .await
     }
+}
+
+// Estimated sizes of cache entries (bytes of text they hold): the caches' byte limits.
+
+fn weigh_key((a, b, c): &RKey) -> usize {
+    a.len() + b.len() + c.len()
+}
+
+fn weigh_result<V>(v: &Result<V, RegistryError>, ok: impl Fn(&V) -> usize) -> usize {
+    match v {
+        Ok(v) => ok(v),
+        Err(e) => e.to_string().len(),
+    }
+}
+
+fn weigh_head(k: &RKey, v: &Result<Head, RegistryError>) -> usize {
+    weigh_key(k) + weigh_result(v, |h| h.digest.to_string().len() + h.media_type.len())
+}
+
+fn weigh_manifest(k: &RKey, v: &Result<Manifest, RegistryError>) -> usize {
+    // Parsed manifests are kept; their JSON is a fair measure of what they hold.
+    weigh_key(k)
+        + weigh_result(v, |m| match m {
+            Manifest::Index(i) => serde_json::to_vec(&**i).map_or(0, |b| b.len()),
+            Manifest::Image(i) => serde_json::to_vec(&**i).map_or(0, |b| b.len()),
+        })
+}
+
+fn weigh_config(k: &RKey, v: &Result<Arc<ImageConfig>, RegistryError>) -> usize {
+    weigh_key(k)
+        + weigh_result(v, |c| {
+            let labels = c.config.as_ref().and_then(|s| s.labels.as_ref());
+            c.os.len()
+                + c.architecture.len()
+                + c.variant.as_ref().map_or(0, String::len)
+                + c.created.as_ref().map_or(0, String::len)
+                + labels.map_or(0, |l| l.iter().map(|(k, v)| k.len() + v.len()).sum())
+        })
+}
+
+fn weigh_facts(
+    (a, b, c, d): &details::FactsKey,
+    v: &Result<Arc<crate::insight::ImageFacts>, RegistryError>,
+) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    a.len()
+        + b.len()
+        + c.len()
+        + d.len()
+        + weigh_result(v, |f| {
+            [
+                &f.platform,
+                &f.source,
+                &f.revision,
+                &f.base_name,
+                &f.base_digest,
+                &f.sbom_error,
+            ]
+            .into_iter()
+            .map(text)
+            .sum::<usize>()
+                + f.packages.as_ref().map_or(0, |p| {
+                    p.iter()
+                        .map(|p| p.ecosystem.len() + p.name.len() + p.version.len())
+                        .sum()
+                })
+                + f.provenance.as_ref().map_or(0, |p| {
+                    text(&p.builder) + text(&p.source) + text(&p.revision)
+                })
+        })
+}
+
+fn weigh_metadata(k: &RKey, v: &Result<Metadata, RegistryError>) -> usize {
+    weigh_key(k)
+        + weigh_result(v, |m| {
+            m.platforms.iter().map(String::len).sum::<usize>()
+                + [&m.created, &m.revision, &m.source]
+                    .iter()
+                    .map(|s| s.as_ref().map_or(0, String::len))
+                    .sum::<usize>()
+        })
 }
 
 /// Keeps successes for good (content-addressed) and failures for the tag TTL.

@@ -101,6 +101,9 @@ pub struct NewJob {
     /// `None`: now.
     pub run_at: Option<DateTime<Utc>>,
     pub max_attempts: i32,
+    /// When a job with the same key is already queued, this one's payload replaces its
+    /// payload (a scan a person asked for supersedes a routine one it merges with).
+    pub supersedes: bool,
 }
 
 impl NewJob {
@@ -111,6 +114,7 @@ impl NewJob {
             unique_key: None,
             run_at: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            supersedes: false,
         })
     }
 
@@ -137,6 +141,7 @@ impl NewJob {
             unique_key: Some(scan_repo_key(repository_id)),
             run_at: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            supersedes: false,
         }
     }
 
@@ -148,6 +153,7 @@ impl NewJob {
             unique_key: Some(format!("sync_installation:{installation_id}")),
             run_at: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            supersedes: false,
         }
     }
 }
@@ -243,6 +249,7 @@ const ENQUEUE: &str = "INSERT INTO jobs (kind, payload, unique_key, state, run_a
     ON CONFLICT (unique_key) WHERE state = 'queued'
     DO UPDATE SET run_at = CASE WHEN excluded.run_at < jobs.run_at
                                 THEN excluded.run_at ELSE jobs.run_at END,
+                  payload = CASE WHEN $7 THEN excluded.payload ELSE jobs.payload END,
                   updated_at = excluded.updated_at
     RETURNING id";
 
@@ -258,6 +265,7 @@ macro_rules! enqueue_in {
             .bind(job.run_at.unwrap_or(now))
             .bind(job.max_attempts)
             .bind(now)
+            .bind(job.supersedes)
             .fetch_one(&mut *$tx)
             .await?;
         id
@@ -319,6 +327,7 @@ impl Store {
             .bind(job.run_at.unwrap_or(now))
             .bind(job.max_attempts)
             .bind(now)
+            .bind(job.supersedes)
             .fetch_one(p)
             .await)?;
         self.wake.notify_waiters();

@@ -26,6 +26,8 @@ pub const PERMS: &[(&str, &str)] = &[
 pub struct Running {
     pub url: String,
     pub store: Store,
+    /// The server's database, for the operator commands (`digestif trigger`).
+    pub database_url: String,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -96,7 +98,7 @@ async fn start(
         private_key_pem: fake.private_key_pem().as_bytes().to_vec(),
         webhook_secret: SECRET.as_bytes().to_vec(),
         github_api_url: fake.url().to_string(),
-        database_url: db,
+        database_url: db.clone(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         workers: 2,
     };
@@ -135,6 +137,7 @@ async fn start(
     Running {
         url,
         store,
+        database_url: db,
         shutdown,
         task,
         _dir: dir,
@@ -246,6 +249,7 @@ impl Running {
         let job = Work::ScanRepo {
             repository_id: repo.id,
             reason: "test".into(),
+            fresh: true,
         }
         .to_job();
         self.store
