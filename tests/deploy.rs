@@ -557,6 +557,12 @@ fn digestif_reads_the_dockerfile_s_base_images_with_their_stages() {
     assert_eq!(
         from_dockerfile,
         [
+            // The BuildKit frontend the `# syntax=` line asks for is pulled like a base image.
+            (
+                "docker.io/docker/dockerfile",
+                "1",
+                &json!({"location": "# syntax"})
+            ),
             (
                 "docker.io/library/rust",
                 rust_tag.as_str(),
@@ -1124,6 +1130,7 @@ fn digestif_would_pin_exactly_the_deployment_s_base_images_here() {
     assert_eq!(
         found,
         BTreeSet::from([
+            ("deploy/Dockerfile", "docker.io/docker/dockerfile"),
             ("deploy/Dockerfile", "docker.io/library/rust"),
             ("deploy/Dockerfile", "gcr.io/distroless/cc-debian12"),
             ("deploy/compose.yaml", "docker.io/library/postgres"),
@@ -1134,8 +1141,9 @@ fn digestif_would_pin_exactly_the_deployment_s_base_images_here() {
         ])
     );
 
-    // What the installed App would pin here with .github/digestif.yml: the three public
-    // base images, not the operator's own image, and nothing in tests/ or src/.
+    // What the installed App would pin here with .github/digestif.yml: the public base
+    // images and the Dockerfile's BuildKit frontend, not the operator's own image, and
+    // nothing in tests/ or src/.
     let config = digestif::repo_config::RepoConfig::parse(&read(".github/digestif.yml")).unwrap();
     let pinned: BTreeSet<&str> = refs
         .iter()
@@ -1153,6 +1161,7 @@ fn digestif_would_pin_exactly_the_deployment_s_base_images_here() {
     assert_eq!(
         pinned,
         BTreeSet::from([
+            "docker.io/docker/dockerfile",
             "docker.io/library/postgres",
             "docker.io/library/rust",
             "gcr.io/distroless/cc-debian12",

@@ -896,7 +896,7 @@ async fn syntax_directives_and_images_built_from_args_get_prs() {
     let body = dash.body.clone().unwrap_or_default();
     assert!(
         body.contains(&format!(
-            "| `{path}:7` | `{a}/library/python:3.12-slim` | not-editable (stale: the digest is \
+            "| `{path}:7` | `{a}/library/python:3.12-slim` | not-editable `stale: the digest is \
              put together from several places"
         )),
         "{body}"
