@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oci_client::manifest::OciImageIndex;
-use reqwest::Method;
 
 use super::budget::Spender;
 use super::{
-    ANN_REVISION, ANN_SOURCE, Manifest, Platform, RegistryError, RequestKind, Resolver,
-    annotations_of, check_status, pick_platform, platform_entries, verify_digest,
+    ANN_REVISION, ANN_SOURCE, Manifest, Platform, RegistryError, Resolver, annotations_of,
+    pick_platform, platform_entries,
 };
 use crate::insight::{Details, ImageFacts, provenance, sbom};
 use crate::reference::{Digest, Reference};
@@ -224,7 +223,7 @@ impl Resolver {
             let Ok(ld) = Digest::parse(&layer.digest) else {
                 continue;
             };
-            let body = match self.blob(r, &ld, MAX_ATTESTATION).await {
+            let body = match self.blob(r, &ld, MAX_ATTESTATION, "blob").await {
                 Ok(b) => b,
                 Err(e @ RegistryError::BudgetExhausted { .. }) => return Err(e),
                 Err(e) if want_sbom => {
@@ -243,37 +242,6 @@ impl Resolver {
             }
         }
         Ok(facts)
-    }
-
-    /// A blob by digest, verified; blobs are not pulls, so no budget is spent.
-    async fn blob(
-        &self,
-        r: &Reference,
-        d: &Digest,
-        limit: usize,
-    ) -> Result<Vec<u8>, RegistryError> {
-        let ep = self.inner.http.endpoint(&r.registry);
-        let path = format!("/v2/{}/blobs/{d}", r.repository);
-        let resp = self
-            .inner
-            .http
-            .send(
-                &ep,
-                &r.repository,
-                Method::GET,
-                &path,
-                None,
-                RequestKind::Blob,
-            )
-            .await?;
-        check_status(&ep, resp.status(), || format!("blob {}@{d}", r.repository))?;
-        let body = self
-            .inner
-            .http
-            .read(&ep.host, RequestKind::Blob, resp, limit)
-            .await?;
-        verify_digest(&ep, d, &body)?;
-        Ok(body)
     }
 }
 

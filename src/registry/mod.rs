@@ -838,6 +838,41 @@ impl Resolver {
             .await
     }
 
+    /// A blob by digest, verified; blobs are not pulls, so no budget is spent. `what`
+    /// names it in errors (`config blob`).
+    async fn blob(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let ep = self.inner.http.endpoint(&r.registry);
+        let path = format!("/v2/{}/blobs/{d}", r.repository);
+        let resp = self
+            .inner
+            .http
+            .send(
+                &ep,
+                &r.repository,
+                Method::GET,
+                &path,
+                None,
+                RequestKind::Blob,
+            )
+            .await?;
+        check_status(&ep, resp.status(), || {
+            format!("{what} {}@{d}", r.repository)
+        })?;
+        let body = self
+            .inner
+            .http
+            .read(&ep.host, RequestKind::Blob, resp, limit)
+            .await?;
+        verify_digest(&ep, d, &body)?;
+        Ok(body)
+    }
+
     /// The image config of the single-platform manifest `d`.
     async fn config_of(
         &self,
@@ -862,28 +897,9 @@ impl Resolver {
                         host: ep.host.clone(),
                         message,
                     })?;
-                let path = format!("/v2/{}/blobs/{config_digest}", r.repository);
-                let resp = self
-                    .inner
-                    .http
-                    .send(
-                        &ep,
-                        &r.repository,
-                        Method::GET,
-                        &path,
-                        None,
-                        RequestKind::Blob,
-                    )
-                    .await?;
-                check_status(&ep, resp.status(), || {
-                    format!("config blob {}@{config_digest}", r.repository)
-                })?;
                 let body = self
-                    .inner
-                    .http
-                    .read(&ep.host, RequestKind::Blob, resp, MAX_BODY)
+                    .blob(r, &config_digest, MAX_BODY, "config blob")
                     .await?;
-                verify_digest(&ep, &config_digest, &body)?;
                 serde_json::from_slice::<ImageConfig>(&body)
                     .map(Arc::new)
                     .map_err(|e| RegistryError::Invalid {
