@@ -564,26 +564,9 @@ async fn limits_and_min_age_show_on_the_dashboard_and_its_box_rescans() {
     assert!(body.contains("min-age: waits until"), "{body}");
 
     // Ticking the box asks for a scan; the rewritten body unticks it.
-    let ticked = body.replacen("- [ ]", "- [x]", 1);
-    fake.with_state(|s| {
-        if let Some(i) = s
-            .repo_mut(REPO)
-            .and_then(|r| r.issues.get_mut(&dash.number))
-        {
-            i.body = Some(ticked.clone());
-        }
-    });
-    let repo = repo_json(&fake, REPO);
-    let mut p = support::fake_github::webhooks::adapt(
-        support::fake_github::webhooks::example("issues", Some("edited")),
-        inst,
-        &repo,
-        "carol",
-    );
-    p["issue"] = fake.with_state(|s| s.issue_json(REPO, dash.number));
-    let hook = support::fake_github::webhooks::sign("issues", &p, SECRET);
-    assert_eq!(deliver(&server.url, &hook).await.0, 202);
-    server.settle().await;
+    server
+        .tick_rescan_box(&fake, inst, REPO, dash.number, &body)
+        .await;
     let after = fake
         .issues(REPO)
         .into_iter()

@@ -150,30 +150,10 @@ async fn a_scan_a_person_asks_for_sees_a_tag_that_just_moved() {
         .into_iter()
         .find(|i| i.title == "digestif dashboard")
         .expect("dashboard");
-    let ticked = dash
-        .body
-        .clone()
-        .unwrap_or_default()
-        .replacen("- [ ]", "- [x]", 1);
-    fake.with_state(|s| {
-        if let Some(i) = s
-            .repo_mut(REPO)
-            .and_then(|r| r.issues.get_mut(&dash.number))
-        {
-            i.body = Some(ticked.clone());
-        }
-    });
-    let repo_json = repo_json(&fake, REPO);
-    let mut p = support::fake_github::webhooks::adapt(
-        support::fake_github::webhooks::example("issues", Some("edited")),
-        inst,
-        &repo_json,
-        "carol",
-    );
-    p["issue"] = fake.with_state(|s| s.issue_json(REPO, dash.number));
-    let hook = support::fake_github::webhooks::sign("issues", &p, SECRET);
-    assert_eq!(deliver(&server.url, &hook).await.0, 202);
-    server.settle().await;
+    let body = dash.body.clone().unwrap_or_default();
+    server
+        .tick_rescan_box(&fake, inst, REPO, dash.number, &body)
+        .await;
     assert!(pr_pins(&fake, &fourth), "the rescan box asked afresh");
 
     // The caches' sizes are on /metrics.

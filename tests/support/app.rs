@@ -386,6 +386,35 @@ impl Running {
         assert_eq!(status, 202, "{text}");
         self.settle().await;
     }
+
+    /// "carol" ticks the rescan box of the dashboard issue `number` of `full` (whose body is
+    /// `body`), as GitHub reports it; waits until the work it caused is done.
+    pub async fn tick_rescan_box(
+        &self,
+        fake: &FakeGitHub,
+        inst: u64,
+        full: &str,
+        number: u64,
+        body: &str,
+    ) {
+        let ticked = body.replacen("- [ ]", "- [x]", 1);
+        fake.with_state(|s| {
+            if let Some(i) = s.repo_mut(full).and_then(|r| r.issues.get_mut(&number)) {
+                i.body = Some(ticked.clone());
+            }
+        });
+        let repo = repo_json(fake, full);
+        let mut p = webhooks::adapt(
+            webhooks::example("issues", Some("edited")),
+            inst,
+            &repo,
+            "carol",
+        );
+        p["issue"] = fake.with_state(|s| s.issue_json(full, number));
+        let hook = webhooks::sign("issues", &p, SECRET);
+        assert_eq!(deliver(&self.url, &hook).await.0, 202);
+        self.settle().await;
+    }
 }
 
 /// Opens a pull request from `head` into `main` with the installation's token, as if
