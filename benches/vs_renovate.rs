@@ -28,13 +28,14 @@
 //! `cargo test --all-targets` runs this binary without `--bench`: it then checks the harness
 //! on that small corpus with digestif alone (Renovate is not installed or run) and exits.
 
+#[path = "support/access_log.rs"]
+mod access_log;
 #[path = "../tests/support/registry.rs"]
 mod registry_support;
 #[path = "support/renovate.rs"]
 mod renovate;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -641,60 +642,24 @@ fn workflow(f: usize, images: &[String]) -> String {
 // ---------------------------------------------------------------------------------------
 // The access log.
 
-/// Requests in the registry's access log after byte `from`: (method, kind) → count.
+/// Requests in the registry's access log after byte `from`: (method, kind) → count, and
+/// the clients that sent them.
 fn count_requests(log: &Path, from: u64) -> (BTreeMap<(String, String), u64>, Vec<String>) {
-    let mut file = std::fs::File::open(log).expect("access log");
-    let mut text = String::new();
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(from)).expect("seek");
-    file.read_to_string(&mut text).expect("read access log");
     let mut counts = BTreeMap::new();
     let mut agents = Vec::new();
-    for line in text.lines() {
-        // Apache combined: host - - [time] "METHOD PATH HTTP/1.1" status size "referer" "agent"
-        let quoted: Vec<&str> = line.split('"').collect();
-        let Some(request) = quoted.get(1) else {
-            continue;
-        };
-        let mut parts = request.split(' ');
-        let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let status = quoted
-            .get(2)
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap_or("?");
-        let kind = request_kind(path);
-        let kind = if status.starts_with('2') {
+    for r in access_log::since(log, from) {
+        let kind = access_log::kind(&r.path);
+        let kind = if r.status.starts_with('2') {
             kind.to_string()
         } else {
-            format!("{kind} ({status})")
+            format!("{kind} ({})", r.status)
         };
-        *counts.entry((method.to_string(), kind)).or_insert(0) += 1;
-        if let Some(agent) = quoted.get(5) {
-            let agent = agent.split('/').next().unwrap_or(agent).to_string();
-            if !agents.contains(&agent) {
-                agents.push(agent);
-            }
+        *counts.entry((r.method, kind)).or_insert(0) += 1;
+        if !r.agent.is_empty() && !agents.contains(&r.agent) {
+            agents.push(r.agent);
         }
     }
     (counts, agents)
-}
-
-fn request_kind(path: &str) -> &'static str {
-    let path = path.split('?').next().unwrap_or(path);
-    if path == "/v2/" || path == "/v2" {
-        "API version check"
-    } else if path.ends_with("/tags/list") {
-        "tag list"
-    } else if path.contains("/manifests/sha256:") {
-        "manifest by digest"
-    } else if path.contains("/manifests/") {
-        "manifest by tag"
-    } else if path.contains("/blobs/") {
-        "blob"
-    } else {
-        "other"
-    }
 }
 
 fn total(counts: &BTreeMap<(String, String), u64>) -> u64 {
@@ -735,7 +700,7 @@ struct Env {
 
 impl Env {
     fn log_len(&self) -> u64 {
-        std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
+        access_log::offset(&self.log)
     }
 
     /// Runs `cmd`, times it, and reads the requests it caused from the access log.

@@ -44,14 +44,18 @@
 #[path = "../tests/support/fake_github/mod.rs"]
 mod fake_github;
 
+#[allow(dead_code)]
+#[path = "support/serve.rs"]
+mod serve;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use digestif::store::Backend;
 use digestif::store::testing::TestDb;
 use fake_github::{FakeGitHub, webhooks};
 use serde_json::{Value, json};
+use serve::{proc_cpu_seconds, proc_status, stop};
 use sqlx::Connection as _;
 use tokio::process::{Child, Command};
 
@@ -388,56 +392,26 @@ async fn start_server(
     dir: &Path,
     name: &str,
 ) -> (Child, u32, String) {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().expect("addr").port()
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let log_path = dir.join(format!("server-{name}.log"));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut server = Command::new(&opts.bin)
-        .arg("serve")
-        .env("DIGESTIF_GITHUB_APP_ID", fake.app_id().to_string())
-        .env("DIGESTIF_GITHUB_PRIVATE_KEY", fake.private_key_pem())
-        .env("DIGESTIF_WEBHOOK_SECRET", SECRET)
-        .env("DIGESTIF_GITHUB_API_URL", fake.url())
-        .env("DIGESTIF_DATABASE_URL", url)
-        .env("DIGESTIF_BIND", format!("127.0.0.1:{port}"))
-        .env_remove("DIGESTIF_GITHUB_PRIVATE_KEY_PATH")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start digestif serve");
-    let pid = server.id().expect("server pid");
-    let client = reqwest::Client::new();
     let started = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if let Ok(Some(status)) = server.try_wait() {
-            panic!(
-                "server exited ({status}) before it was ready; log {}:\n{}",
-                log_path.display(),
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server not ready within 60 s; log {}",
-            log_path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let app = serve::App {
+        id: fake.app_id(),
+        private_key_pem: fake.private_key_pem(),
+        webhook_secret: SECRET,
+        github_url: fake.url(),
+    };
+    let s = serve::start(
+        &opts.bin,
+        &app,
+        url,
+        &dir.join(format!("server-{name}.log")),
+        &[],
+    )
+    .await;
     println!(
         "ready after {:.2} s (migrations, App credentials, start-up sync)",
         started.elapsed().as_secs_f64()
     );
-    (server, pid, base)
+    (s.child, s.pid, s.base)
 }
 
 async fn run_wrk(opts: &Options, base: &str, bodies: &Path, mode: &str, tag: &str) -> Value {
@@ -468,42 +442,6 @@ async fn run_wrk(opts: &Options, base: &str, bodies: &Path, mode: &str, tag: &st
         .find_map(|l| l.strip_prefix("WRK-JSON "))
         .unwrap_or_else(|| panic!("no WRK-JSON line in wrk's output:\n{stdout}"));
     serde_json::from_str(line).expect("wrk summary is JSON")
-}
-
-/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`).
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// User + system CPU time the process has used so far.
-fn proc_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
-    // USER_HZ is 100 on every Linux architecture Rust targets.
-    ticks / 100.0
-}
-
-/// SIGTERM (graceful shutdown), then SIGKILL if it takes more than 30 s.
-async fn stop(server: &mut Child, pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-    match tokio::time::timeout(Duration::from_secs(30), server.wait()).await {
-        Ok(Ok(status)) => assert!(status.success(), "server exited with {status}"),
-        _ => {
-            let _ = server.kill().await;
-            panic!("server did not stop within 30 s of SIGTERM");
-        }
-    }
 }
 
 async fn count_deliveries(backend: Backend, url: &str) -> i64 {

@@ -228,3 +228,21 @@ async fn a_key_github_does_not_know_is_refused() {
     );
     assert!(GitHubApp::new(fake.url(), 1, b"not a key", policy()).is_err());
 }
+
+/// An installation token lasts an hour: every job for the installation shares one, instead
+/// of each asking GitHub for its own (10,000 scans once cost 10,000 token requests).
+#[tokio::test]
+async fn jobs_of_one_installation_share_its_token() {
+    let (fake, app, inst) = setup(&[("README.md", "hi\n")]).await;
+    for _ in 0..3 {
+        // Each job asks for the installation's client afresh, as the job handlers do.
+        let api = app.installation(inst).expect("installation client");
+        let _: Value = api.get("/repos/acme/widgets").await.expect("repository");
+    }
+    let tokens = fake
+        .requests()
+        .iter()
+        .filter(|r| r.operation.as_deref() == Some("apps/create-installation-access-token"))
+        .count();
+    assert_eq!(tokens, 1, "one token for three jobs");
+}

@@ -226,13 +226,15 @@ impl RateLimitGauge {
 
 /// The App: its JWT-authenticated client and one long-lived client per installation.
 pub struct GitHubApp {
-    app: Octocrab,
+    app: Arc<Octocrab>,
     app_id: u64,
     base_url: String,
     /// A client for GraphQL when it lives outside the REST root (GitHub Enterprise
     /// Server: `https://HOST/api/graphql` next to `https://HOST/api/v3`).
     graphql: Option<Octocrab>,
-    installations: Mutex<HashMap<u64, Octocrab>>,
+    /// Shared, not cloned: cloning an `Octocrab` copies its cached installation token, so
+    /// a clone's token would be fetched again and lost with the clone.
+    installations: Mutex<HashMap<u64, Arc<Octocrab>>>,
     policy: RetryPolicy,
     gauge: Arc<RateLimitGauge>,
     bot_login: tokio::sync::OnceCell<String>,
@@ -272,7 +274,7 @@ impl GitHubApp {
             _ => None,
         };
         Ok(GitHubApp {
-            app,
+            app: Arc::new(app),
             app_id,
             base_url,
             graphql,
@@ -329,10 +331,11 @@ impl GitHubApp {
         let client = match map.get(&id) {
             Some(c) => c.clone(),
             None => {
-                let c = self
-                    .app
-                    .installation(InstallationId(id))
-                    .map_err(|e| ApiError::Settings(format!("installation client: {e}")))?;
+                let c = Arc::new(
+                    self.app
+                        .installation(InstallationId(id))
+                        .map_err(|e| ApiError::Settings(format!("installation client: {e}")))?,
+                );
                 map.insert(id, c.clone());
                 c
             }
@@ -369,7 +372,7 @@ pub fn graphql_url(api_url: &str) -> String {
 /// One identity's view of the REST API, with digestif's retry policy.
 #[derive(Clone)]
 pub struct Api {
-    client: Octocrab,
+    client: Arc<Octocrab>,
     graphql: Option<Octocrab>,
     base_url: String,
     policy: RetryPolicy,

@@ -1,0 +1,760 @@
+//! A full scheduled cycle at scale: `digestif serve` over 10,000 repositories.
+//!
+//! `cargo bench --bench cycle` pushes `DIGESTIF_BENCH_TAGS` (1,000) tags — 100 images with
+//! 10 tags each, one small linux/amd64 image per tag — to a CNCF distribution registry on
+//! loopback, and creates `DIGESTIF_BENCH_REPOS` (10,000) repositories on the fake GitHub
+//! (`tests/support/fake_github`, which checks every request against GitHub's OpenAPI
+//! description) over `DIGESTIF_BENCH_INSTALLATIONS` (50) installations of the App. Each
+//! repository holds one multi-stage `Dockerfile` whose three `FROM` lines pin three tags
+//! (chosen by a fixed hash) by digest, all current. Then, per setup:
+//!
+//! 1. **onboarding**: the release `digestif serve` starts on an empty database, finds the
+//!    installations and scans every repository (nothing is stale: no PR);
+//!    `DIGESTIF_BENCH_MOVED_PERCENT` (5) % of the tags are then re-pushed with new images;
+//! 2. **moved**: every repository is made due (its `next_scan_at` set to the past, as the
+//!    scheduler finds it when its cron time comes) and the server is started again: each
+//!    repository that pins a moved tag must get exactly one PR;
+//! 3. **unchanged**: the same once more, with nothing changed anywhere.
+//!
+//! The server is restarted for each cycle, as a daily cycle finds it: the registry answers
+//! it cached (for 5 minutes) are gone, and so are its GitHub installation tokens (valid for an
+//! hour). A restart also lists the installations and their repositories once (the start-up
+//! sync); those requests are counted apart from the per-repository ones.
+//!
+//! Setups (arguments; all three by default): `sqlite`, `postgres` (the machine's server,
+//! `DIGESTIF_TEST_POSTGRES_URL`, its own schema), and `replicas` (`DIGESTIF_BENCH_REPLICAS`,
+//! 2, servers on one PostgreSQL schema). Printed per cycle: wall time from the start of the
+//! server process(es) until every repository was scanned and no job is queued or running;
+//! GitHub requests per unchanged and per changed repository (and how many of them were a
+//! `304 Not Modified`), with a breakdown by operation; registry requests by kind beside the
+//! number of distinct tags the repositories pin; PRs opened; each server's peak RSS and CPU
+//! time. The figures go to `benches/results/cycle.json` too.
+//!
+//! `cargo test --all-targets` runs this binary without `--bench`: 24 repositories over 3
+//! installations and 12 tags on SQLite, with the PRs checked (one per repository that pins a
+//! moved tag, none elsewhere, none twice) and the registry requests checked: one manifest
+//! `HEAD` per distinct tag in each cycle; in the moved cycle, per stale tag, the old and the
+//! new manifest and config (`GET`s) for the PR's description; no `GET` in the unchanged one.
+
+// Shared with the tests; its unit tests (`#[cfg(test)]`) run elsewhere.
+#[allow(unused_imports)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[allow(dead_code)]
+#[path = "support/access_log.rs"]
+mod access_log;
+#[allow(dead_code)]
+#[path = "support/serve.rs"]
+mod serve;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use digestif::store::testing::TestDb;
+use digestif::store::{Backend, Store};
+use serde_json::{Value, json};
+use support::app::PERMS;
+use support::fake_github::FakeGitHub;
+use support::registry::{Options as RegistryOptions, TestRegistry};
+
+const SECRET: &str = "bench-webhook-secret";
+/// `FROM` lines per Dockerfile.
+const REFS: usize = 3;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
+        Err(_) => default,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    repos: usize,
+    installations: usize,
+    tags: usize,
+    moved_percent: usize,
+}
+
+impl Scale {
+    fn moved(&self) -> usize {
+        (self.tags * self.moved_percent).div_ceil(100)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Sqlite,
+    Postgres,
+    Replicas(usize),
+}
+
+impl Setup {
+    fn name(&self) -> String {
+        match self {
+            Setup::Sqlite => "sqlite".into(),
+            Setup::Postgres => "postgres".into(),
+            Setup::Replicas(n) => format!("postgres, {n} replicas"),
+        }
+    }
+    fn backend(&self) -> Backend {
+        match self {
+            Setup::Sqlite => Backend::Sqlite,
+            _ => Backend::Postgres,
+        }
+    }
+    fn servers(&self) -> usize {
+        match self {
+            Setup::Replicas(n) => *n,
+            _ => 1,
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench = args.iter().any(|a| a == "--bench");
+    let bin = std::env::var_os("DIGESTIF_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_digestif")));
+    let (scale, setups) = if bench {
+        let wanted: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let replicas = env_or("DIGESTIF_BENCH_REPLICAS", 2);
+        let setups: Vec<Setup> = [
+            ("sqlite", Setup::Sqlite),
+            ("postgres", Setup::Postgres),
+            ("replicas", Setup::Replicas(replicas)),
+        ]
+        .into_iter()
+        .filter(|(n, _)| wanted.is_empty() || wanted.contains(n))
+        .map(|(_, s)| s)
+        .collect();
+        let scale = Scale {
+            repos: env_or("DIGESTIF_BENCH_REPOS", 10_000),
+            installations: env_or("DIGESTIF_BENCH_INSTALLATIONS", 50),
+            tags: env_or("DIGESTIF_BENCH_TAGS", 1_000),
+            moved_percent: env_or("DIGESTIF_BENCH_MOVED_PERCENT", 5),
+        };
+        (scale, setups)
+    } else {
+        let scale = Scale {
+            repos: 24,
+            installations: 3,
+            tags: 12,
+            moved_percent: 25,
+        };
+        (scale, vec![Setup::Sqlite])
+    };
+    assert!(bin.is_file(), "no digestif binary at {}", bin.display());
+    assert!(scale.installations >= 1 && scale.tags >= REFS && scale.repos >= 1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = runtime.block_on(run(&bin, scale, &setups, bench));
+    if bench {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/cycle.json");
+        let json = json!({
+            "scale": {
+                "repos": scale.repos,
+                "installations": scale.installations,
+                "tags": scale.tags,
+                "moved_tags": scale.moved(),
+            },
+            "setups": results,
+        });
+        std::fs::write(&out, serde_json::to_string_pretty(&json).expect("json"))
+            .expect("write results");
+        println!("\nwrote {}", out.display());
+    }
+}
+
+/// The tags and their current digests, in the registry everyone shares.
+struct World {
+    registry: Arc<TestRegistry>,
+    digests: Vec<String>,
+    /// How many times tags have been moved (salts for new images).
+    round: usize,
+}
+
+fn image_name(t: usize) -> String {
+    format!("bench/img{}", t / 10)
+}
+
+fn tag_name(t: usize) -> String {
+    format!("1.{}", t % 10)
+}
+
+/// A fixed 64-bit mix (splitmix64), so every run picks the same tags.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The distinct tags repository `r` pins.
+fn tags_of(r: usize, tags: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(REFS);
+    let mut k = 0u64;
+    while out.len() < REFS {
+        let t = (mix(((r as u64) << 8) | k) % tags as u64) as usize;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+        k += 1;
+    }
+    out
+}
+
+fn dockerfile(world: &World, tags: &[usize]) -> String {
+    let mut s = String::new();
+    for (i, &t) in tags.iter().enumerate() {
+        let r = world
+            .registry
+            .reference(&image_name(t), &tag_name(t), Some(&world.digests[t]));
+        if i + 1 < tags.len() {
+            s.push_str(&format!("FROM {r} AS stage{i}\nRUN make stage{i}\n\n"));
+        } else {
+            s.push_str(&format!("FROM {r}\nCOPY --from=stage0 /out /app\n"));
+        }
+    }
+    s
+}
+
+/// Pushes a new image under each tag in `tags` (all at once, 8 at a time).
+async fn push(world: &mut World, tags: &[usize]) {
+    let salt = world.round;
+    world.round += 1;
+    let mut set = tokio::task::JoinSet::new();
+    let mut pending = tags.iter().copied();
+    let spawn = |set: &mut tokio::task::JoinSet<(usize, String)>, t: usize| {
+        let reg = world.registry.clone();
+        set.spawn(async move {
+            let image = reg
+                .push_image(
+                    &image_name(t),
+                    Some(&tag_name(t)),
+                    "linux/amd64",
+                    &format!("{t}-{salt}"),
+                    false,
+                )
+                .await;
+            (t, image.digest)
+        });
+    };
+    for t in pending.by_ref().take(8) {
+        spawn(&mut set, t);
+    }
+    while let Some(done) = set.join_next().await {
+        let (t, digest) = done.expect("push task");
+        world.digests[t] = digest;
+        if let Some(next) = pending.next() {
+            spawn(&mut set, next);
+        }
+    }
+}
+
+async fn run(bin: &Path, scale: Scale, setups: &[Setup], bench: bool) -> Vec<Value> {
+    let registry = TestRegistry::start_with(RegistryOptions {
+        access_log: true,
+        ..Default::default()
+    })
+    .await;
+    let mut world = World {
+        registry: Arc::new(registry),
+        digests: vec![String::new(); scale.tags],
+        round: 0,
+    };
+    let started = Instant::now();
+    let all: Vec<usize> = (0..scale.tags).collect();
+    push(&mut world, &all).await;
+    println!(
+        "pushed {} tags ({} images) in {:.1} s",
+        scale.tags,
+        scale.tags.div_ceil(10),
+        started.elapsed().as_secs_f64()
+    );
+    let mut results = Vec::new();
+    for &setup in setups {
+        results.push(run_setup(bin, scale, setup, &mut world, bench).await);
+    }
+    results
+}
+
+/// What one cycle cost and did.
+#[derive(Debug, Default)]
+struct Cycle {
+    name: &'static str,
+    wall: Duration,
+    scanned: usize,
+    failed_scans: usize,
+    /// Per repository: GitHub requests, and how many of them were 304s.
+    per_repo: BTreeMap<String, (u64, u64)>,
+    /// Requests not about one repository (installations, tokens), by operation.
+    shared: BTreeMap<String, u64>,
+    operations_changed: BTreeMap<String, u64>,
+    operations_unchanged: BTreeMap<String, u64>,
+    /// (method, kind) → count.
+    registry: BTreeMap<(String, String), u64>,
+    /// Distinct tags asked for by tag.
+    registry_tags: usize,
+    peak_rss_kib: Vec<u64>,
+    cpu_s: Vec<f64>,
+}
+
+async fn run_setup(
+    bin: &Path,
+    scale: Scale,
+    setup: Setup,
+    world: &mut World,
+    bench: bool,
+) -> Value {
+    println!("\n== {} ({} repositories)", setup.name(), scale.repos);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fake = FakeGitHub::start().await;
+    let installations: Vec<u64> = (0..scale.installations)
+        .map(|i| fake.create_installation(&format!("org{i}"), PERMS))
+        .collect();
+    let t = Instant::now();
+    let mut pins: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for r in 0..scale.repos {
+        let i = r % scale.installations;
+        let tags = tags_of(r, scale.tags);
+        let text = dockerfile(world, &tags);
+        let full = fake.create_repo(
+            installations[i],
+            &format!("org{i}"),
+            &format!("repo{r}"),
+            &[("Dockerfile", &text)],
+        );
+        pins.insert(full.to_ascii_lowercase(), tags);
+    }
+    println!(
+        "created {} repositories in {:.1} s",
+        scale.repos,
+        t.elapsed().as_secs_f64()
+    );
+    // Migrations are the server's job: the database starts empty.
+    let db = TestDb::new(setup.backend(), false)
+        .await
+        .expect("test database");
+    let url = match &db.schema {
+        None => db.url.clone(),
+        Some(schema) => format!("{}?options=-c%20search_path%3D{schema}", db.url),
+    };
+    let app = serve::App {
+        id: fake.app_id(),
+        private_key_pem: fake.private_key_pem(),
+        webhook_secret: SECRET,
+        github_url: fake.url(),
+    };
+    let ctx = Ctx {
+        bin,
+        app: &app,
+        fake: &fake,
+        store: &db.store,
+        url: &url,
+        dir: dir.path(),
+        log: world.registry.access_log_path(),
+        setup,
+        repos: scale.repos,
+        env: [
+            ("DIGESTIF_INSECURE_REGISTRIES", world.registry.addr.clone()),
+            ("DIGESTIF_ALLOW_PRIVATE_REGISTRIES", "127.0.0.1".to_string()),
+        ],
+    };
+
+    let onboarding = ctx.cycle("onboarding", &BTreeSet::new()).await;
+
+    // Move some tags upstream.
+    let mut order: Vec<usize> = (0..scale.tags).collect();
+    let round = world.round as u64;
+    order.sort_by_key(|&t| mix((round << 32) | t as u64));
+    let moved: BTreeSet<usize> = order.into_iter().take(scale.moved()).collect();
+    push(world, &moved.iter().copied().collect::<Vec<_>>()).await;
+    let changed: BTreeSet<String> = pins
+        .iter()
+        .filter(|(_, tags)| tags.iter().any(|t| moved.contains(t)))
+        .map(|(r, _)| r.clone())
+        .collect();
+    println!(
+        "moved {} tags: {} repositories pin at least one",
+        moved.len(),
+        changed.len()
+    );
+
+    ctx.make_all_due().await;
+    let moved_cycle = ctx.cycle("moved", &changed).await;
+    ctx.make_all_due().await;
+    let unchanged = ctx.cycle("unchanged", &changed).await;
+
+    // Every repository that pins a moved tag has exactly one open PR; no other has any.
+    let mut wrong = Vec::new();
+    let mut opened = 0;
+    for repo in pins.keys() {
+        let prs = fake.pulls(repo);
+        opened += prs.len();
+        let want = usize::from(changed.contains(repo));
+        if prs.len() != want {
+            wrong.push(format!("{repo}: {} PRs, expected {want}", prs.len()));
+        }
+    }
+    let violations = fake.violations().len();
+    println!(
+        "PRs opened: {opened} (repositories with a moved tag: {}); wrong: {}; requests GitHub would reject: {violations}",
+        changed.len(),
+        wrong.len()
+    );
+    let distinct_pinned: BTreeSet<usize> = pins.values().flatten().copied().collect();
+    let stale_tags = moved.intersection(&distinct_pinned).count();
+    for c in [&onboarding, &moved_cycle, &unchanged] {
+        c.print(&changed, distinct_pinned.len());
+    }
+    if !bench {
+        assert!(wrong.is_empty(), "PRs not as expected: {wrong:#?}");
+        assert_eq!(violations, 0, "{:#?}", fake.violations());
+        for c in [&onboarding, &moved_cycle, &unchanged] {
+            assert_eq!(c.scanned, scale.repos, "{}: repositories scanned", c.name);
+            assert_eq!(c.failed_scans, 0, "{}: failed scans", c.name);
+            assert_eq!(
+                c.registry_tags,
+                distinct_pinned.len(),
+                "{}: distinct tags asked for",
+                c.name
+            );
+            assert_eq!(
+                c.registry_count("HEAD", "manifest by tag"),
+                distinct_pinned.len() as u64,
+                "{}: one manifest HEAD per distinct tag: {:?}",
+                c.name,
+                c.registry
+            );
+        }
+        // Per stale tag, for the PR's description: the old and the new manifest and their
+        // configs (README, "Registry requests"); the next cycle remembers them.
+        for (kind, n) in [("manifest by digest", 2), ("blob", 2)] {
+            assert_eq!(
+                moved_cycle.registry_count("GET", kind),
+                n * stale_tags as u64,
+                "GET {kind} in the moved cycle: {:?}",
+                moved_cycle.registry
+            );
+        }
+        let gets: u64 = unchanged
+            .registry
+            .iter()
+            .filter(|((m, _), _)| m == "GET")
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            gets, 0,
+            "GETs in the unchanged cycle: {:?}",
+            unchanged.registry
+        );
+    }
+    db.store.close().await;
+    json!({
+        "setup": setup.name(),
+        "prs_opened": opened,
+        "repos_with_moved_tags": changed.len(),
+        "wrong": wrong.len(),
+        "violations": violations,
+        "distinct_tags_pinned": distinct_pinned.len(),
+        "stale_tags": stale_tags,
+        "cycles": [onboarding.json(&changed), moved_cycle.json(&changed), unchanged.json(&changed)],
+    })
+}
+
+/// What a cycle needs to run.
+struct Ctx<'a> {
+    bin: &'a Path,
+    app: &'a serve::App<'a>,
+    fake: &'a FakeGitHub,
+    store: &'a Store,
+    url: &'a str,
+    dir: &'a Path,
+    log: PathBuf,
+    setup: Setup,
+    repos: usize,
+    /// The registry settings: plain HTTP on loopback, allowed by name.
+    env: [(&'static str, String); 2],
+}
+
+impl Ctx<'_> {
+    /// Sets every repository's next scan in the past, as the scheduler finds it when the
+    /// cron time comes.
+    async fn make_all_due(&self) {
+        let past = Utc::now() - chrono::TimeDelta::seconds(1);
+        let mut offset = 0;
+        loop {
+            let page = self
+                .store
+                .list_repositories(1000, offset)
+                .await
+                .expect("repositories");
+            for r in &page {
+                self.store
+                    .set_next_scan_at(r.id, Some(past))
+                    .await
+                    .expect("make due");
+            }
+            if page.len() < 1000 {
+                break;
+            }
+            offset += 1000;
+        }
+    }
+
+    /// Starts the server(s), waits until every repository was scanned since and no job is
+    /// queued or running, stops them, and counts.
+    async fn cycle(&self, name: &'static str, changed: &BTreeSet<String>) -> Cycle {
+        let gh_from = self.fake.requests().len();
+        let reg_from = access_log::offset(&self.log);
+        let since = Utc::now();
+        let started = Instant::now();
+        let mut servers = Vec::new();
+        for i in 0..self.setup.servers() {
+            let log = self.dir.join(format!("server-{name}-{i}.log"));
+            servers.push(serve::start(self.bin, self.app, self.url, &log, &self.env).await);
+        }
+        let (scanned, failed_scans, wall) = self.wait_for_cycle(since, started).await;
+        let peak_rss_kib = servers
+            .iter()
+            .map(|s| serve::proc_status(s.pid, "VmHWM"))
+            .collect();
+        let cpu_s = servers
+            .iter()
+            .map(|s| serve::proc_cpu_seconds(s.pid))
+            .collect();
+        for s in servers {
+            s.stop().await;
+        }
+
+        let mut c = Cycle {
+            name,
+            wall,
+            scanned,
+            failed_scans,
+            peak_rss_kib,
+            cpu_s,
+            ..Default::default()
+        };
+        for r in &self.fake.requests()[gh_from..] {
+            let op = r.operation.clone().unwrap_or_else(|| r.path.clone());
+            match repo_of(&r.path) {
+                Some(repo) => {
+                    let e = c.per_repo.entry(repo.clone()).or_default();
+                    e.0 += 1;
+                    e.1 += u64::from(r.not_modified);
+                    let ops = if changed.contains(&repo) {
+                        &mut c.operations_changed
+                    } else {
+                        &mut c.operations_unchanged
+                    };
+                    let op = if r.not_modified {
+                        format!("{op} (304)")
+                    } else {
+                        op
+                    };
+                    *ops.entry(op).or_default() += 1;
+                }
+                None => *c.shared.entry(op).or_default() += 1,
+            }
+        }
+        let mut tags = BTreeSet::new();
+        for r in access_log::since(&self.log, reg_from) {
+            let kind = access_log::kind(&r.path);
+            if kind == "manifest by tag" {
+                tags.insert(r.path.clone());
+            }
+            let kind = if r.status.starts_with('2') {
+                kind.to_string()
+            } else {
+                format!("{kind} ({})", r.status)
+            };
+            *c.registry.entry((r.method, kind)).or_default() += 1;
+        }
+        c.registry_tags = tags.len();
+        c
+    }
+
+    /// Polls until every repository's last scan is after `since` and the queue has been
+    /// empty three polls running; returns (scanned, failed, wall time until then).
+    async fn wait_for_cycle(
+        &self,
+        since: chrono::DateTime<Utc>,
+        started: Instant,
+    ) -> (usize, usize, Duration) {
+        let mut quiet_since: Option<Duration> = None;
+        let mut quiet = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (scanned, failed) = self.scanned_since(since).await;
+            let jobs = self.store.job_counts().await.expect("job counts");
+            if scanned == self.repos && jobs.queued == 0 && jobs.running == 0 {
+                quiet_since.get_or_insert(started.elapsed());
+                quiet += 1;
+                if quiet == 3 {
+                    return (scanned, failed, quiet_since.unwrap_or_default());
+                }
+            } else {
+                quiet = 0;
+                quiet_since = None;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(3 * 3600),
+                "cycle not done after 3 hours: {scanned} of {} scanned, jobs {jobs:?}",
+                self.repos
+            );
+        }
+    }
+
+    async fn scanned_since(&self, since: chrono::DateTime<Utc>) -> (usize, usize) {
+        let (mut scanned, mut failed) = (0, 0);
+        let mut offset = 0;
+        loop {
+            let page = self
+                .store
+                .list_repositories(1000, offset)
+                .await
+                .expect("repositories");
+            for r in &page {
+                if r.last_scan_at.is_some_and(|t| t >= since) {
+                    scanned += 1;
+                    if r.last_scan_status.as_deref() != Some("ok") {
+                        failed += 1;
+                    }
+                }
+            }
+            if page.len() < 1000 {
+                break;
+            }
+            offset += 1000;
+        }
+        (scanned, failed)
+    }
+}
+
+/// `owner/name` of a `/repos/{owner}/{name}/…` path, lower-cased.
+fn repo_of(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/repos/")?;
+    let mut parts = rest.splitn(3, '/');
+    let (owner, name) = (parts.next()?, parts.next()?);
+    Some(format!("{owner}/{name}").to_ascii_lowercase())
+}
+
+impl Cycle {
+    fn registry_count(&self, method: &str, kind: &str) -> u64 {
+        self.registry
+            .get(&(method.to_string(), kind.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// (repositories, requests, 304s) over the changed or the unchanged repositories.
+    fn github(&self, changed: &BTreeSet<String>, want_changed: bool) -> (usize, u64, u64) {
+        let mut n = 0;
+        let (mut req, mut nm) = (0, 0);
+        for (repo, (r, m)) in &self.per_repo {
+            if changed.contains(repo) == want_changed {
+                n += 1;
+                req += r;
+                nm += m;
+            }
+        }
+        (n, req, nm)
+    }
+
+    fn print(&self, changed: &BTreeSet<String>, distinct_tags: usize) {
+        let per = |(n, r, m): (usize, u64, u64)| {
+            if n == 0 {
+                "-".to_string()
+            } else {
+                format!(
+                    "{:.2} ({:.2} of them 304) over {n}",
+                    r as f64 / n as f64,
+                    m as f64 / n as f64
+                )
+            }
+        };
+        println!(
+            "-- {}: {:.1} s; scanned {} (failed {}); peak RSS {} KiB; CPU {} s",
+            self.name,
+            self.wall.as_secs_f64(),
+            self.scanned,
+            self.failed_scans,
+            self.peak_rss_kib
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" + "),
+            self.cpu_s
+                .iter()
+                .map(|c| format!("{c:.1}"))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        );
+        println!(
+            "   GitHub per unchanged repository: {}",
+            per(self.github(changed, false))
+        );
+        println!(
+            "   GitHub per changed repository:   {}",
+            per(self.github(changed, true))
+        );
+        for (label, ops) in [
+            ("not about one repository", &self.shared),
+            ("unchanged", &self.operations_unchanged),
+            ("changed", &self.operations_changed),
+        ] {
+            if !ops.is_empty() {
+                let list: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                println!("   {label}: {}", list.join(", "));
+            }
+        }
+        let reg: Vec<String> = self
+            .registry
+            .iter()
+            .map(|((m, k), n)| format!("{m} {k} {n}"))
+            .collect();
+        println!(
+            "   registry: {} (distinct tags asked {}, pinned {distinct_tags})",
+            reg.join(", "),
+            self.registry_tags
+        );
+    }
+
+    fn json(&self, changed: &BTreeSet<String>) -> Value {
+        let (un, ur, um) = self.github(changed, false);
+        let (cn, cr, cm) = self.github(changed, true);
+        json!({
+            "cycle": self.name,
+            "wall_s": self.wall.as_secs_f64(),
+            "scanned": self.scanned,
+            "failed_scans": self.failed_scans,
+            "github": {
+                "unchanged_repos": un, "unchanged_requests": ur, "unchanged_304": um,
+                "changed_repos": cn, "changed_requests": cr, "changed_304": cm,
+                "shared": self.shared,
+                "operations_unchanged": self.operations_unchanged,
+                "operations_changed": self.operations_changed,
+            },
+            "registry": self.registry.iter().map(|((m, k), n)| json!({"method": m, "kind": k, "count": n})).collect::<Vec<_>>(),
+            "registry_distinct_tags": self.registry_tags,
+            "peak_rss_kib": self.peak_rss_kib,
+            "cpu_s": self.cpu_s,
+        })
+    }
+}
