@@ -70,6 +70,29 @@ pub struct ServeArgs {
     /// configuration error.
     #[arg(long, env = "DIGESTIF_MIN_SCHEDULE_INTERVAL", default_value = "1h")]
     pub min_schedule_interval: String,
+    /// How long a running job stays leased to this process without a heartbeat (`10s` to
+    /// `1h`; heartbeats come every third of it): when the process dies, its running jobs are
+    /// taken up by another process, or by this one restarted, after this long.
+    #[arg(long, env = "DIGESTIF_JOB_LEASE", default_value = "5m")]
+    pub job_lease: String,
+}
+
+/// Reads `DIGESTIF_JOB_LEASE`.
+pub fn job_lease(text: &str) -> Result<std::time::Duration, SettingsError> {
+    let t = text.trim();
+    let d = match t.strip_suffix('s').map(str::parse::<u64>) {
+        Some(Ok(secs)) => std::time::Duration::from_secs(secs),
+        _ => crate::repo_config::parse_duration(t).map_err(|e| err("DIGESTIF_JOB_LEASE", e))?,
+    };
+    // Shorter would be database chatter (a heartbeat every third of the lease), and a stall
+    // of a few seconds (a pause, a slow disk) would cost a job its lease.
+    if d < std::time::Duration::from_secs(10) || d > std::time::Duration::from_secs(3600) {
+        return Err(err(
+            "DIGESTIF_JOB_LEASE",
+            format!("{text:?} is not between 10s and 1h"),
+        ));
+    }
+    Ok(d)
 }
 
 /// Reads `DIGESTIF_MIN_SCHEDULE_INTERVAL` (`serve` and `check-config` share it).
@@ -117,6 +140,7 @@ pub struct OpsSettings {
     pub github_web_url: String,
     pub credentials_file: PathBuf,
     pub min_schedule_interval: std::time::Duration,
+    pub job_lease: std::time::Duration,
 }
 
 impl Default for OpsSettings {
@@ -129,6 +153,7 @@ impl Default for OpsSettings {
             github_web_url: String::new(),
             credentials_file: PathBuf::new(),
             min_schedule_interval: crate::schedule::DEFAULT_MIN_INTERVAL,
+            job_lease: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -147,6 +172,7 @@ impl fmt::Debug for OpsSettings {
             .field("github_web_url", &self.github_web_url)
             .field("credentials_file", &self.credentials_file)
             .field("min_schedule_interval", &self.min_schedule_interval)
+            .field("job_lease", &self.job_lease)
             .finish()
     }
 }
@@ -204,6 +230,7 @@ impl OpsSettings {
             github_web_url,
             credentials_file: credentials_path(args),
             min_schedule_interval: min_schedule_interval(&args.min_schedule_interval)?,
+            job_lease: job_lease(&args.job_lease)?,
         })
     }
 }
@@ -500,6 +527,7 @@ mod tests {
             github_web_url: None,
             app_credentials_file: None,
             min_schedule_interval: "1h".into(),
+            job_lease: "5m".into(),
         }
     }
 
@@ -519,6 +547,22 @@ mod tests {
             a.min_schedule_interval = bad.into();
             let e = OpsSettings::from_args(&a).expect_err(bad);
             assert_eq!(e.setting, "DIGESTIF_MIN_SCHEDULE_INTERVAL");
+        }
+    }
+
+    #[test]
+    fn the_job_lease_is_read_in_seconds_or_minutes_within_bounds() {
+        let mut a = args();
+        let lease = |a: &ServeArgs| OpsSettings::from_args(a).map(|o| o.job_lease);
+        assert_eq!(lease(&a).unwrap(), std::time::Duration::from_secs(300));
+        for (text, secs) in [("20s", 20), ("10s", 10), ("2m", 120), ("1h", 3600)] {
+            a.job_lease = text.into();
+            assert_eq!(lease(&a).unwrap().as_secs(), secs, "{text}");
+        }
+        for bad in ["9s", "2h", "soon", "s", "0"] {
+            a.job_lease = bad.into();
+            let e = lease(&a).expect_err(bad);
+            assert_eq!(e.setting, "DIGESTIF_JOB_LEASE", "{bad}");
         }
     }
 

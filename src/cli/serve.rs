@@ -130,7 +130,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Strangers' files name the registries: the server never talks to private addresses
     // unless the operator allows a host (DIGESTIF_ALLOW_PRIVATE_REGISTRIES).
     registry.ssrf_guard = true;
-    let server = Server::build(settings, registry, Arc::new(SystemClock), Tuning::default())
+    let tuning = Tuning {
+        job_lease: ops.job_lease,
+        ..Tuning::default()
+    };
+    let server = Server::build(settings, registry, Arc::new(SystemClock), tuning)
         .await?
         .with_ops(ops);
     server.run(listener()?, shutdown).await?;
