@@ -45,48 +45,24 @@ mod support;
 #[path = "support/access_log.rs"]
 mod access_log;
 #[allow(dead_code)]
+#[path = "support/fleet.rs"]
+mod fleet;
+#[allow(dead_code)]
 #[path = "support/serve.rs"]
 mod serve;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use digestif::store::testing::TestDb;
 use digestif::store::{Backend, Store};
+use fleet::{REFS, Scale, World, env_or};
 use serde_json::{Value, json};
-use support::app::PERMS;
 use support::fake_github::FakeGitHub;
-use support::registry::{Options as RegistryOptions, TestRegistry};
 
 const SECRET: &str = "bench-webhook-secret";
-/// `FROM` lines per Dockerfile.
-const REFS: usize = 3;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
-        Err(_) => default,
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Scale {
-    repos: usize,
-    installations: usize,
-    tags: usize,
-    moved_percent: usize,
-}
-
-impl Scale {
-    fn moved(&self) -> usize {
-        (self.tags * self.moved_percent).div_ceil(100)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Setup {
@@ -180,106 +156,9 @@ fn main() {
     }
 }
 
-/// The tags and their current digests, in the registry everyone shares.
-struct World {
-    registry: Arc<TestRegistry>,
-    digests: Vec<String>,
-    /// How many times tags have been moved (salts for new images).
-    round: usize,
-}
-
-fn image_name(t: usize) -> String {
-    format!("bench/img{}", t / 10)
-}
-
-fn tag_name(t: usize) -> String {
-    format!("1.{}", t % 10)
-}
-
-/// A fixed 64-bit mix (splitmix64), so every run picks the same tags.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// The distinct tags repository `r` pins.
-fn tags_of(r: usize, tags: usize) -> Vec<usize> {
-    let mut out = Vec::with_capacity(REFS);
-    let mut k = 0u64;
-    while out.len() < REFS {
-        let t = (mix(((r as u64) << 8) | k) % tags as u64) as usize;
-        if !out.contains(&t) {
-            out.push(t);
-        }
-        k += 1;
-    }
-    out
-}
-
-fn dockerfile(world: &World, tags: &[usize]) -> String {
-    let mut s = String::new();
-    for (i, &t) in tags.iter().enumerate() {
-        let r = world
-            .registry
-            .reference(&image_name(t), &tag_name(t), Some(&world.digests[t]));
-        if i + 1 < tags.len() {
-            s.push_str(&format!("FROM {r} AS stage{i}\nRUN make stage{i}\n\n"));
-        } else {
-            s.push_str(&format!("FROM {r}\nCOPY --from=stage0 /out /app\n"));
-        }
-    }
-    s
-}
-
-/// Pushes a new image under each tag in `tags` (all at once, 8 at a time).
-async fn push(world: &mut World, tags: &[usize]) {
-    let salt = world.round;
-    world.round += 1;
-    let mut set = tokio::task::JoinSet::new();
-    let mut pending = tags.iter().copied();
-    let spawn = |set: &mut tokio::task::JoinSet<(usize, String)>, t: usize| {
-        let reg = world.registry.clone();
-        set.spawn(async move {
-            let image = reg
-                .push_image(
-                    &image_name(t),
-                    Some(&tag_name(t)),
-                    "linux/amd64",
-                    &format!("{t}-{salt}"),
-                    false,
-                )
-                .await;
-            (t, image.digest)
-        });
-    };
-    for t in pending.by_ref().take(8) {
-        spawn(&mut set, t);
-    }
-    while let Some(done) = set.join_next().await {
-        let (t, digest) = done.expect("push task");
-        world.digests[t] = digest;
-        if let Some(next) = pending.next() {
-            spawn(&mut set, next);
-        }
-    }
-}
-
 async fn run(bin: &Path, scale: Scale, setups: &[Setup], bench: bool) -> Vec<Value> {
-    let registry = TestRegistry::start_with(RegistryOptions {
-        access_log: true,
-        ..Default::default()
-    })
-    .await;
-    let mut world = World {
-        registry: Arc::new(registry),
-        digests: vec![String::new(); scale.tags],
-        round: 0,
-    };
     let started = Instant::now();
-    let all: Vec<usize> = (0..scale.tags).collect();
-    push(&mut world, &all).await;
+    let mut world = World::start(scale.tags).await;
     println!(
         "pushed {} tags ({} images) in {:.1} s",
         scale.tags,
@@ -324,23 +203,8 @@ async fn run_setup(
     println!("\n== {} ({} repositories)", setup.name(), scale.repos);
     let dir = tempfile::tempdir().expect("temp dir");
     let fake = FakeGitHub::start().await;
-    let installations: Vec<u64> = (0..scale.installations)
-        .map(|i| fake.create_installation(&format!("org{i}"), PERMS))
-        .collect();
     let t = Instant::now();
-    let mut pins: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for r in 0..scale.repos {
-        let i = r % scale.installations;
-        let tags = tags_of(r, scale.tags);
-        let text = dockerfile(world, &tags);
-        let full = fake.create_repo(
-            installations[i],
-            &format!("org{i}"),
-            &format!("repo{r}"),
-            &[("Dockerfile", &text)],
-        );
-        pins.insert(full.to_ascii_lowercase(), tags);
-    }
+    let (_, pins) = fleet::populate(&fake, world, &scale);
     println!(
         "created {} repositories in {:.1} s",
         scale.repos,
@@ -350,10 +214,7 @@ async fn run_setup(
     let db = TestDb::new(setup.backend(), false)
         .await
         .expect("test database");
-    let url = match &db.schema {
-        None => db.url.clone(),
-        Some(schema) => format!("{}?options=-c%20search_path%3D{schema}", db.url),
-    };
+    let url = fleet::database_url(&db);
     let app = serve::App {
         id: fake.app_id(),
         private_key_pem: fake.private_key_pem(),
@@ -370,20 +231,13 @@ async fn run_setup(
         log: world.registry.access_log_path(),
         setup,
         repos: scale.repos,
-        env: [
-            ("DIGESTIF_INSECURE_REGISTRIES", world.registry.addr.clone()),
-            ("DIGESTIF_ALLOW_PRIVATE_REGISTRIES", "127.0.0.1".to_string()),
-        ],
+        env: world.server_env(),
     };
 
     let onboarding = ctx.cycle("onboarding", &BTreeSet::new()).await;
 
     // Move some tags upstream.
-    let mut order: Vec<usize> = (0..scale.tags).collect();
-    let round = world.round as u64;
-    order.sort_by_key(|&t| mix((round << 32) | t as u64));
-    let moved: BTreeSet<usize> = order.into_iter().take(scale.moved()).collect();
-    push(world, &moved.iter().copied().collect::<Vec<_>>()).await;
+    let moved = world.move_tags(&scale).await;
     let changed: BTreeSet<String> = pins
         .iter()
         .filter(|(_, tags)| tags.iter().any(|t| moved.contains(t)))
@@ -395,9 +249,9 @@ async fn run_setup(
         changed.len()
     );
 
-    ctx.make_all_due().await;
+    fleet::make_all_due(&db.store).await;
     let moved_cycle = ctx.cycle("moved", &changed).await;
-    ctx.make_all_due().await;
+    fleet::make_all_due(&db.store).await;
     let unchanged = ctx.cycle("unchanged", &changed).await;
 
     // Every repository that pins a moved tag has exactly one open PR; no other has any.
@@ -488,35 +342,11 @@ struct Ctx<'a> {
     log: PathBuf,
     setup: Setup,
     repos: usize,
-    /// The registry settings: plain HTTP on loopback, allowed by name.
-    env: [(&'static str, String); 2],
+    /// The registry settings.
+    env: Vec<(&'static str, String)>,
 }
 
 impl Ctx<'_> {
-    /// Sets every repository's next scan in the past, as the scheduler finds it when the
-    /// cron time comes.
-    async fn make_all_due(&self) {
-        let past = Utc::now() - chrono::TimeDelta::seconds(1);
-        let mut offset = 0;
-        loop {
-            let page = self
-                .store
-                .list_repositories(1000, offset)
-                .await
-                .expect("repositories");
-            for r in &page {
-                self.store
-                    .set_next_scan_at(r.id, Some(past))
-                    .await
-                    .expect("make due");
-            }
-            if page.len() < 1000 {
-                break;
-            }
-            offset += 1000;
-        }
-    }
-
     /// Starts the server(s), waits until every repository was scanned since and no job is
     /// queued or running, stops them, and counts.
     async fn cycle(&self, name: &'static str, changed: &BTreeSet<String>) -> Cycle {
@@ -529,7 +359,14 @@ impl Ctx<'_> {
             let log = self.dir.join(format!("server-{name}-{i}.log"));
             servers.push(serve::start(self.bin, self.app, self.url, &log, &self.env).await);
         }
-        let (scanned, failed_scans, wall) = self.wait_for_cycle(since, started).await;
+        let (scanned, failed_scans, wall) = fleet::wait_for_cycle(
+            self.store,
+            self.repos,
+            since,
+            started,
+            Duration::from_secs(3 * 3600),
+        )
+        .await;
         let peak_rss_kib = servers
             .iter()
             .map(|s| serve::proc_status(s.pid, "VmHWM"))
@@ -588,62 +425,6 @@ impl Ctx<'_> {
         }
         c.registry_tags = tags.len();
         c
-    }
-
-    /// Polls until every repository's last scan is after `since` and the queue has been
-    /// empty three polls running; returns (scanned, failed, wall time until then).
-    async fn wait_for_cycle(
-        &self,
-        since: chrono::DateTime<Utc>,
-        started: Instant,
-    ) -> (usize, usize, Duration) {
-        let mut quiet_since: Option<Duration> = None;
-        let mut quiet = 0;
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let (scanned, failed) = self.scanned_since(since).await;
-            let jobs = self.store.job_counts().await.expect("job counts");
-            if scanned == self.repos && jobs.queued == 0 && jobs.running == 0 {
-                quiet_since.get_or_insert(started.elapsed());
-                quiet += 1;
-                if quiet == 3 {
-                    return (scanned, failed, quiet_since.unwrap_or_default());
-                }
-            } else {
-                quiet = 0;
-                quiet_since = None;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(3 * 3600),
-                "cycle not done after 3 hours: {scanned} of {} scanned, jobs {jobs:?}",
-                self.repos
-            );
-        }
-    }
-
-    async fn scanned_since(&self, since: chrono::DateTime<Utc>) -> (usize, usize) {
-        let (mut scanned, mut failed) = (0, 0);
-        let mut offset = 0;
-        loop {
-            let page = self
-                .store
-                .list_repositories(1000, offset)
-                .await
-                .expect("repositories");
-            for r in &page {
-                if r.last_scan_at.is_some_and(|t| t >= since) {
-                    scanned += 1;
-                    if r.last_scan_status.as_deref() != Some("ok") {
-                        failed += 1;
-                    }
-                }
-            }
-            if page.len() < 1000 {
-                break;
-            }
-            offset += 1000;
-        }
-        (scanned, failed)
     }
 }
 
