@@ -1,0 +1,396 @@
+//! Crash campaign: `kill -9` the server at a random moment of a cycle, restart it, and check
+//! that nothing was lost or done twice.
+//!
+//! `cargo bench --bench crash` runs `DIGESTIF_BENCH_TRIALS` (50) trials, alternating SQLite
+//! and PostgreSQL (`-- sqlite` or `-- postgres` for one). Each trial, on a fresh database and
+//! a fresh fake GitHub (`tests/support/fake_github`) holding `DIGESTIF_BENCH_REPOS` (200)
+//! repositories over 4 installations, each pinning three of 60 tags of a CNCF distribution
+//! registry on loopback:
+//!
+//! 1. the release `digestif serve` onboards every repository (no kill), and stops; its wall
+//!    time is the window the kill falls in;
+//! 2. 20% of the tags move upstream, every repository is made due, and 10 repositories get
+//!    a push on GitHub that pins one more stage at an old digest of a moved tag;
+//! 3. the server starts; the 10 `push` deliveries are sent at random moments of the window,
+//!    and the server is killed with SIGKILL at a random moment of it;
+//! 4. a new server starts (`DIGESTIF_JOB_LEASE=10s`, so the dead process's jobs come back
+//!    after 10 s), every delivery is sent again (as an operator's redelivery would; an
+//!    accepted one must be answered "already received" and not be done twice), and the bench
+//!    waits until every repository was scanned after the kill and no job is queued or
+//!    running.
+//!
+//! Then the invariants:
+//! - no branch has two open PRs, and no repository has more than one digestif PR (one
+//!   update group per repository, default configuration): no duplicate PR;
+//! - every stale reference is covered by an open PR: the PR's `Dockerfile` is exactly the
+//!   default branch's with each stale digest replaced by the tag's current one, and a
+//!   repository with nothing stale has no PR;
+//! - every delivery the first server accepted (202) is recorded once, and every delivery
+//!   is processed: its push is in the PR (the check above), and none is dead in the queue;
+//! - the fake GitHub saw no request GitHub would reject.
+//!
+//! Printed: per trial the kill moment, the deliveries accepted before the kill, recovery
+//! time, and any broken invariant; at the end trials and failures. `cargo test
+//! --all-targets` runs 1 trial on SQLite with 24 repositories, and fails on a broken
+//! invariant.
+
+// Shared with the tests; its unit tests (`#[cfg(test)]`) run elsewhere.
+#[allow(unused_imports)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[allow(dead_code)]
+#[path = "support/fleet.rs"]
+mod fleet;
+#[allow(dead_code)]
+#[path = "support/serve.rs"]
+mod serve;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use digestif::store::Backend;
+use digestif::store::testing::TestDb;
+use fleet::{Scale, World, env_or};
+use rand::Rng as _;
+use sqlx::Connection as _;
+use support::app::{SECRET, deliver, push_event};
+use support::fake_github::webhooks::SignedWebhook;
+use support::fake_github::{Author, FakeGitHub};
+
+/// Repositories that get a push during the crashed cycle.
+const PUSHED: usize = 10;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench = args.iter().any(|a| a == "--bench");
+    let bin = std::env::var_os("DIGESTIF_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_digestif")));
+    assert!(bin.is_file(), "no digestif binary at {}", bin.display());
+    let wanted: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let backends: Vec<Backend> = if !bench {
+        vec![Backend::Sqlite]
+    } else {
+        [("sqlite", Backend::Sqlite), ("postgres", Backend::Postgres)]
+            .into_iter()
+            .filter(|(n, _)| wanted.is_empty() || wanted.contains(n))
+            .map(|(_, b)| b)
+            .collect()
+    };
+    let (trials, scale) = if bench {
+        let scale = Scale {
+            repos: env_or("DIGESTIF_BENCH_REPOS", 200),
+            installations: 4,
+            tags: 60,
+            moved_percent: 20,
+        };
+        (env_or("DIGESTIF_BENCH_TRIALS", 50), scale)
+    } else {
+        let scale = Scale {
+            repos: 24,
+            installations: 2,
+            tags: 12,
+            moved_percent: 25,
+        };
+        (1, scale)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let failures = runtime.block_on(async {
+        let mut world = World::start(scale.tags).await;
+        let mut failures = Vec::new();
+        for trial in 0..trials {
+            let backend = backends[trial % backends.len()];
+            let broken = run_trial(&bin, &mut world, scale, backend, trial).await;
+            if !broken.is_empty() {
+                failures.push((trial, broken));
+            }
+        }
+        failures
+    });
+    println!(
+        "\n{trials} trials ({} repositories each), {} failed",
+        scale.repos,
+        failures.len()
+    );
+    for (trial, broken) in &failures {
+        println!("trial {trial}:");
+        for b in broken {
+            println!("  {b}");
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "invariants broken in {} trials",
+        failures.len()
+    );
+}
+
+/// Runs one trial and returns the invariants it broke.
+async fn run_trial(
+    bin: &Path,
+    world: &mut World,
+    scale: Scale,
+    backend: Backend,
+    trial: usize,
+) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fake = FakeGitHub::start().await;
+    let (installations, pins) = fleet::populate(&fake, world, &scale);
+    let db = TestDb::new(backend, false).await.expect("test database");
+    let url = fleet::database_url(&db);
+    let app = serve::App {
+        id: fake.app_id(),
+        private_key_pem: fake.private_key_pem(),
+        webhook_secret: SECRET,
+        github_url: fake.url(),
+    };
+    let mut env = world.server_env();
+    env.push(("DIGESTIF_JOB_LEASE", "10s".to_string()));
+    let start = |name: &str| {
+        let log = dir.path().join(format!("server-{name}.log"));
+        let (app, url, env) = (&app, &url, &env);
+        async move { serve::start(bin, app, url, &log, env).await }
+    };
+    let long = Duration::from_secs(3600);
+
+    // 1. Onboarding, uninterrupted: its length is the window the kill falls in.
+    let t = Instant::now();
+    let first = start("onboarding").await;
+    fleet::wait_for_cycle(
+        &db.store,
+        scale.repos,
+        Utc::now() - chrono::TimeDelta::days(1),
+        t,
+        long,
+    )
+    .await;
+    let window = t.elapsed();
+    first.stop().await;
+
+    // 2. Upstream moves, everything due, and pushes that add a stale pin.
+    let old: Vec<String> = world.digests.clone();
+    let moved: Vec<usize> = world.move_tags(&scale).await.into_iter().collect();
+    fleet::make_all_due(&db.store).await;
+    let mut rng = rand::rng();
+    let mut hooks: Vec<SignedWebhook> = Vec::new();
+    for k in 0..PUSHED.min(scale.repos) {
+        let r = (trial * 7 + k * (scale.repos / PUSHED.min(scale.repos)).max(1)) % scale.repos;
+        let (full, tags) = pins.iter().nth(r).expect("repository");
+        let extra = moved[k % moved.len()];
+        // The default branch pins every tag at its digest before the move.
+        let mut stages: Vec<(usize, &str)> = tags.iter().map(|&t| (t, old[t].as_str())).collect();
+        stages.insert(0, (extra, old[extra].as_str()));
+        let text = world.dockerfile_with(&stages);
+        fake.push(
+            full,
+            "main",
+            &[("Dockerfile", Some(&text))],
+            Author::default(),
+            "Add a stage",
+        );
+        let inst = installations[r % scale.installations];
+        hooks.push(push_event(&fake, inst, full, &["Dockerfile"]));
+    }
+
+    // 3. The server, deliveries at random moments, SIGKILL at a random moment.
+    let since = Utc::now();
+    let t = Instant::now();
+    let mut doomed = start("killed").await;
+    let kill_at = window.mul_f64(rng.random_range(0.0..1.0));
+    let mut times: Vec<Duration> = hooks
+        .iter()
+        .map(|_| window.mul_f64(rng.random_range(0.0..1.0)))
+        .collect();
+    times.sort();
+    let mut accepted = BTreeSet::new();
+    let mut sent = 0;
+    for (hook, at) in hooks.iter().zip(&times) {
+        if *at >= kill_at {
+            break;
+        }
+        tokio::time::sleep(at.saturating_sub(t.elapsed())).await;
+        let id = hook
+            .header("x-github-delivery")
+            .unwrap_or_default()
+            .to_string();
+        if let Ok((202, body)) = try_deliver(&doomed.base, hook).await
+            && body.starts_with("accepted")
+        {
+            accepted.insert(id);
+        }
+        sent += 1;
+    }
+    tokio::time::sleep(kill_at.saturating_sub(t.elapsed())).await;
+    let _ = doomed.child.start_kill();
+    let _ = doomed.child.wait().await;
+    let killed_after = t.elapsed();
+
+    // 4. Restart, redeliver everything, finish.
+    let t = Instant::now();
+    let second = start("restarted").await;
+    let mut broken = Vec::new();
+    for hook in &hooks {
+        let id = hook.header("x-github-delivery").unwrap_or_default();
+        let (status, body) = deliver(&second.base, hook).await;
+        let again = accepted.contains(id);
+        if status != 202 || (again && body != "already received") {
+            broken.push(format!(
+                "delivery {id} (accepted before the kill: {again}) redelivered: {status} {body:?}"
+            ));
+        }
+    }
+    fleet::wait_for_cycle(&db.store, scale.repos, since, t, long).await;
+    let recovery = t.elapsed();
+    second.stop().await;
+
+    // The invariants.
+    broken.extend(check_prs(&fake, world, &pins));
+    let recorded = recorded_deliveries(backend, &url).await;
+    for id in &accepted {
+        if !recorded.contains(id) {
+            broken.push(format!("accepted delivery {id} not recorded"));
+        }
+    }
+    let jobs = db.store.job_counts().await.expect("job counts");
+    if jobs.dead > 0 || jobs.queued > 0 || jobs.running > 0 {
+        broken.push(format!("jobs left: {jobs:?}"));
+    }
+    let violations = fake.violations();
+    if !violations.is_empty() {
+        broken.push(format!(
+            "{} requests GitHub would reject: {:?}",
+            violations.len(),
+            violations.first()
+        ));
+    }
+    println!(
+        "trial {trial:>2} {:<8} killed after {:>5.1} s of a {:.1} s window; deliveries {sent} sent, {} accepted before the kill; recovered in {:.1} s; {}",
+        match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        },
+        killed_after.as_secs_f64(),
+        window.as_secs_f64(),
+        accepted.len(),
+        recovery.as_secs_f64(),
+        if broken.is_empty() {
+            "ok".to_string()
+        } else {
+            format!("{} broken", broken.len())
+        }
+    );
+    db.store.close().await;
+    broken
+}
+
+/// Delivers without panicking when the server dies mid-request.
+async fn try_deliver(base: &str, hook: &SignedWebhook) -> Result<(u16, String), reqwest::Error> {
+    let client = reqwest::Client::new();
+    let mut req = client.post(format!("{base}/webhooks/github"));
+    for (k, v) in &hook.headers {
+        req = req.header(k, v);
+    }
+    let resp = req.body(hook.body.clone()).send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await.unwrap_or_default()))
+}
+
+/// One open PR per repository with something stale, whose Dockerfile is the default
+/// branch's with every stale digest replaced; none elsewhere; no branch with two PRs.
+fn check_prs(fake: &FakeGitHub, world: &World, pins: &fleet::Pins) -> Vec<String> {
+    let mut broken = Vec::new();
+    for repo in pins.keys() {
+        let main = fake
+            .file_at(repo, "main", "Dockerfile")
+            .expect("Dockerfile");
+        let want = current(world, &main);
+        let prs = fake.pulls(repo);
+        let open: Vec<_> = prs.iter().filter(|p| p.state == "open").collect();
+        if prs.len() > 1 {
+            broken.push(format!("{repo}: {} PRs (a duplicate)", prs.len()));
+        }
+        let head = |p: &&support::fake_github::state::Issue| {
+            p.pull
+                .as_ref()
+                .map(|x| x.head_ref.clone())
+                .unwrap_or_default()
+        };
+        let branches: BTreeSet<String> = open.iter().map(head).collect();
+        if branches.len() < open.len() {
+            broken.push(format!("{repo}: two open PRs on one branch"));
+        }
+        match (want == main, open.first()) {
+            (true, None) => {}
+            (true, Some(p)) => broken.push(format!("{repo}: PR #{} with nothing stale", p.number)),
+            (false, None) => broken.push(format!("{repo}: stale and no open PR")),
+            (false, Some(p)) => {
+                let got = fake
+                    .file_at(repo, &head(p), "Dockerfile")
+                    .unwrap_or_default();
+                if got != want {
+                    broken.push(format!(
+                        "{repo}: PR #{} does not pin the current digests:\n{got}\nwanted:\n{want}",
+                        p.number
+                    ));
+                }
+            }
+        }
+    }
+    broken
+}
+
+/// `text` with every pin of a fleet tag set to the tag's current digest.
+fn current(world: &World, text: &str) -> String {
+    let mut out = text.to_string();
+    for t in 0..world.digests.len() {
+        let prefix = format!(
+            "{}/{}:{}@",
+            world.registry.addr,
+            fleet::image_name(t),
+            fleet::tag_name(t)
+        );
+        let mut from = 0;
+        while let Some(i) = out[from..].find(&prefix) {
+            let at = from + i + prefix.len();
+            let end = at
+                + out[at..]
+                    .find(char::is_whitespace)
+                    .unwrap_or(out.len() - at);
+            out.replace_range(at..end, &world.digests[t]);
+            from = at;
+        }
+    }
+    out
+}
+
+async fn recorded_deliveries(backend: Backend, url: &str) -> BTreeSet<String> {
+    let sql = "SELECT delivery_id FROM webhook_deliveries";
+    let rows: Vec<String> = match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+            sqlx::query_scalar(sql)
+                .fetch_all(&mut c)
+                .await
+                .expect("deliveries")
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
+            sqlx::query_scalar(sql)
+                .fetch_all(&mut c)
+                .await
+                .expect("deliveries")
+        }
+    };
+    rows.into_iter().collect()
+}
