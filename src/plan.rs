@@ -9,14 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::extract::Found;
+use crate::image::ImageSummary;
 use crate::reference::Digest;
 use crate::repo_config::{Group, RepoConfig};
 
 /// Branch of the separate "pin digests" pull request.
 pub const PIN_BRANCH: &str = "digestif/pin";
-
-/// Facts about the new image for the PR body: what the registry module fetches.
-pub type ImageInfo = crate::registry::Metadata;
 
 /// One reference with what the resolver proposes for it.
 #[derive(Debug, Clone)]
@@ -43,7 +41,7 @@ pub struct Update {
     pub tag_digest: Option<Digest>,
     /// Facts about the new image for the table; filled in after planning, only for the
     /// updates a PR is written for now.
-    pub info: Option<ImageInfo>,
+    pub info: Option<ImageSummary>,
     /// What changed inside the image (source, base, packages); filled in like `info`.
     pub details: Option<crate::insight::Details>,
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::ImageSummary;
 use crate::insight::{self, section::Entry};
 use crate::plan::{PIN_BRANCH, Update, UpdateKey};
 use crate::repo_config::{ConfigErrors, RepoConfig};
@@ -422,7 +423,7 @@ fn full_digests(u: &Update) -> String {
 
 /// The image's source: a link to the commit on GitHub, or to the source with the revision.
 /// Both labels come from the image's registry, so they are quoted and encoded.
-fn source_cell(i: &crate::plan::ImageInfo) -> String {
+fn source_cell(i: &ImageSummary) -> String {
     let short = |rev: &str| code_cell(rev.get(..SHORT).unwrap_or(rev));
     let source = i
         .source
@@ -744,7 +745,6 @@ pub fn rescan_requested(body: &str) -> bool {
 mod tests {
     use super::*;
     use crate::extract::extract_file;
-    use crate::plan::ImageInfo;
     use crate::reference::Digest;
 
     fn d(n: u8) -> Digest {
@@ -819,7 +819,7 @@ mod tests {
             d(2)
         );
         let mut u = updates("build/Dockerfile", &text, &[d(3), d(4)]);
-        u[0].info = Some(ImageInfo {
+        u[0].info = Some(ImageSummary {
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
             created: Some("2026-11-20T08:15:00Z".into()),
             revision: Some("9fceb02d0ae598e95dc970b74767f19372d61af8".into()),
@@ -1133,7 +1133,7 @@ mod tests {
             &format!("FROM python:3.12@{}\n", d(1)),
             &[d(2)],
         );
-        u[0].info = Some(ImageInfo {
+        u[0].info = Some(ImageSummary {
             platforms: vec![HOSTILE.into()],
             created: Some("@octocat ![i](https://evil.example/i.png)".into()),
             revision: Some(HOSTILE.into()),
@@ -1204,7 +1204,7 @@ mod tests {
         let new = vec![d(2); 2000];
         let mut u = updates("services/Dockerfile", &text, &new);
         for x in &mut u {
-            x.info = Some(ImageInfo {
+            x.info = Some(ImageSummary {
                 platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
                 created: Some("2026-11-20T08:15:00Z".into()),
                 revision: Some("9fceb02d0ae598e95dc970b74767f19372d61af8".into()),
