@@ -255,36 +255,8 @@ fn old_short(u: &Update) -> String {
 /// A PR with more updates than fit under GitHub's body limit lists the first ones and
 /// says how many more there are (the commit message lists them all).
 pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Update]) -> String {
-    let mut head = String::new();
-    if branch == PIN_BRANCH {
-        head.push_str(
-            "This PR pins container images to the digest their tag points at today, so builds \
-             are reproducible. digestif will propose a new digest when the tag moves.\n\n",
-        );
-    } else {
-        head.push_str(
-            "This PR updates container image digests to what their tags point at now.\n\n",
-        );
-    }
-    head.push_str("| File | Image | Digest | Platforms | Created | Source |\n");
-    head.push_str("|---|---|---|---|---|---|\n");
-
-    let mut foot = String::from("\n---\n\n");
-    let _ = write!(foot, "Schedule: {}", code(&config.schedule));
-    if config.timezone != chrono_tz::UTC {
-        let _ = write!(foot, " ({})", code(config.timezone.name()));
-    }
-    if !config.min_age.is_zero() {
-        let _ = write!(foot, " · min-age: {}", human_duration(config.min_age));
-    }
-    foot.push_str(
-        "\n\nComment to act on this PR: `@digestif rebase` (rebuild it on the current base \
-         branch, taking it back from anyone who pushed to it), \
-         `@digestif recreate` (on a closed PR: propose its digests again, in a new PR), \
-         `@digestif ignore this digest`, `@digestif ignore this image`, \
-         `@digestif unignore IMAGE`. Closing it without merging means \"not these digests\": \
-         digestif proposes again only when the digest moves.\n",
-    );
+    let head = body_head(branch);
+    let foot = body_foot(config);
 
     // Per update: its table row, its why-line, its full digests and its key in the marker.
     let rows: Vec<String> = updates.iter().map(|u| table_row(links, u)).collect();
@@ -292,23 +264,7 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
     let fulls: Vec<String> = updates.iter().map(full_digests).collect();
     let keys: Vec<UpdateKey> = updates.iter().map(Update::key).collect();
     let fixed = head.chars().count() + foot.chars().count() + 400;
-    let mut used = fixed;
-    let mut shown = 0;
-    for i in 0..updates.len() {
-        let key_len = serde_json::to_string(&keys[i])
-            .map(|k| k.len())
-            .unwrap_or(0)
-            + 1;
-        let n = rows[i].chars().count()
-            + whys[i].as_ref().map_or(0, |w| w.chars().count() + 3)
-            + fulls[i].chars().count()
-            + key_len;
-        if used + n > BODY_BUDGET {
-            break;
-        }
-        used += n;
-        shown += 1;
-    }
+    let shown = updates_that_fit(fixed, &rows, &whys, &fulls, &keys);
     let more = updates.len() - shown;
 
     let mut b = head;
@@ -329,21 +285,13 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
             let _ = writeln!(b, "- {w}");
         }
     }
-    let mut tail = String::from("\n<details><summary>Full digests</summary>\n\n");
-    for f in &fulls[..shown] {
-        tail.push_str(f);
-    }
-    tail.push_str("\n</details>\n");
-    tail.push_str(&foot);
     let state = MachineState {
         v: 1,
         branch: branch.to_string(),
         updates: keys[..shown].to_vec(),
         more,
     };
-    tail.push('\n');
-    tail.push_str(&marker(&state));
-    tail.push('\n');
+    let tail = body_tail(&fulls[..shown], &foot, &state);
     // The "What changed" section gets what the rest leaves of the budget (it counts bytes,
     // which are never fewer than characters).
     let budget = BODY_BUDGET.saturating_sub(b.chars().count() + tail.chars().count());
@@ -355,6 +303,88 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
     }
     b.push_str(&tail);
     b
+}
+
+/// What the PR is for (pinning, or moving pins) and the table's header.
+fn body_head(branch: &str) -> String {
+    let mut head = String::new();
+    if branch == PIN_BRANCH {
+        head.push_str(
+            "This PR pins container images to the digest their tag points at today, so builds \
+             are reproducible. digestif will propose a new digest when the tag moves.\n\n",
+        );
+    } else {
+        head.push_str(
+            "This PR updates container image digests to what their tags point at now.\n\n",
+        );
+    }
+    head.push_str("| File | Image | Digest | Platforms | Created | Source |\n");
+    head.push_str("|---|---|---|---|---|---|\n");
+    head
+}
+
+/// The schedule the repository's config sets, and the comment commands.
+fn body_foot(config: &RepoConfig) -> String {
+    let mut foot = String::from("\n---\n\n");
+    let _ = write!(foot, "Schedule: {}", code(&config.schedule));
+    if config.timezone != chrono_tz::UTC {
+        let _ = write!(foot, " ({})", code(config.timezone.name()));
+    }
+    if !config.min_age.is_zero() {
+        let _ = write!(foot, " · min-age: {}", human_duration(config.min_age));
+    }
+    foot.push_str(
+        "\n\nComment to act on this PR: `@digestif rebase` (rebuild it on the current base \
+         branch, taking it back from anyone who pushed to it), \
+         `@digestif recreate` (on a closed PR: propose its digests again, in a new PR), \
+         `@digestif ignore this digest`, `@digestif ignore this image`, \
+         `@digestif unignore IMAGE`. Closing it without merging means \"not these digests\": \
+         digestif proposes again only when the digest moves.\n",
+    );
+    foot
+}
+
+/// How many of the updates (in order) fit under [`BODY_BUDGET`] beside `fixed` characters:
+/// each costs its row, why-line, full digests and its key in the hidden marker.
+fn updates_that_fit(
+    fixed: usize,
+    rows: &[String],
+    whys: &[Option<String>],
+    fulls: &[String],
+    keys: &[UpdateKey],
+) -> usize {
+    let mut used = fixed;
+    let mut shown = 0;
+    for i in 0..rows.len() {
+        let key_len = serde_json::to_string(&keys[i])
+            .map(|k| k.len())
+            .unwrap_or(0)
+            + 1;
+        let n = rows[i].chars().count()
+            + whys[i].as_ref().map_or(0, |w| w.chars().count() + 3)
+            + fulls[i].chars().count()
+            + key_len;
+        if used + n > BODY_BUDGET {
+            break;
+        }
+        used += n;
+        shown += 1;
+    }
+    shown
+}
+
+/// The full digests of the shown updates, the footer and the hidden state marker.
+fn body_tail(fulls: &[String], foot: &str, state: &MachineState) -> String {
+    let mut tail = String::from("\n<details><summary>Full digests</summary>\n\n");
+    for f in fulls {
+        tail.push_str(f);
+    }
+    tail.push_str("\n</details>\n");
+    tail.push_str(foot);
+    tail.push('\n');
+    tail.push_str(&marker(state));
+    tail.push('\n');
+    tail
 }
 
 /// One "What changed" entry per image and digest change, with every place it is made.
