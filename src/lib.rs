@@ -3,6 +3,7 @@ pub mod cli;
 pub mod edit;
 pub mod extract;
 pub mod github;
+pub mod image;
 pub mod insight;
 pub mod jobs;
 pub mod metrics;

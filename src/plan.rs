@@ -9,14 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::extract::Found;
+use crate::image::ImageSummary;
 use crate::reference::Digest;
 use crate::repo_config::{Group, RepoConfig};
 
 /// Branch of the separate "pin digests" pull request.
 pub const PIN_BRANCH: &str = "digestif/pin";
-
-/// Facts about the new image for the PR body: what the registry module fetches.
-pub type ImageInfo = crate::registry::Metadata;
 
 /// One reference with what the resolver proposes for it.
 #[derive(Debug, Clone)]
@@ -43,7 +41,7 @@ pub struct Update {
     pub tag_digest: Option<Digest>,
     /// Facts about the new image for the table; filled in after planning, only for the
     /// updates a PR is written for now.
-    pub info: Option<ImageInfo>,
+    pub info: Option<ImageSummary>,
     /// What changed inside the image (source, base, packages); filled in like `info`.
     pub details: Option<crate::insight::Details>,
 }
@@ -233,69 +231,103 @@ fn branch_safe(s: &str) -> String {
     trimmed.strip_suffix(".lock").unwrap_or(trimmed).to_string()
 }
 
-/// Decides what should happen now.
+/// Decides what should happen now: which updates are wanted (or wait, or are ignored),
+/// grouped into branches; what happens to each open PR; which new PRs fit the limits.
 pub fn plan(input: &Input<'_>) -> Plan {
     let mut out = Plan::default();
-    let config = input.config;
-
-    // 1. Which updates are wanted now, and which wait or are ignored.
-    let mut eligible: Vec<Update> = Vec::new();
-    let mut waiting: Vec<(Update, DateTime<Utc>)> = Vec::new();
-    for c in input.candidates {
-        let Some(new) = &c.proposed else { continue };
-        if !config.includes_path(&c.found.file) {
-            continue;
-        }
-        let r = &c.found.reference;
-        if r.digest.is_none() && !config.pin {
-            continue;
-        }
-        let update = Update {
-            found: c.found.clone(),
-            new_digest: new.clone(),
-            platform_pin: c.platform_pin.clone(),
-            tag_digest: c.tag_digest.clone(),
-            info: None,
-            details: None,
-        };
-        let image = r.name();
-        let digest = new.to_string();
-        if config.is_ignored(&image, r.tag.as_deref(), Some(&digest)) {
-            out.ignored.push((update.key(), IgnoredBy::Config));
-            continue;
-        }
-        if input
-            .ignores
-            .iter()
-            .any(|i| i.matches(&image, r.tag.as_deref(), &digest))
-        {
-            out.ignored.push((update.key(), IgnoredBy::Person));
-            continue;
-        }
-        // Pinning adopts what is already in use, so the cooldown applies to moves only.
-        if !update.is_pin() && !config.min_age.is_zero() {
-            let first = c.first_seen.unwrap_or(input.now);
-            let min_age =
-                chrono::Duration::from_std(config.min_age).unwrap_or(chrono::Duration::MAX);
-            let until = first
-                .checked_add_signed(min_age)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC);
-            if until > input.now {
-                waiting.push((update, until));
-                continue;
-            }
-        }
-        eligible.push(update);
-    }
-
-    // A reference whose lookup failed this cycle keeps what its open PR already proposes,
-    // so a registry hiccup never shrinks or closes a PR.
     let open: Vec<&ExistingPr> = input
         .prs
         .iter()
         .filter(|p| p.state == PrState::Open)
         .collect();
-    for c in input.candidates.iter().filter(|c| c.unknown) {
+
+    let mut eligible: Vec<Update> = Vec::new();
+    let mut waiting: Vec<(Update, DateTime<Utc>)> = Vec::new();
+    for c in input.candidates {
+        match wanted_now(input, c) {
+            Wanted::NotAnUpdate => {}
+            Wanted::Ignored(key, by) => out.ignored.push((key, by)),
+            Wanted::Waits(update, until) => waiting.push((update, until)),
+            Wanted::Yes(update) => eligible.push(update),
+        }
+    }
+    eligible.extend(kept_while_unknown(input.candidates, &open));
+    let groups = by_branch(eligible, input.config.group);
+    out.pending = waiting_for_min_age(waiting, input.config.group);
+
+    let mut open_count = 0u32;
+    for pr in &open {
+        let decision = open_pr_decision(pr, &groups, &out.pending, input);
+        open_count += u32::from(decision.stays_open);
+        out.actions.extend(decision.action);
+    }
+    let handled: BTreeSet<&str> = open.iter().map(|p| p.branch.as_str()).collect();
+    let new = groups
+        .into_iter()
+        .filter(|(branch, _)| !handled.contains(branch.as_str()));
+    new_prs_within_limits(new, open_count, input, &mut out);
+    out
+}
+
+/// What one candidate means for this plan.
+enum Wanted {
+    /// Nothing to propose, a path the config excludes, or an unpinned reference while
+    /// pinning is off.
+    NotAnUpdate,
+    Ignored(UpdateKey, IgnoredBy),
+    /// Wanted once `min-age` has passed, at the given time.
+    Waits(Update, DateTime<Utc>),
+    Yes(Update),
+}
+
+fn wanted_now(input: &Input<'_>, c: &Candidate) -> Wanted {
+    let config = input.config;
+    let Some(new) = &c.proposed else {
+        return Wanted::NotAnUpdate;
+    };
+    let r = &c.found.reference;
+    if !config.includes_path(&c.found.file) || (r.digest.is_none() && !config.pin) {
+        return Wanted::NotAnUpdate;
+    }
+    let update = Update {
+        found: c.found.clone(),
+        new_digest: new.clone(),
+        platform_pin: c.platform_pin.clone(),
+        tag_digest: c.tag_digest.clone(),
+        info: None,
+        details: None,
+    };
+    let image = r.name();
+    let digest = new.to_string();
+    if config.is_ignored(&image, r.tag.as_deref(), Some(&digest)) {
+        return Wanted::Ignored(update.key(), IgnoredBy::Config);
+    }
+    if input
+        .ignores
+        .iter()
+        .any(|i| i.matches(&image, r.tag.as_deref(), &digest))
+    {
+        return Wanted::Ignored(update.key(), IgnoredBy::Person);
+    }
+    // Pinning adopts what is already in use, so the cooldown applies to moves only.
+    if !update.is_pin() && !config.min_age.is_zero() {
+        let first = c.first_seen.unwrap_or(input.now);
+        let min_age = chrono::Duration::from_std(config.min_age).unwrap_or(chrono::Duration::MAX);
+        let until = first
+            .checked_add_signed(min_age)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if until > input.now {
+            return Wanted::Waits(update, until);
+        }
+    }
+    Wanted::Yes(update)
+}
+
+/// A reference whose lookup failed this cycle keeps what its open PR already proposes,
+/// so a registry hiccup never shrinks or closes a PR.
+fn kept_while_unknown(candidates: &[Candidate], open: &[&ExistingPr]) -> Vec<Update> {
+    let mut kept = Vec::new();
+    for c in candidates.iter().filter(|c| c.unknown) {
         let key_of = |k: &UpdateKey| {
             k.file == c.found.file
                 && k.image == c.found.reference.name()
@@ -305,7 +337,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         if let Some(k) = open.iter().flat_map(|p| &p.updates).find(|k| key_of(k))
             && let Ok(new) = k.new.parse::<Digest>()
         {
-            eligible.push(Update {
+            kept.push(Update {
                 found: c.found.clone(),
                 new_digest: new,
                 platform_pin: c.platform_pin.clone(),
@@ -315,114 +347,131 @@ pub fn plan(input: &Input<'_>) -> Plan {
             });
         }
     }
+    kept
+}
 
-    // 2. Group by branch.
+/// The wanted updates on their branches, each branch's in file order.
+fn by_branch(eligible: Vec<Update>, group: Group) -> BTreeMap<String, Vec<Update>> {
     let mut groups: BTreeMap<String, Vec<Update>> = BTreeMap::new();
     for u in eligible {
-        groups
-            .entry(branch_for(&u, config.group))
-            .or_default()
-            .push(u);
+        groups.entry(branch_for(&u, group)).or_default().push(u);
     }
     for g in groups.values_mut() {
         g.sort_by(|a, b| {
             (&a.found.file, a.found.span.start).cmp(&(&b.found.file, b.found.span.start))
         });
     }
+    groups
+}
+
+/// The branches whose updates wait for `min-age`, each until its earliest update is due.
+fn waiting_for_min_age(waiting: Vec<(Update, DateTime<Utc>)>, group: Group) -> Vec<Pending> {
     let mut waiting_groups: BTreeMap<String, (Vec<UpdateKey>, DateTime<Utc>)> = BTreeMap::new();
     for (u, until) in waiting {
         let e = waiting_groups
-            .entry(branch_for(&u, config.group))
+            .entry(branch_for(&u, group))
             .or_insert((Vec::new(), until));
         e.0.push(u.key());
         e.1 = e.1.min(until);
     }
-    for (branch, (updates, until)) in waiting_groups {
-        out.pending.push(Pending {
+    waiting_groups
+        .into_iter()
+        .map(|(branch, (updates, until))| Pending {
             branch,
             updates,
             reason: PendingReason::MinAge { until },
-        });
-    }
+        })
+        .collect()
+}
 
-    // 3. Existing open PRs: keep, update, hand off or close.
-    let mut open_count = 0u32;
-    let mut handled: BTreeSet<&str> = BTreeSet::new();
-    for pr in &open {
-        handled.insert(pr.branch.as_str());
-        if pr.human_edited {
-            open_count += 1;
-            if !pr.handoff_notified {
-                out.actions
-                    .push(Action::NotifyHandoff { number: pr.number });
-            }
-            continue;
-        }
-        match groups.get(&pr.branch) {
-            Some(updates) => {
-                open_count += 1;
-                let wanted: BTreeSet<UpdateKey> = updates.iter().map(Update::key).collect();
-                let have: BTreeSet<UpdateKey> = pr.updates.iter().cloned().collect();
-                // No recorded base (a `@digestif rebase`, or a PR from before the store
-                // kept bases) counts as moved: the PR is rebuilt on the current base.
-                let base_moved = pr.base_blobs.is_empty()
-                    || pr
-                        .base_blobs
-                        .iter()
-                        .any(|(file, sha)| input.blobs.get(file) != Some(sha));
-                if wanted != have || base_moved {
-                    out.actions.push(Action::Update {
-                        number: pr.number,
-                        branch: pr.branch.clone(),
-                        updates: updates.clone(),
-                    });
-                } else if pr.details_pending {
-                    out.actions.push(Action::Describe {
-                        number: pr.number,
-                        branch: pr.branch.clone(),
-                        updates: updates.clone(),
-                    });
-                }
-            }
-            None => {
-                // A branch that only waits (min-age) stays open as it is.
-                if out.pending.iter().any(|p| p.branch == pr.branch) {
-                    open_count += 1;
-                    continue;
-                }
-                out.actions.push(Action::Close {
-                    number: pr.number,
-                    branch: pr.branch.clone(),
-                    reason: close_reason(pr, input.candidates),
-                });
-            }
-        }
-    }
+/// What happens to one open PR: kept (perhaps updated, described or handed off), or closed.
+struct OpenPrDecision {
+    action: Option<Action>,
+    /// It still counts against `pr-limit`.
+    stays_open: bool,
+}
 
-    // 4. New PRs, within the limits.
+fn open_pr_decision(
+    pr: &ExistingPr,
+    groups: &BTreeMap<String, Vec<Update>>,
+    pending: &[Pending],
+    input: &Input<'_>,
+) -> OpenPrDecision {
+    let stays = |action| OpenPrDecision {
+        action,
+        stays_open: true,
+    };
+    if pr.human_edited {
+        let notify = (!pr.handoff_notified).then_some(Action::NotifyHandoff { number: pr.number });
+        return stays(notify);
+    }
+    let Some(updates) = groups.get(&pr.branch) else {
+        // A branch that only waits (min-age) stays open as it is.
+        if pending.iter().any(|p| p.branch == pr.branch) {
+            return stays(None);
+        }
+        return OpenPrDecision {
+            action: Some(Action::Close {
+                number: pr.number,
+                branch: pr.branch.clone(),
+                reason: close_reason(pr, input.candidates),
+            }),
+            stays_open: false,
+        };
+    };
+    let wanted: BTreeSet<UpdateKey> = updates.iter().map(Update::key).collect();
+    let have: BTreeSet<UpdateKey> = pr.updates.iter().cloned().collect();
+    // No recorded base (a `@digestif rebase`, or a PR from before the store kept bases)
+    // counts as moved: the PR is rebuilt on the current base.
+    let base_moved = pr.base_blobs.is_empty()
+        || pr
+            .base_blobs
+            .iter()
+            .any(|(file, sha)| input.blobs.get(file) != Some(sha));
+    if wanted != have || base_moved {
+        stays(Some(Action::Update {
+            number: pr.number,
+            branch: pr.branch.clone(),
+            updates: updates.clone(),
+        }))
+    } else if pr.details_pending {
+        stays(Some(Action::Describe {
+            number: pr.number,
+            branch: pr.branch.clone(),
+            updates: updates.clone(),
+        }))
+    } else {
+        stays(None)
+    }
+}
+
+/// New PRs for the branches without an open one, while `pr-limit` and `pr-hourly-limit`
+/// allow; the rest are pending with the limit that holds them back.
+fn new_prs_within_limits(
+    new: impl Iterator<Item = (String, Vec<Update>)>,
+    mut open_count: u32,
+    input: &Input<'_>,
+    out: &mut Plan,
+) {
+    let config = input.config;
     let mut created = input.created_last_hour;
-    for (branch, updates) in groups {
-        if handled.contains(branch.as_str()) {
-            continue;
-        }
-        let keys = || updates.iter().map(Update::key).collect::<Vec<_>>();
-        if config.pr_limit > 0 && open_count >= config.pr_limit {
+    for (branch, updates) in new {
+        let held_back = if config.pr_limit > 0 && open_count >= config.pr_limit {
+            Some(PendingReason::OpenLimit {
+                limit: config.pr_limit,
+            })
+        } else if config.pr_hourly_limit > 0 && created >= config.pr_hourly_limit {
+            Some(PendingReason::HourlyLimit {
+                limit: config.pr_hourly_limit,
+            })
+        } else {
+            None
+        };
+        if let Some(reason) = held_back {
             out.pending.push(Pending {
                 branch,
-                updates: keys(),
-                reason: PendingReason::OpenLimit {
-                    limit: config.pr_limit,
-                },
-            });
-            continue;
-        }
-        if config.pr_hourly_limit > 0 && created >= config.pr_hourly_limit {
-            out.pending.push(Pending {
-                branch,
-                updates: keys(),
-                reason: PendingReason::HourlyLimit {
-                    limit: config.pr_hourly_limit,
-                },
+                updates: updates.iter().map(Update::key).collect(),
+                reason,
             });
             continue;
         }
@@ -430,7 +479,6 @@ pub fn plan(input: &Input<'_>) -> Plan {
         created += 1;
         out.actions.push(Action::Create { branch, updates });
     }
-    out
 }
 
 fn close_reason(pr: &ExistingPr, candidates: &[Candidate]) -> CloseReason {

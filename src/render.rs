@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::ImageSummary;
 use crate::insight::{self, section::Entry};
 use crate::plan::{PIN_BRANCH, Update, UpdateKey};
 use crate::repo_config::{ConfigErrors, RepoConfig};
@@ -254,36 +255,8 @@ fn old_short(u: &Update) -> String {
 /// A PR with more updates than fit under GitHub's body limit lists the first ones and
 /// says how many more there are (the commit message lists them all).
 pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Update]) -> String {
-    let mut head = String::new();
-    if branch == PIN_BRANCH {
-        head.push_str(
-            "This PR pins container images to the digest their tag points at today, so builds \
-             are reproducible. digestif will propose a new digest when the tag moves.\n\n",
-        );
-    } else {
-        head.push_str(
-            "This PR updates container image digests to what their tags point at now.\n\n",
-        );
-    }
-    head.push_str("| File | Image | Digest | Platforms | Created | Source |\n");
-    head.push_str("|---|---|---|---|---|---|\n");
-
-    let mut foot = String::from("\n---\n\n");
-    let _ = write!(foot, "Schedule: {}", code(&config.schedule));
-    if config.timezone != chrono_tz::UTC {
-        let _ = write!(foot, " ({})", code(config.timezone.name()));
-    }
-    if !config.min_age.is_zero() {
-        let _ = write!(foot, " · min-age: {}", human_duration(config.min_age));
-    }
-    foot.push_str(
-        "\n\nComment to act on this PR: `@digestif rebase` (rebuild it on the current base \
-         branch, taking it back from anyone who pushed to it), \
-         `@digestif recreate` (on a closed PR: propose its digests again, in a new PR), \
-         `@digestif ignore this digest`, `@digestif ignore this image`, \
-         `@digestif unignore IMAGE`. Closing it without merging means \"not these digests\": \
-         digestif proposes again only when the digest moves.\n",
-    );
+    let head = body_head(branch);
+    let foot = body_foot(config);
 
     // Per update: its table row, its why-line, its full digests and its key in the marker.
     let rows: Vec<String> = updates.iter().map(|u| table_row(links, u)).collect();
@@ -291,23 +264,7 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
     let fulls: Vec<String> = updates.iter().map(full_digests).collect();
     let keys: Vec<UpdateKey> = updates.iter().map(Update::key).collect();
     let fixed = head.chars().count() + foot.chars().count() + 400;
-    let mut used = fixed;
-    let mut shown = 0;
-    for i in 0..updates.len() {
-        let key_len = serde_json::to_string(&keys[i])
-            .map(|k| k.len())
-            .unwrap_or(0)
-            + 1;
-        let n = rows[i].chars().count()
-            + whys[i].as_ref().map_or(0, |w| w.chars().count() + 3)
-            + fulls[i].chars().count()
-            + key_len;
-        if used + n > BODY_BUDGET {
-            break;
-        }
-        used += n;
-        shown += 1;
-    }
+    let shown = updates_that_fit(fixed, &rows, &whys, &fulls, &keys);
     let more = updates.len() - shown;
 
     let mut b = head;
@@ -328,21 +285,13 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
             let _ = writeln!(b, "- {w}");
         }
     }
-    let mut tail = String::from("\n<details><summary>Full digests</summary>\n\n");
-    for f in &fulls[..shown] {
-        tail.push_str(f);
-    }
-    tail.push_str("\n</details>\n");
-    tail.push_str(&foot);
     let state = MachineState {
         v: 1,
         branch: branch.to_string(),
         updates: keys[..shown].to_vec(),
         more,
     };
-    tail.push('\n');
-    tail.push_str(&marker(&state));
-    tail.push('\n');
+    let tail = body_tail(&fulls[..shown], &foot, &state);
     // The "What changed" section gets what the rest leaves of the budget (it counts bytes,
     // which are never fewer than characters).
     let budget = BODY_BUDGET.saturating_sub(b.chars().count() + tail.chars().count());
@@ -354,6 +303,88 @@ pub fn body(config: &RepoConfig, links: &RepoLinks, branch: &str, updates: &[Upd
     }
     b.push_str(&tail);
     b
+}
+
+/// What the PR is for (pinning, or moving pins) and the table's header.
+fn body_head(branch: &str) -> String {
+    let mut head = String::new();
+    if branch == PIN_BRANCH {
+        head.push_str(
+            "This PR pins container images to the digest their tag points at today, so builds \
+             are reproducible. digestif will propose a new digest when the tag moves.\n\n",
+        );
+    } else {
+        head.push_str(
+            "This PR updates container image digests to what their tags point at now.\n\n",
+        );
+    }
+    head.push_str("| File | Image | Digest | Platforms | Created | Source |\n");
+    head.push_str("|---|---|---|---|---|---|\n");
+    head
+}
+
+/// The schedule the repository's config sets, and the comment commands.
+fn body_foot(config: &RepoConfig) -> String {
+    let mut foot = String::from("\n---\n\n");
+    let _ = write!(foot, "Schedule: {}", code(&config.schedule));
+    if config.timezone != chrono_tz::UTC {
+        let _ = write!(foot, " ({})", code(config.timezone.name()));
+    }
+    if !config.min_age.is_zero() {
+        let _ = write!(foot, " · min-age: {}", human_duration(config.min_age));
+    }
+    foot.push_str(
+        "\n\nComment to act on this PR: `@digestif rebase` (rebuild it on the current base \
+         branch, taking it back from anyone who pushed to it), \
+         `@digestif recreate` (on a closed PR: propose its digests again, in a new PR), \
+         `@digestif ignore this digest`, `@digestif ignore this image`, \
+         `@digestif unignore IMAGE`. Closing it without merging means \"not these digests\": \
+         digestif proposes again only when the digest moves.\n",
+    );
+    foot
+}
+
+/// How many of the updates (in order) fit under [`BODY_BUDGET`] beside `fixed` characters:
+/// each costs its row, why-line, full digests and its key in the hidden marker.
+fn updates_that_fit(
+    fixed: usize,
+    rows: &[String],
+    whys: &[Option<String>],
+    fulls: &[String],
+    keys: &[UpdateKey],
+) -> usize {
+    let mut used = fixed;
+    let mut shown = 0;
+    for i in 0..rows.len() {
+        let key_len = serde_json::to_string(&keys[i])
+            .map(|k| k.len())
+            .unwrap_or(0)
+            + 1;
+        let n = rows[i].chars().count()
+            + whys[i].as_ref().map_or(0, |w| w.chars().count() + 3)
+            + fulls[i].chars().count()
+            + key_len;
+        if used + n > BODY_BUDGET {
+            break;
+        }
+        used += n;
+        shown += 1;
+    }
+    shown
+}
+
+/// The full digests of the shown updates, the footer and the hidden state marker.
+fn body_tail(fulls: &[String], foot: &str, state: &MachineState) -> String {
+    let mut tail = String::from("\n<details><summary>Full digests</summary>\n\n");
+    for f in fulls {
+        tail.push_str(f);
+    }
+    tail.push_str("\n</details>\n");
+    tail.push_str(foot);
+    tail.push('\n');
+    tail.push_str(&marker(state));
+    tail.push('\n');
+    tail
 }
 
 /// One "What changed" entry per image and digest change, with every place it is made.
@@ -422,7 +453,7 @@ fn full_digests(u: &Update) -> String {
 
 /// The image's source: a link to the commit on GitHub, or to the source with the revision.
 /// Both labels come from the image's registry, so they are quoted and encoded.
-fn source_cell(i: &crate::plan::ImageInfo) -> String {
+fn source_cell(i: &ImageSummary) -> String {
     let short = |rev: &str| code_cell(rev.get(..SHORT).unwrap_or(rev));
     let source = i
         .source
@@ -744,7 +775,6 @@ pub fn rescan_requested(body: &str) -> bool {
 mod tests {
     use super::*;
     use crate::extract::extract_file;
-    use crate::plan::ImageInfo;
     use crate::reference::Digest;
 
     fn d(n: u8) -> Digest {
@@ -819,7 +849,7 @@ mod tests {
             d(2)
         );
         let mut u = updates("build/Dockerfile", &text, &[d(3), d(4)]);
-        u[0].info = Some(ImageInfo {
+        u[0].info = Some(ImageSummary {
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
             created: Some("2026-11-20T08:15:00Z".into()),
             revision: Some("9fceb02d0ae598e95dc970b74767f19372d61af8".into()),
@@ -1133,7 +1163,7 @@ mod tests {
             &format!("FROM python:3.12@{}\n", d(1)),
             &[d(2)],
         );
-        u[0].info = Some(ImageInfo {
+        u[0].info = Some(ImageSummary {
             platforms: vec![HOSTILE.into()],
             created: Some("@octocat ![i](https://evil.example/i.png)".into()),
             revision: Some(HOSTILE.into()),
@@ -1204,7 +1234,7 @@ mod tests {
         let new = vec![d(2); 2000];
         let mut u = updates("services/Dockerfile", &text, &new);
         for x in &mut u {
-            x.info = Some(ImageInfo {
+            x.info = Some(ImageSummary {
                 platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
                 created: Some("2026-11-20T08:15:00Z".into()),
                 revision: Some("9fceb02d0ae598e95dc970b74767f19372d61af8".into()),

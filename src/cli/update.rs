@@ -80,31 +80,7 @@ pub fn run(args: UpdateArgs) -> anyhow::Result<ExitCode> {
                     });
                 }
             }
-            None => {
-                if matches!(res.status, Status::Error | Status::RateLimited) {
-                    problems = true;
-                }
-                if matches!(
-                    res.status,
-                    Status::Error
-                        | Status::RateLimited
-                        | Status::PlatformGone
-                        | Status::NotEditable
-                ) {
-                    writeln!(
-                        err,
-                        "{}: {}:{}: {} {}",
-                        res.status,
-                        f.file,
-                        f.line,
-                        f.text,
-                        res.detail
-                            .as_deref()
-                            .or(res.message.as_deref())
-                            .unwrap_or_default()
-                    )?;
-                }
-            }
+            None => problems |= report_not_updated(&mut err, f, res)?,
         }
     }
 
@@ -117,28 +93,7 @@ pub fn run(args: UpdateArgs) -> anyhow::Result<ExitCode> {
                 changed += n;
                 files += 1;
                 for p in planned {
-                    let old = p
-                        .found
-                        .reference
-                        .digest
-                        .as_ref()
-                        .map(|d| short_digest(&d.to_string()))
-                        .unwrap_or_else(|| "(unpinned)".into());
-                    writeln!(
-                        out,
-                        "{}:{}  {}  {} -> {}",
-                        p.found.file,
-                        p.found.line,
-                        p.found.reference.familiar_name()
-                            + &p.found
-                                .reference
-                                .tag
-                                .as_deref()
-                                .map(|t| format!(":{t}"))
-                                .unwrap_or_default(),
-                        old,
-                        short_digest(&p.new.to_string())
-                    )?;
+                    writeln!(out, "{}", change_line(p))?;
                 }
             }
             Err(e) => {
@@ -154,6 +109,52 @@ pub fn run(args: UpdateArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Says on stderr why a reference that gets no new digest was not looked up or cannot be
+/// changed (an error, a rate limit, a platform gone, not editable); silent when it is
+/// current. Returns whether it is a problem for `--check` (the lookup failed).
+fn report_not_updated(err: &mut impl Write, f: &Found, res: &Resolution) -> std::io::Result<bool> {
+    if matches!(
+        res.status,
+        Status::Error | Status::RateLimited | Status::PlatformGone | Status::NotEditable
+    ) {
+        writeln!(
+            err,
+            "{}: {}:{}: {} {}",
+            res.status,
+            f.file,
+            f.line,
+            f.text,
+            res.detail
+                .as_deref()
+                .or(res.message.as_deref())
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(matches!(res.status, Status::Error | Status::RateLimited))
+}
+
+/// `file:line  image:tag  old -> new`, digests shortened.
+fn change_line(p: &Planned) -> String {
+    let r = &p.found.reference;
+    let old = r
+        .digest
+        .as_ref()
+        .map(|d| short_digest(&d.to_string()))
+        .unwrap_or_else(|| "(unpinned)".into());
+    format!(
+        "{}:{}  {}  {} -> {}",
+        p.found.file,
+        p.found.line,
+        r.familiar_name()
+            + &r.tag
+                .as_deref()
+                .map(|t| format!(":{t}"))
+                .unwrap_or_default(),
+        old,
+        short_digest(&p.new.to_string())
+    )
 }
 
 /// The digest `f` should get: stale ones always, tag-only ones when pinning.

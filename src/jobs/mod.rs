@@ -160,41 +160,84 @@ impl Work {
 /// The work a delivery asks for. Pure: no I/O, so the webhook handler can record the
 /// delivery and its jobs in one transaction and answer at once.
 pub fn for_event(event: &Event) -> Vec<Work> {
+    let work = match event {
+        Event::Ping | Event::Ignored { .. } => None,
+        Event::Installation { .. }
+        | Event::InstallationRepositories { .. }
+        | Event::Repository { .. } => installation_work(event),
+        Event::PushRelevant { .. } | Event::PushToBotBranch { .. } => push_work(event),
+        Event::PullRequest { .. } | Event::PullRequestHead { .. } => pull_request_work(event),
+        Event::IssueComment { .. } | Event::IssueEdited { .. } => conversation_work(event),
+    };
+    work.into_iter().collect()
+}
+
+/// The work for an event about the App's reach: an installation's (created, deleted,
+/// suspended, repositories added or removed) or a repository's (renamed, archived,
+/// deleted …). `None` for any other event.
+fn installation_work(event: &Event) -> Option<Work> {
     match event {
-        Event::Ping | Event::Ignored { .. } => Vec::new(),
         Event::Installation {
             action,
             installation_id,
             ..
-        } => vec![Work::SyncInstallation {
+        } => Some(Work::SyncInstallation {
             installation_id: *installation_id,
             action: action.clone(),
-        }],
+        }),
         Event::InstallationRepositories {
             installation_id, ..
-        } => vec![Work::SyncInstallation {
+        } => Some(Work::SyncInstallation {
             installation_id: *installation_id,
             action: "repositories_changed".into(),
-        }],
-        Event::PushRelevant { repository, .. } => vec![Work::ScanRepo {
+        }),
+        Event::Repository {
+            action,
+            installation_id,
+            repository,
+        } => Some(Work::RepositoryEvent {
+            installation_id: *installation_id,
+            repository_id: repository.id,
+            full_name: repository.full_name.clone(),
+            action: action.clone(),
+            archived: repository.archived,
+        }),
+        _ => None,
+    }
+}
+
+/// A push that touched files digestif reads is a scan; a push to one of digestif's own
+/// branches is a [`Work::BotBranchPush`]. `None` for any other event.
+fn push_work(event: &Event) -> Option<Work> {
+    match event {
+        Event::PushRelevant { repository, .. } => Some(Work::ScanRepo {
             repository_id: repository.id,
             reason: "push".into(),
             fresh: false,
-        }],
+        }),
         Event::PushToBotBranch {
             installation_id,
             repository,
             branch,
             head_sha,
             sender,
-        } => vec![Work::BotBranchPush {
+        } => Some(Work::BotBranchPush {
             installation_id: *installation_id,
             repository_id: repository.id,
             branch: branch.clone(),
             head_sha: head_sha.clone(),
             sender: sender.login.clone(),
             sender_type: sender.kind.clone(),
-        }],
+        }),
+        _ => None,
+    }
+}
+
+/// A pull request's state changed ([`Work::PullRequestEvent`]), or one not opened by
+/// digestif was opened or got new commits (the config file it proposes is checked).
+/// `None` for any other event.
+fn pull_request_work(event: &Event) -> Option<Work> {
+    match event {
         Event::PullRequest {
             action,
             installation_id,
@@ -203,7 +246,7 @@ pub fn for_event(event: &Event) -> Vec<Work> {
             branch,
             merged,
             sender,
-        } => vec![Work::PullRequestEvent {
+        } => Some(Work::PullRequestEvent {
             installation_id: *installation_id,
             repository_id: repository.id,
             number: *number,
@@ -211,18 +254,27 @@ pub fn for_event(event: &Event) -> Vec<Work> {
             action: action.clone(),
             merged: *merged,
             sender: sender.login.clone(),
-        }],
+        }),
         Event::PullRequestHead {
             installation_id,
             repository,
             number,
             head_sha,
-        } => vec![Work::CheckConfig {
+        } => Some(Work::CheckConfig {
             installation_id: *installation_id,
             repository_id: repository.id,
             number: *number,
             head_sha: head_sha.clone(),
-        }],
+        }),
+        _ => None,
+    }
+}
+
+/// A comment is work only when it is a command to digestif on a pull request; an edited
+/// issue only when it ticks a rescan box (whether the issue is the dashboard is the job's
+/// question: the store knows the dashboard's number). `None` for any other event.
+fn conversation_work(event: &Event) -> Option<Work> {
+    match event {
         Event::IssueComment {
             installation_id,
             repository,
@@ -231,47 +283,28 @@ pub fn for_event(event: &Event) -> Vec<Work> {
             body,
             sender,
             is_pull_request,
-        } => {
-            if *is_pull_request && pulls::parse_command(body).is_some() {
-                vec![Work::Comment {
-                    installation_id: *installation_id,
-                    repository_id: repository.id,
-                    issue_number: *issue_number,
-                    comment_id: *comment_id,
-                    body: body.clone(),
-                    sender: sender.login.clone(),
-                }]
-            } else {
-                Vec::new()
-            }
-        }
-        // Only a ticked rescan box matters; whether this is the dashboard is the job's
-        // question (the store knows the dashboard's number).
+        } if *is_pull_request && pulls::parse_command(body).is_some() => Some(Work::Comment {
+            installation_id: *installation_id,
+            repository_id: repository.id,
+            issue_number: *issue_number,
+            comment_id: *comment_id,
+            body: body.clone(),
+            sender: sender.login.clone(),
+        }),
         Event::IssueEdited {
             installation_id,
             repository,
             issue_number,
             body,
             sender,
-        } if crate::render::rescan_requested(body) => vec![Work::IssueEdited {
+        } if crate::render::rescan_requested(body) => Some(Work::IssueEdited {
             installation_id: *installation_id,
             repository_id: repository.id,
             issue_number: *issue_number,
             body: body.clone(),
             sender: sender.login.clone(),
-        }],
-        Event::IssueEdited { .. } => Vec::new(),
-        Event::Repository {
-            action,
-            installation_id,
-            repository,
-        } => vec![Work::RepositoryEvent {
-            installation_id: *installation_id,
-            repository_id: repository.id,
-            full_name: repository.full_name.clone(),
-            action: action.clone(),
-            archived: repository.archived,
-        }],
+        }),
+        _ => None,
     }
 }
 

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+
 use tracing::Instrument as _;
 
 use super::handler::Handler;
@@ -78,95 +80,22 @@ async fn scan(
         }
     };
     // The config decides everything else: an invalid one stops here, said where people look.
-    if let Some(path) = &snapshot.oversized_config {
-        let errors = repo_config::too_large();
-        report_config_error(h, &api, &repo, path, None, &snapshot.head_sha, &errors).await?;
+    let Some(config) = valid_config(h, &api, &repo, &snapshot).await? else {
         return Ok(());
-    }
-    let config = match &snapshot.config {
-        None => RepoConfig::default(),
-        Some((path, text)) => match RepoConfig::parse_with(text, &h.limits) {
-            Ok(c) => c,
-            Err(errors) => {
-                report_config_error(
-                    h,
-                    &api,
-                    &repo,
-                    path,
-                    Some(text),
-                    &snapshot.head_sha,
-                    &errors,
-                )
-                .await?;
-                return Ok(());
-            }
-        },
     };
-    // `base-branch`: the config comes from the default branch, the files and the PRs'
-    // base from the branch it names.
-    let snapshot = match config.base_branch.as_deref() {
-        Some(base) if base != snapshot.branch => {
-            match read_repository(h, &api, &repo, Some(base)).await {
-                Ok(mut s) => {
-                    s.config = snapshot.config.clone();
-                    s.oversized_config = None;
-                    s
-                }
-                Err(JobError::Permanent(e)) => {
-                    let message = format!("base-branch {base:?} cannot be read: {e}");
-                    h.store
-                        .record_scan_result(repo.id, "error", Some(&message), now)
-                        .await?;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        _ => snapshot,
+    let Some(snapshot) = on_base_branch(h, &api, &repo, &config, snapshot, now).await? else {
+        return Ok(());
     };
-    let tz = config.timezone.name().to_string();
-    h.store
-        .set_repo_config(
-            repo.id,
-            &RepoConfigUpdate {
-                text: snapshot.config.as_ref().map(|(_, t)| t.as_str()),
-                error: None,
-                schedule: &config.schedule,
-                timezone: &tz,
-            },
-            now,
-        )
-        .await?;
-    if repo.config_error.is_some() {
-        close_config_issue(h, &api, &repo, &snapshot.head_sha).await?;
-    }
+    record_config(h, &api, &repo, &config, &snapshot, now).await?;
 
-    let mut extraction = Extraction::default();
-    for f in &snapshot.files {
-        if !config.includes_path(&f.path) {
-            continue;
-        }
-        if let Some(text) = &f.content
-            && let Some(e) = extract::extract_file(&f.path, text.as_bytes())
-        {
-            extraction.merge(e);
-        }
-    }
+    let extraction = extract_included(&config, &snapshot);
     let resolved = super::resolve::resolve_all(h, &extraction, since).await?;
     let records = super::resolve::records(&config, &resolved);
     let stale = records.iter().filter(|r| r.status == "stale").count();
     h.store.replace_references(repo.id, &records, now).await?;
-    let problems: Vec<String> = extraction
-        .errors
-        .iter()
-        .map(|e| match e.line {
-            Some(l) => format!("{}:{l}: {}", e.file, e.message),
-            None => format!("{}: {}", e.file, e.message),
-        })
-        .collect();
+    let mut problems = file_problems(&extraction);
     let summary =
         super::pulls::update_pull_requests(h, &api, &repo, &config, &snapshot, &resolved).await;
-    let mut problems = problems;
     match summary {
         Ok(summary) => {
             problems.extend(summary.outcome.problems.iter().cloned());
@@ -192,6 +121,122 @@ async fn scan(
     );
     crate::metrics::references_checked(records.iter().map(|r| r.status.as_str()));
     Ok(())
+}
+
+/// The repository's config (the default one without a file), or `None` once a config
+/// that is too large or invalid was reported.
+async fn valid_config(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    snapshot: &Snapshot,
+) -> Result<Option<RepoConfig>, JobError> {
+    if let Some(path) = &snapshot.oversized_config {
+        let errors = repo_config::too_large();
+        report_config_error(h, api, repo, path, None, &snapshot.head_sha, &errors).await?;
+        return Ok(None);
+    }
+    let Some((path, text)) = &snapshot.config else {
+        return Ok(Some(RepoConfig::default()));
+    };
+    match RepoConfig::parse_with(text, &h.limits) {
+        Ok(c) => Ok(Some(c)),
+        Err(errors) => {
+            report_config_error(h, api, repo, path, Some(text), &snapshot.head_sha, &errors)
+                .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// `base-branch`: the config comes from the default branch, the files and the PRs' base
+/// from the branch it names. `None` when that branch cannot be read (recorded on the repo).
+async fn on_base_branch(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    config: &RepoConfig,
+    snapshot: Snapshot,
+    now: DateTime<Utc>,
+) -> Result<Option<Snapshot>, JobError> {
+    let Some(base) = config.base_branch.as_deref() else {
+        return Ok(Some(snapshot));
+    };
+    if base == snapshot.branch {
+        return Ok(Some(snapshot));
+    }
+    match read_repository(h, api, repo, Some(base)).await {
+        Ok(mut s) => {
+            s.config = snapshot.config.clone();
+            s.oversized_config = None;
+            Ok(Some(s))
+        }
+        Err(JobError::Permanent(e)) => {
+            let message = format!("base-branch {base:?} cannot be read: {e}");
+            h.store
+                .record_scan_result(repo.id, "error", Some(&message), now)
+                .await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Stores the valid config (schedule, timezone, text) and closes the issue an earlier
+/// invalid one opened.
+async fn record_config(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    config: &RepoConfig,
+    snapshot: &Snapshot,
+    now: DateTime<Utc>,
+) -> Result<(), JobError> {
+    let tz = config.timezone.name().to_string();
+    h.store
+        .set_repo_config(
+            repo.id,
+            &RepoConfigUpdate {
+                text: snapshot.config.as_ref().map(|(_, t)| t.as_str()),
+                error: None,
+                schedule: &config.schedule,
+                timezone: &tz,
+            },
+            now,
+        )
+        .await?;
+    if repo.config_error.is_some() {
+        close_config_issue(h, api, repo, &snapshot.head_sha).await?;
+    }
+    Ok(())
+}
+
+/// The references in the files the config includes.
+fn extract_included(config: &RepoConfig, snapshot: &Snapshot) -> Extraction {
+    let mut extraction = Extraction::default();
+    for f in &snapshot.files {
+        if !config.includes_path(&f.path) {
+            continue;
+        }
+        if let Some(text) = &f.content
+            && let Some(e) = extract::extract_file(&f.path, text.as_bytes())
+        {
+            extraction.merge(e);
+        }
+    }
+    extraction
+}
+
+/// The files that could not be read, as `file:line: message` lines.
+fn file_problems(extraction: &Extraction) -> Vec<String> {
+    extraction
+        .errors
+        .iter()
+        .map(|e| match e.line {
+            Some(l) => format!("{}:{l}: {}", e.file, e.message),
+            None => format!("{}: {}", e.file, e.message),
+        })
+        .collect()
 }
 
 /// Records a failed scan, unless this worker lost the job: the worker that has it now
@@ -434,41 +479,21 @@ pub async fn check_config(
         return Ok(());
     };
     let api = h.github.installation(installation_id as u64)?;
-    let head_tree = repo::commit_tree(&api, &repo.full_name, head_sha).await?;
-    let head = repo::tree(&api, &repo.full_name, &head_tree).await?;
-    let branch = match &repo.default_branch {
-        Some(b) => b.clone(),
-        None => {
-            repo::repository(&api, &repo.full_name)
-                .await?
-                .default_branch
+    let (path, sha, size) = match config_change(&api, &repo, head_sha).await? {
+        ConfigChange::Unchanged => return Ok(()),
+        ConfigChange::Removed => {
+            let run = CheckRun {
+                name: CONFIG_CHECK,
+                head_sha,
+                success: true,
+                title: "No configuration file: defaults apply",
+                summary: "This change removes digestif's configuration file; digestif will use its defaults.",
+                annotations: &[],
+            };
+            issues::completed_check_run(&api, &repo.full_name, &run).await?;
+            return Ok(());
         }
-    };
-    let base = match repo::branch_head(&api, &repo.full_name, &branch, None).await? {
-        Some(b) => repo::tree(&api, &repo.full_name, &b.tree_sha).await?,
-        None => return Ok(()),
-    };
-    let config_blob = |t: &Tree| -> Option<(String, String, Option<u64>)> {
-        CONFIG_PATHS
-            .iter()
-            .find_map(|p| t.file(p).map(|e| (e.path.clone(), e.sha.clone(), e.size)))
-    };
-    let proposed = config_blob(&head);
-    if proposed == config_blob(&base) {
-        return Ok(());
-    }
-    let name = "digestif: configuration";
-    let Some((path, sha, size)) = proposed else {
-        let run = CheckRun {
-            name,
-            head_sha,
-            success: true,
-            title: "No configuration file: defaults apply",
-            summary: "This change removes digestif's configuration file; digestif will use its defaults.",
-            annotations: &[],
-        };
-        issues::completed_check_run(&api, &repo.full_name, &run).await?;
-        return Ok(());
+        ConfigChange::Proposed(blob) => blob,
     };
     // Over the cap, the file is not fetched: the check fails with that one error.
     let parsed = if size.is_some_and(|s| s > MAX_CONFIG_SIZE) {
@@ -481,47 +506,103 @@ pub async fn check_config(
             RepoConfig::parse_with(&String::from_utf8_lossy(&bytes), &h.limits)
         }
     };
-    match parsed {
-        Ok(_) => {
-            let summary = format!("{} is a valid digestif configuration.", render::code(&path));
-            let run = CheckRun {
-                name,
-                head_sha,
-                success: true,
-                title: "Configuration is valid",
-                summary: &summary,
-                annotations: &[],
-            };
-            issues::completed_check_run(&api, &repo.full_name, &run).await?;
-        }
-        Err(errors) => {
-            let annotations: Vec<Annotation> = errors
-                .0
-                .iter()
-                .map(|e| Annotation {
-                    path: path.clone(),
-                    start_line: e.line.unwrap_or(1),
-                    end_line: e.line.unwrap_or(1),
-                    annotation_level: "failure",
-                    message: render::clip(&e.message, 1_000),
-                })
-                .collect();
-            let summary = format!(
-                "digestif cannot use this configuration; merged as is, it would stop updating the repository.\n\n{}",
-                render::error_list(&path, &errors)
-            );
-            let title = format!("{} error(s) in {path}", errors.0.len());
-            let run = CheckRun {
-                name,
-                head_sha,
-                success: false,
-                title: &title,
-                summary: &summary,
-                annotations: &annotations,
-            };
-            issues::completed_check_run(&api, &repo.full_name, &run).await?;
-        }
-    }
+    let result = match parsed {
+        Ok(_) => valid_config_run(&path),
+        Err(errors) => invalid_config_run(&path, &errors),
+    };
+    let run = CheckRun {
+        name: CONFIG_CHECK,
+        head_sha,
+        success: result.success,
+        title: &result.title,
+        summary: &result.summary,
+        annotations: &result.annotations,
+    };
+    issues::completed_check_run(&api, &repo.full_name, &run).await?;
     tracing::info!(repo = %repo.full_name, number, "config check reported");
     Ok(())
+}
+
+/// The check run a pull request that changes the config gets.
+const CONFIG_CHECK: &str = "digestif: configuration";
+
+/// A config file in a tree: path, blob sha and size.
+type ConfigBlob = (String, String, Option<u64>);
+
+/// What a pull request does to the config file, head against the base branch.
+enum ConfigChange {
+    Unchanged,
+    Removed,
+    Proposed(ConfigBlob),
+}
+
+async fn config_change(
+    api: &Api,
+    repo: &Repository,
+    head_sha: &str,
+) -> Result<ConfigChange, JobError> {
+    let head_tree = repo::commit_tree(api, &repo.full_name, head_sha).await?;
+    let head = repo::tree(api, &repo.full_name, &head_tree).await?;
+    let branch = match &repo.default_branch {
+        Some(b) => b.clone(),
+        None => repo::repository(api, &repo.full_name).await?.default_branch,
+    };
+    let base = match repo::branch_head(api, &repo.full_name, &branch, None).await? {
+        Some(b) => repo::tree(api, &repo.full_name, &b.tree_sha).await?,
+        None => return Ok(ConfigChange::Unchanged),
+    };
+    let config_blob = |t: &Tree| -> Option<ConfigBlob> {
+        CONFIG_PATHS
+            .iter()
+            .find_map(|p| t.file(p).map(|e| (e.path.clone(), e.sha.clone(), e.size)))
+    };
+    let proposed = config_blob(&head);
+    if proposed == config_blob(&base) {
+        return Ok(ConfigChange::Unchanged);
+    }
+    Ok(match proposed {
+        None => ConfigChange::Removed,
+        Some(blob) => ConfigChange::Proposed(blob),
+    })
+}
+
+/// The outcome of the config check, before it borrows into a [`CheckRun`].
+struct ConfigCheck {
+    success: bool,
+    title: String,
+    summary: String,
+    annotations: Vec<Annotation>,
+}
+
+fn valid_config_run(path: &str) -> ConfigCheck {
+    ConfigCheck {
+        success: true,
+        title: "Configuration is valid".to_string(),
+        summary: format!("{} is a valid digestif configuration.", render::code(path)),
+        annotations: Vec::new(),
+    }
+}
+
+/// A failed check: an annotation on each error's line, and the list in the summary.
+fn invalid_config_run(path: &str, errors: &ConfigErrors) -> ConfigCheck {
+    let annotations: Vec<Annotation> = errors
+        .0
+        .iter()
+        .map(|e| Annotation {
+            path: path.to_string(),
+            start_line: e.line.unwrap_or(1),
+            end_line: e.line.unwrap_or(1),
+            annotation_level: "failure",
+            message: render::clip(&e.message, 1_000),
+        })
+        .collect();
+    ConfigCheck {
+        success: false,
+        title: format!("{} error(s) in {path}", errors.0.len()),
+        summary: format!(
+            "digestif cannot use this configuration; merged as is, it would stop updating the repository.\n\n{}",
+            render::error_list(path, errors)
+        ),
+        annotations,
+    }
 }

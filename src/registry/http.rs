@@ -308,14 +308,7 @@ impl Http {
         who: Spender,
     ) -> Result<Response, RegistryError> {
         let host = ep.host.clone();
-        if let Some(until) = lock(&self.blocked).get(&host).copied()
-            && until > Instant::now()
-        {
-            return Err(RegistryError::RateLimited {
-                host,
-                detail: "gave up on this host for this cycle".into(),
-            });
-        }
+        self.check_not_blocked(&host)?;
         let url = reqwest::Url::parse(&ep.url(path)).map_err(|e| RegistryError::Invalid {
             host: host.clone(),
             message: format!("bad URL: {e}"),
@@ -378,42 +371,74 @@ impl Http {
             }
             if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
             {
-                let asked = retry_after(resp.headers());
-                let cap = self.config.retry_after_cap;
-                let backoff = self
-                    .config
-                    .backoff_base
-                    .checked_mul(2u32.saturating_pow(retries))
-                    .unwrap_or(cap);
-                let wait = asked.unwrap_or(backoff);
-                if retries < self.config.max_retries && wait <= cap {
-                    retries += 1;
-                    let wait = wait + jitter(self.config.backoff_base);
-                    debug!(%host, %status, ?wait, "registry asks us to slow down");
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                // Give up on this host until the server's window (or a cap) has passed,
-                // so the rest of this cycle's lookups to it do not pile on.
-                let block = wait.clamp(Duration::from_secs(1), cap.max(Duration::from_secs(1)));
-                if let Some(until) = Instant::now().checked_add(block) {
-                    let mut blocked = lock(&self.blocked);
-                    if blocked.len() >= MAX_HOSTS_KEPT {
-                        let now = Instant::now();
-                        blocked.retain(|_, t| *t > now);
-                    }
-                    blocked.insert(host.clone(), until);
-                }
-                warn!(%host, %status, "registry rate limit: giving up for this cycle");
-                return Err(RegistryError::RateLimited {
-                    host,
-                    detail: match asked {
-                        Some(a) => format!("{status}, Retry-After {}s", a.as_secs()),
-                        None => status.to_string(),
-                    },
-                });
+                let wait = self.slow_down(&host, status, resp.headers(), retries)?;
+                retries += 1;
+                tokio::time::sleep(wait).await;
+                continue;
             }
             return Ok(resp);
+        }
+    }
+
+    /// A host that rate limited us earlier this cycle is not asked again until its window
+    /// has passed.
+    fn check_not_blocked(&self, host: &str) -> Result<(), RegistryError> {
+        match lock(&self.blocked).get(host).copied() {
+            Some(until) if until > Instant::now() => Err(RegistryError::RateLimited {
+                host: host.to_string(),
+                detail: "gave up on this host for this cycle".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The registry said 429 or 503: how long to wait before retry number `retries + 1`
+    /// (its `Retry-After`, else exponential backoff, plus jitter), or `RateLimited` once the
+    /// retries are used up or the wait is over the cap — then the host is blocked.
+    fn slow_down(
+        &self,
+        host: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        retries: u32,
+    ) -> Result<Duration, RegistryError> {
+        let asked = retry_after(headers);
+        let cap = self.config.retry_after_cap;
+        let backoff = self
+            .config
+            .backoff_base
+            .checked_mul(2u32.saturating_pow(retries))
+            .unwrap_or(cap);
+        let wait = asked.unwrap_or(backoff);
+        if retries < self.config.max_retries && wait <= cap {
+            let wait = wait + jitter(self.config.backoff_base);
+            debug!(%host, %status, ?wait, "registry asks us to slow down");
+            return Ok(wait);
+        }
+        self.block(
+            host,
+            wait.clamp(Duration::from_secs(1), cap.max(Duration::from_secs(1))),
+        );
+        warn!(%host, %status, "registry rate limit: giving up for this cycle");
+        Err(RegistryError::RateLimited {
+            host: host.to_string(),
+            detail: match asked {
+                Some(a) => format!("{status}, Retry-After {}s", a.as_secs()),
+                None => status.to_string(),
+            },
+        })
+    }
+
+    /// Gives up on this host until the server's window (or a cap) has passed, so the rest
+    /// of this cycle's lookups to it do not pile on.
+    fn block(&self, host: &str, block: Duration) {
+        if let Some(until) = Instant::now().checked_add(block) {
+            let mut blocked = lock(&self.blocked);
+            if blocked.len() >= MAX_HOSTS_KEPT {
+                let now = Instant::now();
+                blocked.retain(|_, t| *t > now);
+            }
+            blocked.insert(host.to_string(), until);
         }
     }
 
@@ -477,35 +502,7 @@ impl Http {
         cred: Option<&Credential>,
     ) -> Result<(String, Duration), RegistryError> {
         let host = ep.host.clone();
-        let bad = |message: String| RegistryError::Invalid {
-            host: host.clone(),
-            message,
-        };
-        let mut url = reqwest::Url::parse(realm).map_err(|e| bad(format!("token realm: {e}")))?;
-        let realm_host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => return Err(bad("token realm has no host".into())),
-        };
-        match url.scheme() {
-            "https" => {}
-            "http" if self.config.is_insecure(&realm_host) || ep.scheme == "http" => {}
-            other => return Err(bad(format!("token realm uses {other}, refused"))),
-        }
-        // Failures name the registry, not the realm: where its token service lives is the
-        // operator's business (the detail, for the log, says).
-        let (client, via) = self.client_for(&url);
-        guard::check_url(&self.config, &url, via).map_err(|reason| RegistryError::Refused {
-            host: host.clone(),
-            reason: format!("token realm: {reason}"),
-        })?;
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(service) = params.get("service") {
-                q.append_pair("service", service);
-            }
-            q.append_pair("scope", params.get("scope").map_or(scope, |s| s.as_str()));
-        }
+        let (url, realm_host, client) = self.token_url(ep, realm, params, scope)?;
         // Credentials go to the realm only when it is the registry host itself or a host
         // the operator listed for this credential; anywhere else the request is anonymous.
         // Hosts compare as `host[:port]`, like web origins.
@@ -547,51 +544,114 @@ impl Http {
                 reason: format!("token realm: {reason}"),
             }
         })?;
-        match resp.status() {
-            s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(RegistryError::Unauthorized {
-                    host,
-                    detail: if cred.is_some() {
-                        "credentials rejected by the token service".into()
-                    } else {
-                        "the token service wants credentials".into()
-                    },
-                });
-            }
-            // A token service that sheds load limits lookups like the registry itself
-            // would: this cycle gives up on the host with a "rate limited" status.
-            s @ (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) => {
-                let after = retry_after(resp.headers())
-                    .map(|d| format!(", retry after {} s", d.as_secs()))
-                    .unwrap_or_default();
-                return Err(RegistryError::RateLimited {
-                    host: realm_host,
-                    detail: format!("token service answered {s}{after}"),
-                });
-            }
-            s => return Err(bad(format!("token service answered {s}"))),
-        }
-        #[derive(serde::Deserialize)]
-        struct TokenBody {
-            token: Option<String>,
-            access_token: Option<String>,
-            expires_in: Option<u64>,
-        }
+        token_service_status(&host, &realm_host, &resp, cred.is_some())?;
         let body = self
             .read(&realm_host, RequestKind::Token, resp, MAX_BODY)
             .await?;
-        let t: TokenBody =
-            serde_json::from_slice(&body).map_err(|e| bad(format!("token response: {e}")))?;
-        let token = t
-            .token
-            .or(t.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| bad("token response has no token".into()))?;
-        // Tokens default to 60 s (distribution spec); renew a little early.
-        let life = Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, 3600) - 5);
-        Ok((token, life))
+        token_of(&host, &body)
     }
+
+    /// The token service's URL with the `service` and `scope` the challenge asked for, its
+    /// `host[:port]` and the client to ask it with; refused unless HTTPS (or HTTP where the registry is plain HTTP
+    /// or configured insecure) and allowed by the SSRF guard. Failures name the registry,
+    /// not the realm: where its token service lives is the operator's business (the
+    /// detail, for the log, says).
+    fn token_url(
+        &self,
+        ep: &Endpoint,
+        realm: &str,
+        params: &BTreeMap<String, String>,
+        scope: &str,
+    ) -> Result<(reqwest::Url, String, &reqwest::Client), RegistryError> {
+        let bad = |message: String| RegistryError::Invalid {
+            host: ep.host.clone(),
+            message,
+        };
+        let mut url = reqwest::Url::parse(realm).map_err(|e| bad(format!("token realm: {e}")))?;
+        let realm_host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(bad("token realm has no host".into())),
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if self.config.is_insecure(&realm_host) || ep.scheme == "http" => {}
+            other => return Err(bad(format!("token realm uses {other}, refused"))),
+        }
+        let (client, via) = self.client_for(&url);
+        guard::check_url(&self.config, &url, via).map_err(|reason| RegistryError::Refused {
+            host: ep.host.clone(),
+            reason: format!("token realm: {reason}"),
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(service) = params.get("service") {
+                q.append_pair("service", service);
+            }
+            q.append_pair("scope", params.get("scope").map_or(scope, |s| s.as_str()));
+        }
+        Ok((url, realm_host, client))
+    }
+}
+
+/// The token service's refusals: credentials wanted or rejected, load shed (the cycle gives
+/// up on the host, as for the registry's own rate limit), anything else unexpected.
+fn token_service_status(
+    host: &str,
+    realm_host: &str,
+    resp: &Response,
+    had_credentials: bool,
+) -> Result<(), RegistryError> {
+    match resp.status() {
+        s if s.is_success() => Ok(()),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
+            host: host.to_string(),
+            detail: if had_credentials {
+                "credentials rejected by the token service".into()
+            } else {
+                "the token service wants credentials".into()
+            },
+        }),
+        // A token service that sheds load limits lookups like the registry itself
+        // would: this cycle gives up on the host with a "rate limited" status.
+        s @ (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) => {
+            let after = retry_after(resp.headers())
+                .map(|d| format!(", retry after {} s", d.as_secs()))
+                .unwrap_or_default();
+            Err(RegistryError::RateLimited {
+                host: realm_host.to_string(),
+                detail: format!("token service answered {s}{after}"),
+            })
+        }
+        s => Err(RegistryError::Invalid {
+            host: host.to_string(),
+            message: format!("token service answered {s}"),
+        }),
+    }
+}
+
+/// The token and how long to use it, from the token service's JSON answer.
+fn token_of(host: &str, body: &[u8]) -> Result<(String, Duration), RegistryError> {
+    #[derive(serde::Deserialize)]
+    struct TokenBody {
+        token: Option<String>,
+        access_token: Option<String>,
+        expires_in: Option<u64>,
+    }
+    let bad = |message: String| RegistryError::Invalid {
+        host: host.to_string(),
+        message,
+    };
+    let t: TokenBody =
+        serde_json::from_slice(body).map_err(|e| bad(format!("token response: {e}")))?;
+    let token = t
+        .token
+        .or(t.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("token response has no token".into()))?;
+    // Tokens default to 60 s (distribution spec); renew a little early.
+    let life = Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, 3600) - 5);
+    Ok((token, life))
 }
 
 /// Tokens live as long as the token service said; failures are not kept.

@@ -58,6 +58,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tracing::debug;
 
+use crate::image::ImageSummary;
 use crate::reference::{Digest, Reference};
 
 pub use budget::{Budget, Usage as BudgetUsage, parse as parse_pull_budgets};
@@ -197,19 +198,6 @@ impl Resolution {
             _ => None,
         }
     }
-}
-
-/// Facts about an image for PR bodies.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Metadata {
-    /// `os/arch[/variant]` of each platform (one for a single-platform image).
-    pub platforms: Vec<String>,
-    /// The config's `created` time, as written.
-    pub created: Option<String>,
-    /// Label `org.opencontainers.image.revision`.
-    pub revision: Option<String>,
-    /// Label `org.opencontainers.image.source`.
-    pub source: Option<String>,
 }
 
 /// Why a lookup failed. The `Display` text is the operator's (`registry.example.com: …`,
@@ -382,7 +370,7 @@ struct Inner {
     heads: Coalescing<RKey, Result<Head, RegistryError>>,
     manifests: Coalescing<RKey, Result<Manifest, RegistryError>>,
     configs: Coalescing<RKey, Result<Arc<ImageConfig>, RegistryError>>,
-    metadata: Coalescing<RKey, Result<Metadata, RegistryError>>,
+    metadata: Coalescing<RKey, Result<ImageSummary, RegistryError>>,
     /// PR-body facts per image: SBOM package lists are the largest thing cached here.
     facts: Coalescing<details::FactsKey, Result<Arc<crate::insight::ImageFacts>, RegistryError>>,
 }
@@ -625,7 +613,7 @@ impl Resolver {
         &self,
         r: &Reference,
         digest: &Digest,
-    ) -> Result<Metadata, RegistryError> {
+    ) -> Result<ImageSummary, RegistryError> {
         let key = (r.registry.clone(), r.repository.clone(), digest.to_string());
         self.inner
             .metadata
@@ -639,8 +627,8 @@ impl Resolver {
         &self,
         r: &Reference,
         digest: &Digest,
-    ) -> Result<Metadata, RegistryError> {
-        let mut meta = Metadata::default();
+    ) -> Result<ImageSummary, RegistryError> {
+        let mut meta = ImageSummary::default();
         let (image_digest, annotations) =
             match self.manifest_as(r, digest, Spender::Details, None).await? {
                 Manifest::Index(index) => {
@@ -981,7 +969,7 @@ fn weigh_facts(
         })
 }
 
-fn weigh_metadata(k: &RKey, v: &Result<Metadata, RegistryError>) -> usize {
+fn weigh_metadata(k: &RKey, v: &Result<ImageSummary, RegistryError>) -> usize {
     weigh_key(k)
         + weigh_result(v, |m| {
             m.platforms.iter().map(String::len).sum::<usize>()

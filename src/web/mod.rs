@@ -105,24 +105,8 @@ async fn intake(
     event: &str,
     body: &Bytes,
 ) -> (WebhookOutcome, Response) {
-    let signature = header(headers, "x-hub-signature-256");
-    let mut verified = webhook::verify_signature(&state.webhook_secret, signature, body);
-    if verified.is_err()
-        && let Some(previous) = &state.ops.previous_webhook_secret
-        && webhook::verify_signature(previous, signature, body).is_ok()
-    {
-        // Signed with the secret being rotated out: still GitHub (see README, rotation).
-        tracing::info!("webhook signed with DIGESTIF_WEBHOOK_SECRET_PREVIOUS");
-        verified = Ok(());
-    }
-    if let Err(e) = verified {
-        state
-            .intake
-            .log_refusal(StatusCode::UNAUTHORIZED, &e.to_string(), delivery, event);
-        return (
-            WebhookOutcome::BadSignature,
-            (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
-        );
+    if let Err(refused) = check_signature(state, headers, delivery, event, body) {
+        return refused.answer();
     }
     if delivery.is_empty() || event.is_empty() {
         return (
@@ -136,30 +120,11 @@ async fn intake(
     }
     let raw = serde_json::from_slice::<serde_json::Value>(body).ok();
     if let Some(v) = &raw {
-        let span = tracing::Span::current();
-        if let Some(id) = v.pointer("/installation/id").and_then(|i| i.as_i64()) {
-            span.record("installation", id);
-        }
-        if let Some(name) = v.pointer("/repository/full_name").and_then(|n| n.as_str()) {
-            span.record("repo", name);
-        }
+        name_in_span(v);
     }
-    let parsed = match webhook::parse(event, body) {
+    let parsed = match parse_event(event, body) {
         Ok(p) => p,
-        Err(e @ WebhookError::Payload { .. }) => {
-            // Signed by GitHub but not what we expect: say so, keep nothing half-done.
-            tracing::warn!(error = %e, "webhook payload not understood");
-            return (
-                WebhookOutcome::Invalid,
-                (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
-            );
-        }
-        Err(e) => {
-            return (
-                WebhookOutcome::Invalid,
-                (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-            );
-        }
+        Err(refused) => return refused.answer(),
     };
     let action = raw
         .as_ref()
@@ -167,20 +132,103 @@ async fn intake(
     let work = jobs::for_event(&parsed);
     let new_jobs: Vec<_> = work.iter().map(jobs::Work::to_job).collect();
     let now = state.clock.now();
-    match state
+    let recorded = state
         .store
         .record_delivery_and_enqueue(delivery, event, action.as_deref(), &new_jobs, now)
-        .await
+        .await;
+    answer_recorded(recorded, new_jobs.len())
+}
+
+/// GitHub signed the body with the webhook secret, or with the previous one while it is
+/// rotated out; otherwise the delivery is refused (401) and logged.
+fn check_signature(
+    state: &WebState,
+    headers: &HeaderMap,
+    delivery: &str,
+    event: &str,
+    body: &Bytes,
+) -> Result<(), Refusal> {
+    let signature = header(headers, "x-hub-signature-256");
+    let mut verified = webhook::verify_signature(&state.webhook_secret, signature, body);
+    if verified.is_err()
+        && let Some(previous) = &state.ops.previous_webhook_secret
+        && webhook::verify_signature(previous, signature, body).is_ok()
     {
+        // Signed with the secret being rotated out: still GitHub (see README, rotation).
+        tracing::info!("webhook signed with DIGESTIF_WEBHOOK_SECRET_PREVIOUS");
+        verified = Ok(());
+    }
+    verified.map_err(|e| {
+        state
+            .intake
+            .log_refusal(StatusCode::UNAUTHORIZED, &e.to_string(), delivery, event);
+        Refusal {
+            outcome: WebhookOutcome::BadSignature,
+            status: StatusCode::UNAUTHORIZED,
+            message: e.to_string(),
+        }
+    })
+}
+
+/// A delivery answered before it is recorded: what the metrics count, and the answer.
+struct Refusal {
+    outcome: WebhookOutcome,
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn answer(self) -> (WebhookOutcome, Response) {
+        (self.outcome, (self.status, self.message).into_response())
+    }
+}
+
+/// Names the installation and repository in the request's log span.
+fn name_in_span(v: &serde_json::Value) {
+    let span = tracing::Span::current();
+    if let Some(id) = v.pointer("/installation/id").and_then(|i| i.as_i64()) {
+        span.record("installation", id);
+    }
+    if let Some(name) = v.pointer("/repository/full_name").and_then(|n| n.as_str()) {
+        span.record("repo", name);
+    }
+}
+
+/// The event, or the answer for a payload that is not one: 422 when GitHub signed
+/// something we do not understand, 400 for the rest.
+fn parse_event(event: &str, body: &Bytes) -> Result<webhook::Event, Refusal> {
+    match webhook::parse(event, body) {
+        Ok(p) => Ok(p),
+        Err(e @ WebhookError::Payload { .. }) => {
+            // Signed by GitHub but not what we expect: say so, keep nothing half-done.
+            tracing::warn!(error = %e, "webhook payload not understood");
+            Err(Refusal {
+                outcome: WebhookOutcome::Invalid,
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: e.to_string(),
+            })
+        }
+        Err(e) => Err(Refusal {
+            outcome: WebhookOutcome::Invalid,
+            status: StatusCode::BAD_REQUEST,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// The answer once the store recorded the delivery with its jobs (202), knew it already
+/// (a redelivery, 202), or could not record it (503: GitHub shows the failure and the
+/// operator can redeliver; nothing was recorded).
+fn answer_recorded<E: std::fmt::Display>(
+    recorded: Result<bool, E>,
+    jobs: usize,
+) -> (WebhookOutcome, Response) {
+    match recorded {
         Ok(true) => {
-            tracing::info!(jobs = new_jobs.len(), "webhook accepted");
+            tracing::info!(jobs, "webhook accepted");
             (
                 WebhookOutcome::Accepted,
-                (
-                    StatusCode::ACCEPTED,
-                    format!("accepted, {} job(s)", new_jobs.len()),
-                )
-                    .into_response(),
+                (StatusCode::ACCEPTED, format!("accepted, {jobs} job(s)")).into_response(),
             )
         }
         Ok(false) => {
@@ -191,7 +239,6 @@ async fn intake(
             )
         }
         Err(e) => {
-            // GitHub shows the failure and the operator can redeliver; nothing was recorded.
             tracing::error!(error = %e, "webhook could not be recorded");
             (
                 WebhookOutcome::Error,

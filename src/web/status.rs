@@ -199,165 +199,214 @@ fn repo_link(web: &str, full_name: &str) -> Markup {
     html! { a href=(format!("{web}/{full_name}")) { (full_name) } }
 }
 
+/// The whole page: a summary line, then one section per kind of thing the operator watches.
 fn render(state: &WebState, d: &Data) -> Markup {
     let web = state.ops.github_web_url.trim_end_matches('/');
-    let now = d.now;
     layout(
         "digestif status",
         html! {
-            h1 { "digestif status" }
-            p.summary {
-                span { "version " (env!("CARGO_PKG_VERSION")) }
-                @if let Some(id) = state.ops.app_id { span { "App id " (id) } }
-                span { "queue: " (d.counts.queued) " queued, " (d.counts.running) " running, "
-                       (d.counts.dead) " dead" }
-                @if let Some(g) = &state.ops.rate_limit {
-                    @if let Some(r) = g.remaining() { span { "GitHub rate limit left: " (r) } }
-                }
-                span.muted { "as of " (now.format("%Y-%m-%d %H:%M:%S UTC")) }
-            }
-
-            h2 #installations { "Installations (" (d.installations.len()) ")" }
-            @if d.installations.is_empty() {
-                p.muted { "No installations yet: install the App on an account." }
-            } @else {
-                table {
-                    thead { tr { th { "Account" } th { "Type" } th { "Id" } th { "State" } th { "Since" } } }
-                    tbody {
-                        @for i in &d.installations {
-                            tr {
-                                td { a href=(format!("{web}/{}", i.account_login)) { (i.account_login) } }
-                                td { (i.account_type) }
-                                td { (i.id) }
-                                td.status {
-                                    @if i.deleted_at.is_some() { span.archived { "uninstalled" } }
-                                    @else if i.suspended_at.is_some() { span.suspended { "suspended" } }
-                                    @else { span.ok { "active" } }
-                                }
-                                td { (when(Some(i.created_at), now)) }
-                            }
-                        }
-                    }
-                }
-            }
-
-            h2 #repositories { "Repositories (" (d.repo_total) ")" }
-            @if d.repos.is_empty() {
-                p.muted { "No repositories yet." }
-            } @else {
-                table {
-                    thead { tr { th { "Repository" } th { "Installation" } th { "Status" } th { "Last scan" } th { "Next scan" } th { "Schedule" } th { "Problem" } } }
-                    tbody {
-                        @for r in &d.repos {
-                            @let status = r.status();
-                            tr {
-                                td { (repo_link(web, &r.repo.full_name)) }
-                                td { (r.account_login.as_deref().unwrap_or("?")) }
-                                td.status { span class=(status) { (status) } }
-                                td { (when(r.repo.last_scan_at, now)) }
-                                td { (when(r.repo.next_scan_at, now)) }
-                                td { code { (r.repo.schedule) } " " span.muted { (r.repo.timezone) } }
-                                td {
-                                    @if let Some(e) = &r.repo.config_error { pre.error { (e) } }
-                                    @if let Some(e) = &r.repo.last_error { pre { (e) } }
-                                }
-                            }
-                        }
-                    }
-                }
-                @if d.repo_total > d.repos.len() as i64 {
-                    p.muted { "Showing the first " (d.repos.len()) "; " code { "digestif repos" } " lists all." }
-                }
-            }
-
-            h2 #pull-requests { "Open pull requests (" (d.prs.len()) ")" }
-            @if d.prs.is_empty() {
-                p.muted { "None open." }
-            } @else {
-                table {
-                    thead { tr { th { "Pull request" } th { "Repository" } th { "Branch" } th { "Updated" } } }
-                    tbody {
-                        @for p in &d.prs {
-                            tr {
-                                td { a href=(format!("{web}/{}/pull/{}", p.full_name, p.pr.number)) { "#" (p.pr.number) } }
-                                td { (repo_link(web, &p.full_name)) }
-                                td { code { (p.pr.branch) } }
-                                td { (when(Some(p.pr.updated_at), now)) }
-                            }
-                        }
-                    }
-                }
-            }
-
-            h2 #errors { "Recent errors (" (d.errors.len()) ")" }
-            @if d.errors.is_empty() {
-                p.muted { "No repository has a problem." }
-            } @else {
-                table {
-                    thead { tr { th { "Repository" } th { "When" } th { "Error" } } }
-                    tbody {
-                        @for e in &d.errors {
-                            tr {
-                                td { (repo_link(web, &e.full_name)) }
-                                td { (when(e.last_scan_at, now)) }
-                                td {
-                                    @if let Some(c) = &e.config_error { pre.error { "config: " (c) } }
-                                    @if let Some(m) = &e.last_error { pre { (m) } }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-
-            h2 #pull-budgets { "Registry pull budgets" }
-            @if d.budgets.is_empty() {
-                p.muted { "No pull budgets (" code { "DIGESTIF_REGISTRY_PULL_BUDGET" } ")." }
-            } @else {
-                table {
-                    thead { tr { th { "Registry" } th { "Pulls used" } th { "Budget" } th { "Window" } th { "Next pull frees in" } } }
-                    tbody {
-                        @for b in &d.budgets {
-                            tr {
-                                td { code { (b.registry) } }
-                                td { (b.used) }
-                                td { (b.budget.limit) }
-                                td { (human_secs(b.budget.window.as_secs())) }
-                                td {
-                                    @match b.frees_in {
-                                        Some(f) if b.used >= b.budget.limit => { (human_secs(f.as_secs())) }
-                                        _ => { span.muted { "—" } }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-
-            h2 #dead-jobs { "Dead jobs (" (d.counts.dead) ")" }
-            @if d.dead.is_empty() {
-                p.muted { "No dead jobs." }
-            } @else {
-                p.muted { "Retry one with " code { "digestif jobs --retry ID" } "." }
-                table {
-                    thead { tr { th { "Id" } th { "Kind" } th { "Attempts" } th { "Ended" } th { "Payload" } th { "Error" } } }
-                    tbody {
-                        @for j in &d.dead {
-                            tr {
-                                td { (j.id) }
-                                td { code { (j.kind) } }
-                                td { (j.attempts) "/" (j.max_attempts) }
-                                td { (when(j.finished_at.or(Some(j.updated_at)), now)) }
-                                td { code { (j.payload.0) } }
-                                td { pre.dead { (j.last_error.as_deref().unwrap_or("")) } }
-                            }
-                        }
-                    }
-                }
-            }
+            (summary(state, d))
+            (installations(web, d))
+            (repositories(web, d))
+            (pull_requests(web, d))
+            (errors(web, d))
+            (pull_budgets(d))
+            (dead_jobs(d))
         },
     )
+}
+
+/// The title and one line of facts: version, App id, queue, GitHub rate limit, time.
+fn summary(state: &WebState, d: &Data) -> Markup {
+    let now = d.now;
+    html! {
+        h1 { "digestif status" }
+        p.summary {
+            span { "version " (env!("CARGO_PKG_VERSION")) }
+            @if let Some(id) = state.ops.app_id { span { "App id " (id) } }
+            span { "queue: " (d.counts.queued) " queued, " (d.counts.running) " running, "
+                   (d.counts.dead) " dead" }
+            @if let Some(g) = &state.ops.rate_limit {
+                @if let Some(r) = g.remaining() { span { "GitHub rate limit left: " (r) } }
+            }
+            span.muted { "as of " (now.format("%Y-%m-%d %H:%M:%S UTC")) }
+        }
+    }
+}
+
+/// Every installation of the App and its state.
+fn installations(web: &str, d: &Data) -> Markup {
+    let now = d.now;
+    html! {
+        h2 #installations { "Installations (" (d.installations.len()) ")" }
+        @if d.installations.is_empty() {
+            p.muted { "No installations yet: install the App on an account." }
+        } @else {
+            table {
+                thead { tr { th { "Account" } th { "Type" } th { "Id" } th { "State" } th { "Since" } } }
+                tbody {
+                    @for i in &d.installations {
+                        tr {
+                            td { a href=(format!("{web}/{}", i.account_login)) { (i.account_login) } }
+                            td { (i.account_type) }
+                            td { (i.id) }
+                            td.status {
+                                @if i.deleted_at.is_some() { span.archived { "uninstalled" } }
+                                @else if i.suspended_at.is_some() { span.suspended { "suspended" } }
+                                @else { span.ok { "active" } }
+                            }
+                            td { (when(Some(i.created_at), now)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The repositories (up to [`MAX_REPOS`]) with their scans, schedule and problem.
+fn repositories(web: &str, d: &Data) -> Markup {
+    let now = d.now;
+    html! {
+        h2 #repositories { "Repositories (" (d.repo_total) ")" }
+        @if d.repos.is_empty() {
+            p.muted { "No repositories yet." }
+        } @else {
+            table {
+                thead { tr { th { "Repository" } th { "Installation" } th { "Status" } th { "Last scan" } th { "Next scan" } th { "Schedule" } th { "Problem" } } }
+                tbody {
+                    @for r in &d.repos {
+                        @let status = r.status();
+                        tr {
+                            td { (repo_link(web, &r.repo.full_name)) }
+                            td { (r.account_login.as_deref().unwrap_or("?")) }
+                            td.status { span class=(status) { (status) } }
+                            td { (when(r.repo.last_scan_at, now)) }
+                            td { (when(r.repo.next_scan_at, now)) }
+                            td { code { (r.repo.schedule) } " " span.muted { (r.repo.timezone) } }
+                            td {
+                                @if let Some(e) = &r.repo.config_error { pre.error { (e) } }
+                                @if let Some(e) = &r.repo.last_error { pre { (e) } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if d.repo_total > d.repos.len() as i64 {
+                p.muted { "Showing the first " (d.repos.len()) "; " code { "digestif repos" } " lists all." }
+            }
+        }
+    }
+}
+
+/// digestif's open pull requests.
+fn pull_requests(web: &str, d: &Data) -> Markup {
+    let now = d.now;
+    html! {
+        h2 #pull-requests { "Open pull requests (" (d.prs.len()) ")" }
+        @if d.prs.is_empty() {
+            p.muted { "None open." }
+        } @else {
+            table {
+                thead { tr { th { "Pull request" } th { "Repository" } th { "Branch" } th { "Updated" } } }
+                tbody {
+                    @for p in &d.prs {
+                        tr {
+                            td { a href=(format!("{web}/{}/pull/{}", p.full_name, p.pr.number)) { "#" (p.pr.number) } }
+                            td { (repo_link(web, &p.full_name)) }
+                            td { code { (p.pr.branch) } }
+                            td { (when(Some(p.pr.updated_at), now)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Repositories whose last scan or config failed.
+fn errors(web: &str, d: &Data) -> Markup {
+    let now = d.now;
+    html! {
+        h2 #errors { "Recent errors (" (d.errors.len()) ")" }
+        @if d.errors.is_empty() {
+            p.muted { "No repository has a problem." }
+        } @else {
+            table {
+                thead { tr { th { "Repository" } th { "When" } th { "Error" } } }
+                tbody {
+                    @for e in &d.errors {
+                        tr {
+                            td { (repo_link(web, &e.full_name)) }
+                            td { (when(e.last_scan_at, now)) }
+                            td {
+                                @if let Some(c) = &e.config_error { pre.error { "config: " (c) } }
+                                @if let Some(m) = &e.last_error { pre { (m) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Each registry's pull budget and how much of it is used.
+fn pull_budgets(d: &Data) -> Markup {
+    html! {
+        h2 #pull-budgets { "Registry pull budgets" }
+        @if d.budgets.is_empty() {
+            p.muted { "No pull budgets (" code { "DIGESTIF_REGISTRY_PULL_BUDGET" } ")." }
+        } @else {
+            table {
+                thead { tr { th { "Registry" } th { "Pulls used" } th { "Budget" } th { "Window" } th { "Next pull frees in" } } }
+                tbody {
+                    @for b in &d.budgets {
+                        tr {
+                            td { code { (b.registry) } }
+                            td { (b.used) }
+                            td { (b.budget.limit) }
+                            td { (human_secs(b.budget.window.as_secs())) }
+                            td {
+                                @match b.frees_in {
+                                    Some(f) if b.used >= b.budget.limit => { (human_secs(f.as_secs())) }
+                                    _ => { span.muted { "—" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Jobs that used up their attempts, with how to retry one.
+fn dead_jobs(d: &Data) -> Markup {
+    let now = d.now;
+    html! {
+        h2 #dead-jobs { "Dead jobs (" (d.counts.dead) ")" }
+        @if d.dead.is_empty() {
+            p.muted { "No dead jobs." }
+        } @else {
+            p.muted { "Retry one with " code { "digestif jobs --retry ID" } "." }
+            table {
+                thead { tr { th { "Id" } th { "Kind" } th { "Attempts" } th { "Ended" } th { "Payload" } th { "Error" } } }
+                tbody {
+                    @for j in &d.dead {
+                        tr {
+                            td { (j.id) }
+                            td { code { (j.kind) } }
+                            td { (j.attempts) "/" (j.max_attempts) }
+                            td { (when(j.finished_at.or(Some(j.updated_at)), now)) }
+                            td { code { (j.payload.0) } }
+                            td { pre.dead { (j.last_error.as_deref().unwrap_or("")) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
