@@ -9,9 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use digestif::schedule::{Clock, ManualClock, Scheduler, SystemClock, next_scan_at};
+use digestif::clock::{Clock, ManualClock, SystemClock};
+use digestif::jobs::Scheduler;
+use digestif::jobs::{Worker, WorkerOptions};
+use digestif::schedule::next_scan_at;
 use digestif::store::testing::TestDb;
-use digestif::store::{Backend, Job, JobKind, NewJob, Worker, WorkerOptions};
+use digestif::store::{Backend, Job, JobKind, NewJob};
 use tokio_util::sync::CancellationToken;
 
 fn rate(n: usize, d: Duration) -> String {

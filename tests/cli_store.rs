@@ -144,7 +144,7 @@ async fn trigger_enqueues_a_scan_that_jobs_lists() {
     s.fail_job(
         &j,
         "w",
-        &digestif::store::JobError::Permanent("no such repository".into()),
+        &digestif::jobs::JobError::Permanent("no such repository".into()),
         &Default::default(),
         Utc::now(),
     )

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone as _, Utc};
 use digestif::plan::{PrState, UpdateKey};
+use digestif::schedule::next_scan_at;
 use digestif::store::testing::TestDb;
 use digestif::store::{
     Backend, IgnoreSource, JobState, NewIgnore, NewJob, NewRepository, PrStatus, PrUpsert,
@@ -280,6 +281,7 @@ async fn repo_config_sets_the_schedule(db: TestDb) {
                 error: None,
                 schedule: "0 6 * * *",
                 timezone: "Europe/Berlin",
+                next_scan_at: next_scan_at(42, "0 6 * * *", "Europe/Berlin", t(9, 0)),
             },
             t(9, 0),
         )
@@ -301,6 +303,7 @@ async fn repo_config_sets_the_schedule(db: TestDb) {
                 error: Some("line 1: bad"),
                 schedule: "0 6 * * *",
                 timezone: "Europe/Berlin",
+                next_scan_at: next_scan_at(42, "0 6 * * *", "Europe/Berlin", t(12, 0)),
             },
             t(12, 0),
         )
@@ -317,6 +320,7 @@ async fn repo_config_sets_the_schedule(db: TestDb) {
                 error: None,
                 schedule: "*/15 * * * *",
                 timezone: "UTC",
+                next_scan_at: next_scan_at(42, "*/15 * * * *", "UTC", t(12, 1)),
             },
             t(12, 1),
         )
@@ -332,7 +336,8 @@ async fn repo_config_sets_the_schedule(db: TestDb) {
                 text: None,
                 error: None,
                 schedule: "daily",
-                timezone: "UTC"
+                timezone: "UTC",
+                next_scan_at: next_scan_at(99, "daily", "UTC", t(12, 0)),
             },
             t(12, 0)
         )
@@ -661,6 +666,7 @@ async fn status_page_listings(db: TestDb) {
             error: Some("bad config"),
             schedule: "daily",
             timezone: "UTC",
+            next_scan_at: next_scan_at(43, "daily", "UTC", t(9, 0)),
         },
         t(9, 0),
     )

@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::EXIT_ERROR;
+use crate::clock::SystemClock;
 use crate::registry::RegistryConfig;
-use crate::schedule::SystemClock;
 use crate::server::{Server, Tuning};
 use crate::settings::{OpsSettings, ServeArgs, Settings, SettingsError};
 use crate::web::setup::{self, SetupState};
