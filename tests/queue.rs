@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backends::TestDb;
 use chrono::{DateTime, TimeDelta, TimeZone as _, Utc};
 use digestif::clock::{Clock, SystemClock};
 use digestif::jobs::{JobError, Worker, WorkerOptions};
-use digestif::store::testing::TestDb;
 use digestif::store::{Backend, FailOutcome, Job, JobKind, JobState, NewJob, RetryPolicy, Store};
 use tokio_util::sync::CancellationToken;
 

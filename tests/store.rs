@@ -6,10 +6,10 @@ mod backends;
 
 use std::collections::BTreeMap;
 
+use backends::TestDb;
 use chrono::{DateTime, TimeZone as _, Utc};
 use digestif::plan::{PrState, UpdateKey};
 use digestif::schedule::next_scan_at;
-use digestif::store::testing::TestDb;
 use digestif::store::{
     Backend, IgnoreSource, JobState, NewIgnore, NewJob, NewRepository, PrStatus, PrUpsert,
     RepoConfigUpdate, Store, StoreError,

@@ -30,7 +30,6 @@ mod files;
 mod jobs;
 mod model;
 mod ops;
-pub mod testing;
 
 use std::str::FromStr;
 use std::sync::Arc;
