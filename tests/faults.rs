@@ -1,16 +1,14 @@
 //! The server under faults and on unusual GitHubs: a replica paused past its lease, trees
 //! GitHub truncates, GitHub Enterprise Server's paths (auto-merge through GraphQL).
 
-#[path = "support/backends.rs"]
-mod backends;
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use backends::TestDb;
 use digestif::store::Backend;
 use support::app::*;
+use support::backends::TestDb;
 use support::fake_github::FakeGitHub;
 use support::registry::TestRegistry;
 

@@ -1,8 +1,9 @@
 //! Store tests on both backends: a fresh database per test ([`TestDb`]: a temporary SQLite
 //! file, or its own PostgreSQL schema, removed on drop, so tests run in parallel against
-//! one server), and `on_both!` to run each test once per backend. Included with `#[path]`
-//! by the tests (and benchmarks) that need a database, so they need none of the fake
-//! GitHub; each uses only part of it.
+//! one server), and `on_both!` to run each test once per backend. The store, queue and
+//! schedule tests (and benchmarks) include it alone with `#[path = ".../backends.rs"] mod
+//! backends;` (which `on_both!` expects), so they need none of the fake GitHub; tests with
+//! `mod support;` reach `TestDb` as `support::backends::TestDb`.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
