@@ -52,11 +52,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use digestif::store::Backend;
-use digestif::store::testing::TestDb;
 use fleet::{Scale, World, env_or};
 use rand::Rng as _;
 use sqlx::Connection as _;
 use support::app::{SECRET, deliver, push_event};
+use support::backends::TestDb;
 use support::fake_github::webhooks::SignedWebhook;
 use support::fake_github::{Author, FakeGitHub};
 

@@ -56,10 +56,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use digestif::store::testing::TestDb;
 use digestif::store::{Backend, Store};
 use fleet::{REFS, Scale, World, env_or};
 use serde_json::{Value, json};
+use support::backends::TestDb;
 use support::fake_github::FakeGitHub;
 
 const SECRET: &str = "bench-webhook-secret";

@@ -4,14 +4,19 @@
 //! test server; skipped when it is down). BENCH_JOBS sets the job count (default 5000).
 //! Figures on the 2-core development machine are in README.md (Operating: database and jobs).
 
+#[path = "../tests/support/backends.rs"]
+mod backends;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use backends::TestDb;
 use chrono::{TimeDelta, Utc};
-use digestif::schedule::{Clock, ManualClock, Scheduler, SystemClock, next_scan_at};
-use digestif::store::testing::TestDb;
-use digestif::store::{Backend, Job, JobKind, NewJob, Worker, WorkerOptions};
+use digestif::clock::{Clock, ManualClock, SystemClock};
+use digestif::jobs::{Scheduler, Worker, WorkerOptions};
+use digestif::schedule::next_scan_at;
+use digestif::store::{Backend, Job, JobKind, NewJob};
 use tokio_util::sync::CancellationToken;
 
 fn rate(n: usize, d: Duration) -> String {

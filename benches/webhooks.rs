@@ -38,6 +38,8 @@
 //! `cargo test --all-targets` runs this binary without `--bench`: it then only says how to run
 //! it and exits, so the test suite never generates load.
 
+#[path = "../tests/support/backends.rs"]
+mod backends;
 // The fake is shared with the tests; this bench uses part of it, and its unit tests
 // (`#[cfg(test)]`, compiled when `--all-targets` checks benches in test mode) run elsewhere.
 #[allow(dead_code, unused_imports)]
@@ -51,8 +53,8 @@ mod serve;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use backends::TestDb;
 use digestif::store::Backend;
-use digestif::store::testing::TestDb;
 use fake_github::{FakeGitHub, webhooks};
 use serde_json::{Value, json};
 use serve::{proc_cpu_seconds, proc_status, stop};

@@ -1,11 +1,13 @@
 //! digestif: keeps container image references pinned by digest.
 pub mod cli;
+pub mod clock;
 pub mod edit;
 pub mod extract;
 pub mod github;
 pub mod image;
 pub mod insight;
 pub mod jobs;
+pub mod lease;
 pub mod metrics;
 pub mod plan;
 pub mod reference;

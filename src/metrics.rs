@@ -5,9 +5,10 @@
 //! here, so a stranger cannot grow the scrape without limit by sending made-up headers or
 //! naming thousands of hosts in a Dockerfile.
 //!
-//! Gauges that describe the database (queue depth, references by status) are set from the
-//! database ([`refresh_from_store`]) when `/metrics` is scraped, so every replica reports
-//! the same, current figures.
+//! Gauges that describe the database (queue depth, references by status) are set from
+//! figures the caller read from the database ([`jobs_by_state`], [`references_by_status`],
+//! [`repositories_by_status`]) when `/metrics` is scraped, so every replica reports the
+//! same, current figures. This module imports nothing else of digestif's.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -15,8 +16,6 @@ use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::store::{Store, StoreError};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -345,24 +344,21 @@ pub fn references_checked<'a>(statuses: impl IntoIterator<Item = &'a str>) {
     }
 }
 
-/// Sets the gauges that describe the database: the queue by state, references by status,
-/// repositories by scan status. Run on each scrape.
-pub async fn refresh_from_store(store: &Store) -> Result<(), StoreError> {
-    let counts = store.job_counts().await?;
-    for (state, n) in [
-        ("queued", counts.queued),
-        ("running", counts.running),
-        ("done", counts.done),
-        ("dead", counts.dead),
-    ] {
+/// The job queue by state (`queued`, `running`, `done`, `dead`), as the database counts it.
+pub fn jobs_by_state(counts: [(&'static str, i64); 4]) {
+    for (state, n) in counts {
         gauge!("digestif_jobs", "state" => state).set(n as f64);
     }
-    set_all("digestif_references", store.reference_counts().await?);
-    set_all(
-        "digestif_repositories",
-        store.repository_status_counts().await?,
-    );
-    Ok(())
+}
+
+/// Image references known across all repositories, by the status of their last scan.
+pub fn references_by_status(counts: Vec<(String, i64)>) {
+    set_all("digestif_references", counts);
+}
+
+/// Repositories by scan status.
+pub fn repositories_by_status(counts: Vec<(String, i64)>) {
+    set_all("digestif_repositories", counts);
 }
 
 /// Sets one gauge per status, and zero for statuses seen before but gone now (otherwise the

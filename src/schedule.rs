@@ -1,5 +1,6 @@
-//! When each repository is scanned: cron or preset schedules in the repository's time zone,
-//! and the scheduler that turns due repositories into `scan_repo` jobs.
+//! When each repository is scanned: cron or preset schedules in the repository's time zone.
+//! Pure cron math; the loop that turns due repositories into `scan_repo` jobs is
+//! `jobs::scheduler`.
 //!
 //! - A schedule is a 5-field cron expression (croner, seconds disallowed) or a preset:
 //!   `hourly`, `daily`, `weekly`, `monthly`. Presets become cron expressions with a minute,
@@ -11,68 +12,15 @@
 //!   every Monday). Across DST, a time that does not exist (02:30 on the last Sunday of March
 //!   in Europe/Berlin) runs at the first instant after the gap (03:00 CEST), and a time that
 //!   exists twice (02:30 on the last Sunday of October) runs once, at the first of the two.
-//! - Time is injected through [`Clock`]; everything else takes `now` explicitly.
-//! - The scheduler claims due repositories in one transaction per batch
-//!   ([`Store::claim_due_repositories`]): rows are locked (`FOR UPDATE SKIP LOCKED` on
-//!   PostgreSQL; SQLite's write lock), their next time is computed here and written back,
-//!   and their scan jobs are enqueued before commit. N replicas ticking together claim each
-//!   due repository once; a repository that missed several slots while the service was down
-//!   is scanned once and its next time is the next slot after now.
+//! - Every function takes `now` explicitly; nothing here reads a clock.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
-
-use crate::store::{DueRepository, Store, StoreError};
-
-/// The time source; tests use [`ManualClock`].
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system clock, truncated to microseconds (what PostgreSQL stores), so a time read
-/// back equals the time written on both backends.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        let now = Utc::now();
-        now.duration_trunc(TimeDelta::microseconds(1))
-            .unwrap_or(now)
-    }
-}
-
-/// A clock that moves only when told to.
-#[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    pub fn new(now: DateTime<Utc>) -> Self {
-        ManualClock(Mutex::new(now))
-    }
-
-    pub fn set(&self, now: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = now;
-    }
-
-    pub fn advance(&self, by: TimeDelta) {
-        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *t += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+use tracing::warn;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ScheduleError {
@@ -290,67 +238,6 @@ pub fn next_scan_at(
                 .and_then(|s| s.next_after(now))
                 .unwrap_or(now + TimeDelta::days(1))
         }
-    }
-}
-
-/// Claims due repositories and enqueues their scans, every `interval`.
-#[derive(Debug, Clone)]
-pub struct Scheduler {
-    store: Store,
-    clock: Arc<dyn Clock>,
-    /// Repositories claimed per transaction.
-    pub batch: i64,
-    pub interval: Duration,
-}
-
-impl Scheduler {
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Scheduler {
-            store,
-            clock,
-            batch: 500,
-            interval: Duration::from_secs(5),
-        }
-    }
-
-    /// One tick: claims every repository due now (in batches) and enqueues a scan for each.
-    pub async fn tick(&self) -> Result<Vec<DueRepository>, StoreError> {
-        let now = self.clock.now();
-        let mut claimed = Vec::new();
-        loop {
-            let batch = self
-                .store
-                .claim_due_repositories(now, self.batch, |r| {
-                    next_scan_at(r.id, &r.schedule, &r.timezone, now)
-                })
-                .await?;
-            let n = batch.len();
-            claimed.extend(batch);
-            if i64::try_from(n).unwrap_or(i64::MAX) < self.batch {
-                break;
-            }
-        }
-        if !claimed.is_empty() {
-            info!(count = claimed.len(), "scheduled scans");
-        }
-        Ok(claimed)
-    }
-
-    /// Ticks until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(self.interval);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = every.tick() => {}
-                _ = shutdown.cancelled() => break,
-            }
-            match self.tick().await {
-                Ok(c) => debug!(claimed = c.len(), "scheduler tick"),
-                Err(e) => warn!(error = %e, "scheduler tick failed"),
-            }
-        }
-        debug!("scheduler stopped");
     }
 }
 

@@ -10,12 +10,13 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::github::api::{GitHubApp, RetryPolicy};
 use crate::jobs::{Handler, Work};
+use crate::jobs::{Scheduler, Worker, WorkerOptions};
 use crate::registry::{RegistryConfig, Resolver};
-use crate::schedule::{Clock, Scheduler};
 use crate::settings::{OpsSettings, Settings, redact_url};
-use crate::store::{Store, Worker, WorkerOptions};
+use crate::store::Store;
 use crate::web::{self, OpsState, WebState};
 
 /// Knobs tests turn; the defaults are the production values.

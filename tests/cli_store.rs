@@ -1,10 +1,13 @@
 //! `digestif migrate`, `trigger` and `jobs` through the built binary, on a SQLite file
 //! (and `migrate` on a PostgreSQL schema through the URL's `options`).
 
+#[path = "support/backends.rs"]
+mod backends;
+
 use std::process::{Command, Output};
 
+use backends::TestDb;
 use chrono::Utc;
-use digestif::store::testing::TestDb;
 use digestif::store::{Backend, NewRepository, Store};
 
 fn digestif(url: &str, args: &[&str]) -> Output {
@@ -144,7 +147,7 @@ async fn trigger_enqueues_a_scan_that_jobs_lists() {
     s.fail_job(
         &j,
         "w",
-        &digestif::store::JobError::Permanent("no such repository".into()),
+        &digestif::jobs::JobError::Permanent("no such repository".into()),
         &Default::default(),
         Utc::now(),
     )

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use digestif::store::Backend;
-use digestif::store::testing::TestDb;
 use support::app::*;
+use support::backends::TestDb;
 use support::fake_github::FakeGitHub;
 use support::registry::TestRegistry;
 

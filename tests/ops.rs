@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use digestif::clock::SystemClock;
+use digestif::jobs::JobError;
 use digestif::registry::RegistryConfig;
-use digestif::schedule::SystemClock;
 use digestif::server::{Server, Tuning};
 use digestif::settings::{OpsSettings, Settings};
-use digestif::store::{ImageRefRecord, JobError, NewJob, NewRepository, PrStatus, PrUpsert, Store};
+use digestif::store::{ImageRefRecord, NewJob, NewRepository, PrStatus, PrUpsert, Store};
 use serde_json::{Value, json};
 use support::fake_github::{FakeGitHub, webhooks};
 use tokio_util::sync::CancellationToken;

@@ -9,13 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backends::TestDb;
 use chrono::{DateTime, TimeDelta, TimeZone as _, Utc};
-use digestif::schedule::{Clock, SystemClock};
-use digestif::store::testing::TestDb;
-use digestif::store::{
-    Backend, FailOutcome, Job, JobError, JobKind, JobState, NewJob, RetryPolicy, Store, Worker,
-    WorkerOptions,
-};
+use digestif::clock::{Clock, SystemClock};
+use digestif::jobs::{JobError, Worker, WorkerOptions};
+use digestif::store::{Backend, FailOutcome, Job, JobKind, JobState, NewJob, RetryPolicy, Store};
 use tokio_util::sync::CancellationToken;
 
 fn t0() -> DateTime<Utc> {
@@ -551,7 +549,7 @@ async fn a_handler_whose_lease_is_taken_is_stopped(db: TestDb) {
             // Waits until a write would be refused, then keeps running as if it had not
             // noticed: only the worker can stop it now.
             loop {
-                if let Err(e) = digestif::store::ensure_lease_held().await {
+                if let Err(e) = digestif::lease::ensure_held().await {
                     *r.lock().unwrap() = Some(e.to_string());
                     break;
                 }

@@ -4,10 +4,10 @@
 #[path = "support/backends.rs"]
 mod backends;
 
+use backends::TestDb;
 use chrono::{TimeZone as _, Utc};
 use digestif::jobs::Work;
 use digestif::store::NewJob;
-use digestif::store::testing::TestDb;
 
 on_both!(a_persons_scan_keeps_its_freshness_when_merged_with_a_queued_one);
 

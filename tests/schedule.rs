@@ -7,12 +7,12 @@ mod backends;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use backends::TestDb;
 use chrono::{DateTime, Datelike as _, TimeDelta, TimeZone as _, Timelike as _, Utc};
 use chrono_tz::Europe::Berlin;
-use digestif::schedule::{
-    Clock, ManualClock, Schedule, ScheduleError, Scheduler, effective_expr, jitter, next_scan_at,
-};
-use digestif::store::testing::TestDb;
+use digestif::clock::{Clock, ManualClock};
+use digestif::jobs::Scheduler;
+use digestif::schedule::{Schedule, ScheduleError, effective_expr, jitter, next_scan_at};
 use digestif::store::{JobKind, JobState, NewRepository, RepoConfigUpdate, Store};
 
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
@@ -226,6 +226,7 @@ async fn add_repo(s: &Store, id: i64, schedule: &str, tz: &str, now: DateTime<Ut
             error: None,
             schedule,
             timezone: tz,
+            next_scan_at: next_scan_at(id, schedule, tz, now),
         },
         now,
     )

@@ -6,9 +6,10 @@ mod backends;
 
 use std::collections::BTreeMap;
 
+use backends::TestDb;
 use chrono::{DateTime, TimeZone as _, Utc};
 use digestif::plan::{PrState, UpdateKey};
-use digestif::store::testing::TestDb;
+use digestif::schedule::next_scan_at;
 use digestif::store::{
     Backend, IgnoreSource, JobState, NewIgnore, NewJob, NewRepository, PrStatus, PrUpsert,
     RepoConfigUpdate, Store, StoreError,
@@ -24,6 +25,7 @@ on_both!(
     installations_and_repositories,
     deleting_an_installation_forgets_its_repositories,
     repo_config_sets_the_schedule,
+    a_repository_keeps_its_slot_until_its_schedule_changes,
     references_are_replaced,
     first_seen_time_of_a_digest_is_kept,
     pull_requests,
@@ -280,6 +282,7 @@ async fn repo_config_sets_the_schedule(db: TestDb) {
                 error: None,
                 schedule: "0 6 * * *",
                 timezone: "Europe/Berlin",
+                next_scan_at: next_scan_at(42, "0 6 * * *", "Europe/Berlin", t(9, 0)),
             },
             t(9, 0),
         )
@@ -301,6 +304,7 @@ async fn repo_config_sets_the_schedule(db: TestDb) {
                 error: Some("line 1: bad"),
                 schedule: "0 6 * * *",
                 timezone: "Europe/Berlin",
+                next_scan_at: next_scan_at(42, "0 6 * * *", "Europe/Berlin", t(12, 0)),
             },
             t(12, 0),
         )
@@ -317,6 +321,7 @@ async fn repo_config_sets_the_schedule(db: TestDb) {
                 error: None,
                 schedule: "*/15 * * * *",
                 timezone: "UTC",
+                next_scan_at: next_scan_at(42, "*/15 * * * *", "UTC", t(12, 1)),
             },
             t(12, 1),
         )
@@ -332,7 +337,8 @@ async fn repo_config_sets_the_schedule(db: TestDb) {
                 text: None,
                 error: None,
                 schedule: "daily",
-                timezone: "UTC"
+                timezone: "UTC",
+                next_scan_at: next_scan_at(99, "daily", "UTC", t(12, 0)),
             },
             t(12, 0)
         )
@@ -348,6 +354,42 @@ async fn repo_config_sets_the_schedule(db: TestDb) {
     assert_eq!(r.last_scan_at, Some(t(13, 0)));
     assert_eq!(r.last_scan_status.as_deref(), Some("error"));
     assert_eq!(r.last_error.as_deref(), Some("registry timeout"));
+}
+
+/// The caller passes the next time of the schedule it records; the store takes it only
+/// when the schedule or time zone changed, or no next scan is set.
+async fn a_repository_keeps_its_slot_until_its_schedule_changes(db: TestDb) {
+    let s = &db.store;
+    repo(s, 42, "octo/app").await;
+    let set = |schedule: &'static str, timezone: &'static str, next: DateTime<Utc>| async move {
+        let update = RepoConfigUpdate {
+            text: None,
+            error: None,
+            schedule,
+            timezone,
+            next_scan_at: next,
+        };
+        s.set_repo_config(42, &update, t(9, 0))
+            .await
+            .unwrap()
+            .next_scan_at
+    };
+    // A new repository is due at once, on the default schedule (daily in UTC).
+    assert_eq!(set("daily", "UTC", t(20, 0)).await, Some(t(8, 0)));
+    assert_eq!(set("0 6 * * *", "UTC", t(21, 0)).await, Some(t(21, 0)));
+    assert_eq!(
+        set("0 6 * * *", "Europe/Berlin", t(22, 0)).await,
+        Some(t(22, 0))
+    );
+    assert_eq!(
+        set("0 6 * * *", "Europe/Berlin", t(23, 0)).await,
+        Some(t(22, 0))
+    );
+    s.set_next_scan_at(42, None).await.unwrap();
+    assert_eq!(
+        set("0 6 * * *", "Europe/Berlin", t(23, 0)).await,
+        Some(t(23, 0))
+    );
 }
 
 async fn references_are_replaced(db: TestDb) {
@@ -661,6 +703,7 @@ async fn status_page_listings(db: TestDb) {
             error: Some("bad config"),
             schedule: "daily",
             timezone: "UTC",
+            next_scan_at: next_scan_at(43, "daily", "UTC", t(9, 0)),
         },
         t(9, 0),
     )

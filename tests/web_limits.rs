@@ -8,8 +8,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use digestif::clock::SystemClock;
 use digestif::registry::RegistryConfig;
-use digestif::schedule::SystemClock;
 use digestif::server::{Server, Tuning};
 use digestif::settings::{OpsSettings, Settings};
 use digestif::web::Limits;

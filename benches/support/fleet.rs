@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::support::backends::TestDb;
 use chrono::Utc;
 use digestif::store::Store;
-use digestif::store::testing::TestDb;
 
 use super::support::app::PERMS;
 use super::support::fake_github::FakeGitHub;

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::Format;
-use crate::schedule::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 use crate::store::{ConnectOptions, DEFAULT_DATABASE_URL, Job, JobState, Store};
 
 #[derive(Debug, Clone, Args)]

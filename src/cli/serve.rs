@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::EXIT_ERROR;
+use crate::clock::SystemClock;
 use crate::registry::RegistryConfig;
-use crate::schedule::SystemClock;
 use crate::server::{Server, Tuning};
 use crate::settings::{OpsSettings, ServeArgs, Settings, SettingsError};
 use crate::web::setup::{self, SetupState};
@@ -28,31 +28,15 @@ fn usage(e: SettingsError) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let bind = match args.bind.parse::<std::net::SocketAddr>() {
-        Ok(b) => b,
-        Err(_) => {
-            return usage(SettingsError {
-                setting: "DIGESTIF_BIND",
-                message: format!("{:?} is not an address like 0.0.0.0:3000", args.bind),
-            });
-        }
-    };
-    let mut args = args;
-    if let Err(e) = args.fill_from_credentials_file() {
-        return usage(e);
-    }
-    let ops = match OpsSettings::from_args(&args) {
-        Ok(o) => o,
+    let Checked {
+        bind,
+        mut args,
+        ops,
+        settings,
+    } = match check_settings(args) {
+        Ok(c) => c,
         Err(e) => return usage(e),
     };
-    // With an App configured, every setting is checked before anything listens.
-    let mut checked = None;
-    if args.has_app() {
-        match Settings::from_args(&args) {
-            Ok(s) => checked = Some(s),
-            Err(e) => return usage(e),
-        }
-    }
     // One socket for both phases: setup mode and the server after it take turns on it,
     // so connections made during the switch wait in its backlog instead of being refused.
     let socket = std::net::TcpListener::bind(bind)
@@ -65,58 +49,112 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
 
     if !args.has_app() {
-        let (token, printed) = match &ops.admin_token {
-            Some(t) => (t.clone(), false),
-            None => (hex::encode(rand::random::<[u8; 16]>()), true),
-        };
         let local = socket.local_addr().unwrap_or(bind);
-        let base = ops.public_url.clone().unwrap_or_else(|| {
-            let shown = if local.ip().is_unspecified() {
-                std::net::SocketAddr::new([127, 0, 0, 1].into(), local.port())
-            } else {
-                local
-            };
-            format!("http://{shown}")
-        });
-        if printed {
-            eprintln!(
-                "digestif: no GitHub App is configured (DIGESTIF_GITHUB_APP_ID, or {}).\n\
-                 digestif: register one: open {base}/setup?token={token}",
-                ops.credentials_file.display()
-            );
-        } else {
-            eprintln!(
-                "digestif: no GitHub App is configured (DIGESTIF_GITHUB_APP_ID, or {}).\n\
-                 digestif: register one: open {base}/setup?token=<DIGESTIF_ADMIN_TOKEN>",
-                ops.credentials_file.display()
-            );
-        }
-        let state = Arc::new(SetupState::new(
-            &args.github_api_url,
-            &ops.github_web_url,
-            ops.public_url.clone(),
-            ops.credentials_file.clone(),
-            token,
-        ));
-        setup::serve(listener()?, state.clone(), shutdown.clone())
-            .await
-            .context("setup server")?;
-        let Some(registered) = state.registered() else {
+        if !register_app(&args, &ops, local, listener()?, shutdown.clone()).await? {
             // Stopped by a signal before anything was registered.
             return Ok(ExitCode::SUCCESS);
-        };
-        eprintln!(
-            "digestif: GitHub App {} (id {}) registered; its credentials are in {}. Starting.",
-            registered.slug,
-            registered.app_id,
-            registered.file.display()
-        );
+        }
         if let Err(e) = args.fill_from_credentials_file() {
             return usage(e);
         }
     }
+    run_server(&args, settings, ops, listener()?, shutdown).await
+}
 
-    let settings = match checked.map_or_else(|| Settings::from_args(&args), Ok) {
+/// The settings `serve` checked before listening.
+struct Checked {
+    bind: std::net::SocketAddr,
+    args: ServeArgs,
+    ops: OpsSettings,
+    /// With an App configured, every setting, checked before anything listens; without
+    /// one, checked once setup mode has registered it.
+    settings: Option<Settings>,
+}
+
+fn check_settings(args: ServeArgs) -> Result<Checked, SettingsError> {
+    let Ok(bind) = args.bind.parse::<std::net::SocketAddr>() else {
+        return Err(SettingsError {
+            setting: "DIGESTIF_BIND",
+            message: format!("{:?} is not an address like 0.0.0.0:3000", args.bind),
+        });
+    };
+    let mut args = args;
+    args.fill_from_credentials_file()?;
+    let ops = OpsSettings::from_args(&args)?;
+    let settings = match args.has_app() {
+        true => Some(Settings::from_args(&args)?),
+        false => None,
+    };
+    Ok(Checked {
+        bind,
+        args,
+        ops,
+        settings,
+    })
+}
+
+/// Setup mode: serves the registration page until an App is registered (true) or a
+/// signal stops it first (false).
+async fn register_app(
+    args: &ServeArgs,
+    ops: &OpsSettings,
+    local: std::net::SocketAddr,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<bool> {
+    let (token, printed) = match &ops.admin_token {
+        Some(t) => (t.clone(), false),
+        None => (hex::encode(rand::random::<[u8; 16]>()), true),
+    };
+    let base = ops.public_url.clone().unwrap_or_else(|| {
+        let shown = if local.ip().is_unspecified() {
+            std::net::SocketAddr::new([127, 0, 0, 1].into(), local.port())
+        } else {
+            local
+        };
+        format!("http://{shown}")
+    });
+    let shown_token = if printed {
+        token.as_str()
+    } else {
+        "<DIGESTIF_ADMIN_TOKEN>"
+    };
+    eprintln!(
+        "digestif: no GitHub App is configured (DIGESTIF_GITHUB_APP_ID, or {}).\n\
+         digestif: register one: open {base}/setup?token={shown_token}",
+        ops.credentials_file.display()
+    );
+    let state = Arc::new(SetupState::new(
+        &args.github_api_url,
+        &ops.github_web_url,
+        ops.public_url.clone(),
+        ops.credentials_file.clone(),
+        token,
+    ));
+    setup::serve(listener, state.clone(), shutdown)
+        .await
+        .context("setup server")?;
+    let Some(registered) = state.registered() else {
+        return Ok(false);
+    };
+    eprintln!(
+        "digestif: GitHub App {} (id {}) registered; its credentials are in {}. Starting.",
+        registered.slug,
+        registered.app_id,
+        registered.file.display()
+    );
+    Ok(true)
+}
+
+/// The App server proper, until `shutdown`.
+async fn run_server(
+    args: &ServeArgs,
+    checked: Option<Settings>,
+    ops: OpsSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    let settings = match checked.map_or_else(|| Settings::from_args(args), Ok) {
         Ok(s) => s,
         Err(e) => return usage(e),
     };
@@ -137,7 +175,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = Server::build(settings, registry, Arc::new(SystemClock), tuning)
         .await?
         .with_ops(ops);
-    server.run(listener()?, shutdown).await?;
+    server.run(listener, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

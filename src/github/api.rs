@@ -436,7 +436,7 @@ impl Api {
     ) -> Result<Response, ApiError> {
         // A write from a worker that lost its job would race the worker that has it.
         if method != Method::GET && method != Method::HEAD {
-            crate::store::ensure_lease_held()
+            crate::lease::ensure_held()
                 .await
                 .map_err(|e| ApiError::LeaseLost(e.to_string()))?;
         }

@@ -5,9 +5,10 @@ use super::handler::Handler;
 use super::pulls::Summary;
 use crate::github::api::Api;
 use crate::github::issues;
+use crate::jobs::JobError;
 use crate::plan::PendingReason;
 use crate::render::{self, Dashboard, DashboardRef};
-use crate::store::{ImageRefRecord, JobError, PrStatus, Repository};
+use crate::store::{ImageRefRecord, PrStatus, Repository};
 
 pub async fn update(
     h: &Handler,

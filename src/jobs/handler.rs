@@ -6,10 +6,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{Work, scan};
+use crate::clock::Clock;
 use crate::github::api::{ApiError, GitHubApp};
+use crate::jobs::JobError;
 use crate::registry::Resolver;
-use crate::schedule::Clock;
-use crate::store::{Job, JobError, NewRepository, Store, StoreError};
+use crate::store::{Job, NewRepository, Store, StoreError};
 
 /// Everything a job may use.
 #[derive(Clone)]

@@ -9,7 +9,9 @@ pub mod dashboard;
 pub mod handler;
 pub mod pulls;
 pub mod resolve;
+pub mod runtime;
 pub mod scan;
+pub mod scheduler;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,8 @@ use crate::github::webhook::Event;
 use crate::store::{JobKind, NewJob};
 
 pub use handler::Handler;
+pub use runtime::{JobError, JobHandler, Worker, WorkerOptions, default_owner};
+pub use scheduler::Scheduler;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -12,11 +12,12 @@ use super::scan::Snapshot;
 use crate::github::api::Api;
 use crate::github::issues;
 use crate::insight::Details;
+use crate::jobs::JobError;
 use crate::plan::{self, Action, Candidate};
 use crate::registry::{DetailsRequest, RegistryError, Status};
 use crate::render;
 use crate::repo_config::RepoConfig;
-use crate::store::{IgnoreSource, JobError, NewIgnore, PrStatus, PullRequest, Repository};
+use crate::store::{IgnoreSource, NewIgnore, PrStatus, PullRequest, Repository};
 use crate::writer::{Base, Outcome, WriteError, Writer};
 
 impl From<WriteError> for JobError {

@@ -6,9 +6,10 @@ use tokio::task::JoinSet;
 
 use super::handler::Handler;
 use crate::extract::{Extraction, Found};
+use crate::jobs::JobError;
 use crate::registry::Resolution;
 use crate::repo_config::RepoConfig;
-use crate::store::{ImageRefRecord, JobError};
+use crate::store::ImageRefRecord;
 
 /// One reference with its resolution and, for a proposed digest, when it was first seen.
 #[derive(Debug, Clone)]

@@ -17,9 +17,10 @@ use crate::extract::{self, Extraction};
 use crate::github::api::Api;
 use crate::github::issues::{self, Annotation, CheckRun};
 use crate::github::repo::{self, Tree};
+use crate::jobs::JobError;
 use crate::render;
 use crate::repo_config::{self, CONFIG_PATHS, ConfigErrors, MAX_CONFIG_SIZE, RepoConfig};
-use crate::store::{CachedFile, JobError, RepoConfigUpdate, Repository, ScanState};
+use crate::store::{CachedFile, RepoConfigUpdate, Repository, ScanState};
 
 /// Bumped when extractors change what they find, so cached "nothing here" verdicts are
 /// not trusted across an upgrade.
@@ -201,6 +202,7 @@ async fn record_config(
                 error: None,
                 schedule: &config.schedule,
                 timezone: &tz,
+                next_scan_at: crate::schedule::next_scan_at(repo.id, &config.schedule, &tz, now),
             },
             now,
         )
@@ -247,7 +249,7 @@ async fn record_scan_error(
     e: &JobError,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), JobError> {
-    if crate::store::lease_lost() {
+    if crate::lease::is_lost() {
         return Ok(());
     }
     h.store
@@ -420,6 +422,7 @@ async fn report_config_error(
                 error: Some(&message),
                 schedule,
                 timezone: &repo.timezone,
+                next_scan_at: crate::schedule::next_scan_at(repo.id, schedule, &repo.timezone, now),
             },
             now,
         )

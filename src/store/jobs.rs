@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::types::Json;
 
-use super::{JobError, Pool, Result, Store, StoreError, in_tx, on_pool};
+use super::{Pool, Result, Store, StoreError, in_tx, on_pool};
 
 /// What a job does; handlers dispatch on [`JobKind::as_str`]. Stored as text so a newer
 /// replica's kinds do not break an older one (its handler reports them as unknown).
@@ -227,6 +227,26 @@ impl RetryPolicy {
     }
 }
 
+/// When a failed attempt may run again, as its handler judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// After the [`RetryPolicy`]'s backoff (network, 5xx).
+    Backoff,
+    /// No earlier than this time (a rate limit's reset).
+    At(DateTime<Utc>),
+    /// Never: retrying cannot help, the job is dead at once.
+    Never,
+}
+
+/// A failed attempt as the queue records it (the job runtime builds one from its
+/// handler's error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Kept as the job's `last_error`.
+    pub message: String,
+    pub retry: Retry,
+}
+
 /// What [`Store::fail_job`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailOutcome {
@@ -421,15 +441,15 @@ impl Store {
         &self,
         job: &Job,
         owner: &str,
-        error: &JobError,
+        failure: impl Into<Failure>,
         policy: &RetryPolicy,
         now: DateTime<Utc>,
     ) -> Result<FailOutcome> {
-        let message = error.to_string();
-        let (permanent, retry_at) = match error {
-            JobError::Permanent(_) => (true, None),
-            JobError::RetryAt { at, .. } => (false, Some(*at)),
-            JobError::Transient(_) => (false, None),
+        let Failure { message, retry } = failure.into();
+        let (permanent, retry_at) = match retry {
+            Retry::Never => (true, None),
+            Retry::At(at) => (false, Some(at)),
+            Retry::Backoff => (false, None),
         };
         if permanent || job.attempts >= job.max_attempts {
             let sql = "UPDATE jobs SET state = 'dead', last_error = $3, lease_owner = NULL,

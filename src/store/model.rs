@@ -65,6 +65,10 @@ pub struct RepoConfigUpdate<'a> {
     pub schedule: &'a str,
     /// Validated IANA time zone name.
     pub timezone: &'a str,
+    /// The first slot of this schedule after the update's `now` (the caller computes it
+    /// with `schedule::next_scan_at`); stored only when the schedule or time zone changed
+    /// or no next scan is set, otherwise the repository keeps its slot.
+    pub next_scan_at: DateTime<Utc>,
 }
 
 /// One image reference a scan saw.

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::WebState;
 use super::admin::{bearer, same_secret};
+use crate::store::{Store, StoreError};
 
 pub async fn scrape(State(state): State<WebState>, headers: HeaderMap) -> Response {
     if let Some(expected) = &state.ops.metrics_token
@@ -16,7 +17,7 @@ pub async fn scrape(State(state): State<WebState>, headers: HeaderMap) -> Respon
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
-    if let Err(e) = crate::metrics::refresh_from_store(&state.store).await {
+    if let Err(e) = refresh_database_gauges(&state.store).await {
         // The process's own counters are still worth scraping.
         tracing::warn!(error = %e, "metrics: cannot read the database figures");
         crate::metrics::refresh_failed();
@@ -32,4 +33,19 @@ pub async fn scrape(State(state): State<WebState>, headers: HeaderMap) -> Respon
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// Reads the figures that describe the database (the queue by state, references by
+/// status, repositories by scan status) and hands them to the gauges; run on each scrape.
+async fn refresh_database_gauges(store: &Store) -> Result<(), StoreError> {
+    let counts = store.job_counts().await?;
+    crate::metrics::jobs_by_state([
+        ("queued", counts.queued),
+        ("running", counts.running),
+        ("done", counts.done),
+        ("dead", counts.dead),
+    ]);
+    crate::metrics::references_by_status(store.reference_counts().await?);
+    crate::metrics::repositories_by_status(store.repository_status_counts().await?);
+    Ok(())
 }

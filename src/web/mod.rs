@@ -17,10 +17,10 @@ use axum::routing::{get, post};
 
 use tracing::Instrument as _;
 
+use crate::clock::Clock;
 use crate::github::webhook::{self, WebhookError};
 use crate::jobs;
 use crate::metrics::WebhookOutcome;
-use crate::schedule::Clock;
 use crate::store::Store;
 
 mod admin;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use digestif::clock::SystemClock;
 use digestif::jobs::Work;
-use digestif::schedule::SystemClock;
 use digestif::server::{Server, Tuning};
 use digestif::settings::Settings;
 use digestif::store::Store;

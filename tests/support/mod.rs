@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod backends;
 pub mod fake_github;
 pub mod registry;
