@@ -6,6 +6,7 @@ pub mod github;
 pub mod insight;
 pub mod jobs;
 pub mod metrics;
+pub mod osv;
 pub mod plan;
 pub mod reference;
 pub mod registry;

@@ -833,6 +833,7 @@ mod tests {
                 ecosystem: "deb".into(),
                 name: "openssl".into(),
                 version: openssl.into(),
+                purl: None,
             }]),
             ..Default::default()
         };
@@ -847,6 +848,7 @@ mod tests {
                 "3.0.16-1~deb12u1",
             )),
             platform_note: Some("the platform read for a multi-platform pin".into()),
+            vulns: None,
         });
         u[1].platform_pin = Some("linux/arm64".into());
         u[1].details = Some(crate::insight::Details::Known {
@@ -854,6 +856,7 @@ mod tests {
             old_note: None,
             new: std::sync::Arc::new(crate::insight::ImageFacts::default()),
             platform_note: None,
+            vulns: None,
         });
         let b = body(&cfg, &links(), "digestif/all", &u);
         assert!(b.chars().count() <= BODY_BUDGET);
@@ -907,6 +910,7 @@ mod tests {
                     (0..3000)
                         .map(|i| crate::insight::Package {
                             ecosystem: "npm".into(),
+                            purl: None,
                             name: format!("package-with-a-long-name-{i}"),
                             version: v.into(),
                         })
@@ -921,6 +925,7 @@ mod tests {
                 old_note: None,
                 new: facts("1.0.1"),
                 platform_note: None,
+                vulns: None,
             });
         }
         let b = body(&cfg, &links(), "digestif/all", &u);

@@ -70,6 +70,12 @@ pub struct ServeArgs {
     /// configuration error.
     #[arg(long, env = "DIGESTIF_MIN_SCHEDULE_INTERVAL", default_value = "1h")]
     pub min_schedule_interval: String,
+    /// An OSV API to ask which advisories an update fixes (`https://api.osv.dev`, or a
+    /// mirror's root): the names and versions of packages an update removes or upgrades
+    /// are sent there. Unset (the default), nothing is sent and PRs have no vulnerability
+    /// notes.
+    #[arg(long, env = "DIGESTIF_OSV_URL")]
+    pub osv_url: Option<String>,
 }
 
 /// Reads `DIGESTIF_MIN_SCHEDULE_INTERVAL` (`serve` and `check-config` share it).
@@ -117,6 +123,8 @@ pub struct OpsSettings {
     pub github_web_url: String,
     pub credentials_file: PathBuf,
     pub min_schedule_interval: std::time::Duration,
+    /// `DIGESTIF_OSV_URL` without its trailing `/`.
+    pub osv_url: Option<String>,
 }
 
 impl Default for OpsSettings {
@@ -129,6 +137,7 @@ impl Default for OpsSettings {
             github_web_url: String::new(),
             credentials_file: PathBuf::new(),
             min_schedule_interval: crate::schedule::DEFAULT_MIN_INTERVAL,
+            osv_url: None,
         }
     }
 }
@@ -147,6 +156,7 @@ impl fmt::Debug for OpsSettings {
             .field("github_web_url", &self.github_web_url)
             .field("credentials_file", &self.credentials_file)
             .field("min_schedule_interval", &self.min_schedule_interval)
+            .field("osv_url", &self.osv_url)
             .finish()
     }
 }
@@ -192,7 +202,20 @@ impl OpsSettings {
                 ));
             }
         };
+        let osv_url = match args.osv_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            Some(u) => {
+                return Err(err(
+                    "DIGESTIF_OSV_URL",
+                    format!("{u:?} is not an http(s) URL"),
+                ));
+            }
+        };
         Ok(OpsSettings {
+            osv_url,
             admin_token,
             metrics_token,
             webhook_secret_previous: args
@@ -500,7 +523,22 @@ mod tests {
             github_web_url: None,
             app_credentials_file: None,
             min_schedule_interval: "1h".into(),
+            osv_url: None,
         }
+    }
+
+    #[test]
+    fn the_osv_url_is_off_by_default_and_must_be_http() {
+        assert_eq!(OpsSettings::from_args(&args()).unwrap().osv_url, None);
+        let mut a = args();
+        a.osv_url = Some(" https://api.osv.dev/ ".into());
+        assert_eq!(
+            OpsSettings::from_args(&a).unwrap().osv_url.as_deref(),
+            Some("https://api.osv.dev")
+        );
+        a.osv_url = Some("api.osv.dev".into());
+        let e = OpsSettings::from_args(&a).expect_err("refused");
+        assert_eq!(e.setting, "DIGESTIF_OSV_URL");
     }
 
     #[test]

@@ -83,6 +83,7 @@ impl Resolver {
             old_note,
             new,
             platform_note,
+            vulns: None,
         }
     }
 
