@@ -4,4 +4,5 @@
 
 pub mod app;
 pub mod fake_github;
+pub mod osv;
 pub mod registry;
