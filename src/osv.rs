@@ -124,6 +124,8 @@ pub struct Osv {
     batch_requests: AtomicU64,
     record_requests: AtomicU64,
     micros: AtomicU64,
+    request_timeout: Duration,
+    total_timeout: Duration,
 }
 
 impl std::fmt::Debug for Osv {
@@ -141,7 +143,6 @@ impl Osv {
     /// A client of the OSV API at `base` (`https://api.osv.dev`, or a mirror's root).
     pub fn new(base: &str) -> Osv {
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("digestif/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string());
@@ -161,7 +162,16 @@ impl Osv {
             batch_requests: AtomicU64::new(0),
             record_requests: AtomicU64::new(0),
             micros: AtomicU64::new(0),
+            request_timeout: REQUEST_TIMEOUT,
+            total_timeout: TOTAL_TIMEOUT,
         }
+    }
+
+    /// Other time limits than the defaults (10 s a request, 30 s an update's notes).
+    pub fn with_timeouts(mut self, request: Duration, total: Duration) -> Osv {
+        self.request_timeout = request;
+        self.total_timeout = total;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -211,7 +221,7 @@ impl Osv {
         if plan.mapped + plan.unmapped == 0 {
             return None;
         }
-        let notes = match tokio::time::timeout(TOTAL_TIMEOUT, self.known(&plan)).await {
+        let notes = match tokio::time::timeout(self.total_timeout, self.known(&plan)).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 tracing::warn!(osv = %self.base, error = %e, detail = e.detail(), "vulnerability notes unavailable");
@@ -372,6 +382,7 @@ impl Osv {
         let started = Instant::now();
         let result = async {
             let mut resp = req
+                .timeout(self.request_timeout)
                 .header("content-type", "application/json")
                 .send()
                 .await
