@@ -173,3 +173,19 @@ async fn faults_become_short_reasons() {
     };
     assert_eq!(unavailable(&closed, None).await, "OSV could not be reached");
 }
+
+#[test]
+fn serve_help_lists_the_setting() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_digestif"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("digestif runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("--osv-url <OSV_URL>"), "{help}");
+    assert!(help.contains("[env: DIGESTIF_OSV_URL"), "{help}");
+    assert!(
+        help.contains("Unset (the default), nothing is sent"),
+        "{help}"
+    );
+}
