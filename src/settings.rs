@@ -71,9 +71,9 @@ pub struct ServeArgs {
     #[arg(long, env = "DIGESTIF_MIN_SCHEDULE_INTERVAL", default_value = "1h")]
     pub min_schedule_interval: String,
     /// An OSV API to ask which advisories an update fixes (`https://api.osv.dev`, or a
-    /// mirror's root): the names and versions of packages an update removes or upgrades
-    /// are sent there. Unset (the default), nothing is sent and PRs have no vulnerability
-    /// notes.
+    /// mirror's root): the OSV names of the packages an update removes or upgrades, with
+    /// their old and new versions, are sent there. Unset (the default), nothing is sent and
+    /// PRs have no vulnerability notes.
     #[arg(long, env = "DIGESTIF_OSV_URL")]
     pub osv_url: Option<String>,
 }
