@@ -20,8 +20,8 @@ use crate::registry::{CacheLimits, Coalescing};
 
 /// osv.dev's API.
 pub const PUBLIC_API: &str = "https://api.osv.dev";
-/// Queries per `querybatch` request: the most osv.dev accepts in one batch (osv-scanner
-/// sends batches of this size).
+/// Queries per `querybatch` request: "a limit set in osv.dev's API", as osv.dev's own Go
+/// client says (`MaxQueriesPerQueryBatchRequest`, bindings/go/osvdev/osvdev.go).
 pub const MAX_BATCH: usize = 1000;
 /// Advisory summaries fetched per update (one `GET` each, unless cached).
 pub const MAX_SUMMARIES: usize = 20;
