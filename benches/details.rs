@@ -8,7 +8,15 @@
 //! measures for each update: resolution alone; resolution and the table's facts; and
 //! resolution, table and the "What changed" details. Then the same for images that publish
 //! no annotations or attestations. Under `cargo test --all-targets` it runs 2 images.
+//!
+//! Then the vulnerability notes (`DIGESTIF_OSV_URL`) for the annotated images' details,
+//! against the fake OSV server of tests/support/osv.rs on loopback: OSV requests and their
+//! time per update (12 upgraded Debian packages each; the images share package versions,
+//! so the cache per package version answers all but the first update).
 
+#[path = "../tests/support/osv.rs"]
+#[allow(dead_code)]
+mod osv_support;
 #[path = "../tests/support/registry.rs"]
 mod registry_support;
 
@@ -129,6 +137,7 @@ async fn measure(
     reg: &TestRegistry,
     images: usize,
     attested: bool,
+    osv: &digestif::osv::Osv,
 ) -> BTreeMap<&'static str, Cost> {
     let mut refs = Vec::new();
     for i in 0..images {
@@ -161,7 +170,7 @@ async fn measure(
                 resolver.metadata(r, &new).await.expect("metadata");
             }
             if stage == "3 + details" {
-                let d = resolver
+                let mut d = resolver
                     .details(
                         r,
                         DetailsRequest {
@@ -176,6 +185,16 @@ async fn measure(
                     matches!(d, digestif::insight::Details::Known { .. }),
                     "{d:?}"
                 );
+                if attested {
+                    osv.annotate(&mut d).await;
+                    let digestif::insight::Details::Known { vulns, .. } = &d else {
+                        unreachable!()
+                    };
+                    assert!(
+                        matches!(vulns, Some(digestif::insight::osv::VulnNotes::Known { .. })),
+                        "{vulns:?}"
+                    );
+                }
             }
         }
         out.insert(stage, cost(&resolver));
@@ -185,6 +204,8 @@ async fn measure(
 
 async fn run(images: usize) {
     let reg = TestRegistry::start().await;
+    let fake_osv = osv_support::FakeOsv::start(osv_support::fixture_records(), 1000).await;
+    let osv = digestif::osv::Osv::new(&fake_osv.url);
     println!("{images} proposed updates (index pins), per update:");
     println!(
         "{:<44} {:>5} {:>8} {:>6} {:>9}",
@@ -196,7 +217,7 @@ async fn run(images: usize) {
         } else {
             "labels only, no attestations"
         };
-        for (stage, c) in measure(&reg, images, attested).await {
+        for (stage, c) in measure(&reg, images, attested, &osv).await {
             let n = images as f64;
             println!(
                 "{:<44} {:>5.1} {:>8.1} {:>6.1} {:>9.0}",
@@ -208,4 +229,14 @@ async fn run(images: usize) {
             );
         }
     }
+    let u = osv.usage();
+    let n = images as f64;
+    println!(
+        "vulnerability notes (fake OSV on loopback), per update: {:.2} querybatch + {:.2} \
+         vulns/ID requests, {:.2} ms in OSV requests ({} querybatch requests in all)",
+        u.batch_requests as f64 / n,
+        u.record_requests as f64 / n,
+        u.micros as f64 / 1000.0 / n,
+        u.batch_requests
+    );
 }

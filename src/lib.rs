@@ -9,6 +9,7 @@ pub mod insight;
 pub mod jobs;
 pub mod lease;
 pub mod metrics;
+pub mod osv;
 pub mod plan;
 pub mod reference;
 pub mod registry;

@@ -863,6 +863,7 @@ mod tests {
                 ecosystem: "deb".into(),
                 name: "openssl".into(),
                 version: openssl.into(),
+                purl: None,
             }]),
             ..Default::default()
         };
@@ -877,6 +878,23 @@ mod tests {
                 "3.0.16-1~deb12u1",
             )),
             platform_note: Some("the platform read for a multi-platform pin".into()),
+            vulns: Some(crate::insight::osv::VulnNotes::Known {
+                fixed: vec![crate::insight::osv::Fixed {
+                    package: crate::insight::osv::OsvPackage {
+                        ecosystem: "Debian:12".into(),
+                        name: "openssl".into(),
+                    },
+                    old: vec!["3.0.15-1~deb12u1".into()],
+                    new: vec!["3.0.16-1~deb12u1".into()],
+                    ids: vec!["DSA-5764-1".into()],
+                }],
+                asked: 1,
+                unmapped: 0,
+                summaries: [("DSA-5764-1".into(), "openssl - security update".into())]
+                    .into_iter()
+                    .collect(),
+                link_prefix: "https://osv.dev/vulnerability/".into(),
+            }),
         });
         u[1].platform_pin = Some("linux/arm64".into());
         u[1].details = Some(crate::insight::Details::Known {
@@ -884,6 +902,7 @@ mod tests {
             old_note: None,
             new: std::sync::Arc::new(crate::insight::ImageFacts::default()),
             platform_note: None,
+            vulns: None,
         });
         let b = body(&cfg, &links(), "digestif/all", &u);
         assert!(b.chars().count() <= BODY_BUDGET);
@@ -939,6 +958,7 @@ mod tests {
                             ecosystem: "npm".into(),
                             name: format!("package-with-a-long-name-{i}"),
                             version: v.into(),
+                            purl: None,
                         })
                         .collect(),
                 ),
@@ -951,6 +971,7 @@ mod tests {
                 old_note: None,
                 new: facts("1.0.1"),
                 platform_note: None,
+                vulns: None,
             });
         }
         let b = body(&cfg, &links(), "digestif/all", &u);
@@ -961,6 +982,69 @@ mod tests {
         );
         // The parts after the section survive the cut.
         assert_eq!(parse_marker(&b).map(|m| m.updates.len()), Some(40));
+        assert!(b.contains("<summary>Full digests</summary>"));
+    }
+
+    #[test]
+    fn a_body_with_huge_advisory_lists_stays_within_githubs_limit() {
+        use crate::insight::osv::{Fixed, OsvPackage, VulnNotes};
+        let cfg = RepoConfig::default();
+        let text: String = (0..10)
+            .map(|i| format!("FROM img{i}:1@{}\n", d(1)))
+            .collect();
+        let new: Vec<Digest> = (0..10).map(|_| d(2)).collect();
+        let mut u = updates("Dockerfile", &text, &new);
+        let facts = |v: &str| {
+            std::sync::Arc::new(crate::insight::ImageFacts {
+                packages: Some(
+                    (0..300)
+                        .map(|i| crate::insight::Package {
+                            ecosystem: "deb".into(),
+                            name: format!("lib{i}"),
+                            version: v.into(),
+                            purl: None,
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            })
+        };
+        let fixed: Vec<Fixed> = (0..300)
+            .map(|i| Fixed {
+                package: OsvPackage {
+                    ecosystem: "Debian:12".into(),
+                    name: format!("lib{i}"),
+                },
+                old: vec!["1.0-1".into()],
+                new: vec!["1.0-2".into()],
+                ids: (0..20)
+                    .map(|j| format!("DEBIAN-CVE-2026-{i:03}{j:02}"))
+                    .collect(),
+            })
+            .collect();
+        for x in &mut u {
+            x.details = Some(crate::insight::Details::Known {
+                old: Some(facts("1.0-1")),
+                old_note: None,
+                new: facts("1.0-2"),
+                platform_note: None,
+                vulns: Some(VulnNotes::Known {
+                    fixed: fixed.clone(),
+                    asked: 300,
+                    unmapped: 0,
+                    summaries: Default::default(),
+                    link_prefix: "https://osv.dev/vulnerability/".into(),
+                }),
+            });
+        }
+        let b = body(&cfg, &links(), "digestif/all", &u);
+        assert!(b.chars().count() <= BODY_BUDGET, "{}", b.len());
+        assert!(b.contains("; fixes 6000 known advisories</summary>"), "{b}");
+        assert!(
+            b.contains("more advisory entries, left out"),
+            "cut with a count"
+        );
+        assert_eq!(parse_marker(&b).map(|m| m.updates.len()), Some(10));
         assert!(b.contains("<summary>Full digests</summary>"));
     }
 

@@ -89,6 +89,7 @@ impl Server {
             resolver,
             clock: clock.clone(),
             limits: crate::repo_config::Limits::default(),
+            osv: None,
         };
         Ok(Server {
             store,
@@ -109,6 +110,10 @@ impl Server {
     pub fn with_ops(mut self, ops: OpsSettings) -> Server {
         let derived = std::mem::take(&mut self.ops.github_web_url);
         self.handler.limits.min_schedule_interval = ops.min_schedule_interval;
+        self.handler.osv = ops
+            .osv_url
+            .as_deref()
+            .map(|u| Arc::new(crate::osv::Osv::new(u)));
         self.ops = ops;
         if self.ops.github_web_url.is_empty() {
             self.ops.github_web_url = derived;

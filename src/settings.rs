@@ -75,6 +75,12 @@ pub struct ServeArgs {
     /// taken up by another process, or by this one restarted, after this long.
     #[arg(long, env = "DIGESTIF_JOB_LEASE", default_value = "5m")]
     pub job_lease: String,
+    /// An OSV API to ask which advisories an update fixes (`https://api.osv.dev`, or a
+    /// mirror's root): the OSV names of the packages an update removes or upgrades, with
+    /// their old and new versions, are sent there. Unset (the default), nothing is sent and
+    /// PRs have no vulnerability notes.
+    #[arg(long, env = "DIGESTIF_OSV_URL")]
+    pub osv_url: Option<String>,
 }
 
 /// Reads `DIGESTIF_JOB_LEASE`.
@@ -141,6 +147,8 @@ pub struct OpsSettings {
     pub credentials_file: PathBuf,
     pub min_schedule_interval: std::time::Duration,
     pub job_lease: std::time::Duration,
+    /// `DIGESTIF_OSV_URL` without its trailing `/`.
+    pub osv_url: Option<String>,
 }
 
 impl Default for OpsSettings {
@@ -154,6 +162,7 @@ impl Default for OpsSettings {
             credentials_file: PathBuf::new(),
             min_schedule_interval: crate::schedule::DEFAULT_MIN_INTERVAL,
             job_lease: std::time::Duration::from_secs(300),
+            osv_url: None,
         }
     }
 }
@@ -173,6 +182,7 @@ impl fmt::Debug for OpsSettings {
             .field("credentials_file", &self.credentials_file)
             .field("min_schedule_interval", &self.min_schedule_interval)
             .field("job_lease", &self.job_lease)
+            .field("osv_url", &self.osv_url)
             .finish()
     }
 }
@@ -218,7 +228,20 @@ impl OpsSettings {
                 ));
             }
         };
+        let osv_url = match args.osv_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            Some(u) => {
+                return Err(err(
+                    "DIGESTIF_OSV_URL",
+                    format!("{u:?} is not an http(s) URL"),
+                ));
+            }
+        };
         Ok(OpsSettings {
+            osv_url,
             admin_token,
             metrics_token,
             webhook_secret_previous: args
@@ -528,7 +551,22 @@ mod tests {
             app_credentials_file: None,
             min_schedule_interval: "1h".into(),
             job_lease: "5m".into(),
+            osv_url: None,
         }
+    }
+
+    #[test]
+    fn the_osv_url_is_off_by_default_and_must_be_http() {
+        assert_eq!(OpsSettings::from_args(&args()).unwrap().osv_url, None);
+        let mut a = args();
+        a.osv_url = Some(" https://api.osv.dev/ ".into());
+        assert_eq!(
+            OpsSettings::from_args(&a).unwrap().osv_url.as_deref(),
+            Some("https://api.osv.dev")
+        );
+        a.osv_url = Some("api.osv.dev".into());
+        let e = OpsSettings::from_args(&a).expect_err("refused");
+        assert_eq!(e.setting, "DIGESTIF_OSV_URL");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::app::*;
 use support::fake_github::FakeGitHub;
+use support::osv::{FakeOsv, fixture_records};
 use support::registry::{Attestation, Image, TestRegistry};
 
 const REPO: &str = "acme/widgets";
@@ -67,6 +68,16 @@ fn provenance(subject: &str) -> Vec<u8> {
 /// entries with OCI annotations, each with an attestation manifest holding an SBOM and a
 /// provenance. Returns the index digest.
 async fn push_attested(reg: &TestRegistry, rev: &str, base: char, upgrade: bool) -> String {
+    push_attested_with(reg, rev, base, |subject| sbom(subject, upgrade)).await
+}
+
+/// [`push_attested`] with the SBOM `sbom` makes for each image digest.
+async fn push_attested_with(
+    reg: &TestRegistry,
+    rev: &str,
+    base: char,
+    sbom: impl Fn(&str) -> Vec<u8>,
+) -> String {
     let mut images = Vec::new();
     let pushed: Vec<Image> = {
         let mut v = Vec::new();
@@ -89,7 +100,7 @@ async fn push_attested(reg: &TestRegistry, rev: &str, base: char, upgrade: bool)
         let docs = vec![
             Attestation {
                 predicate_type: SPDX.into(),
-                body: sbom(&image.digest, upgrade),
+                body: sbom(&image.digest),
             },
             Attestation {
                 predicate_type: SLSA.into(),
@@ -328,6 +339,166 @@ async fn an_update_waiting_on_min_age_fetches_no_details() {
     assert_eq!(
         delta(&requests(&server.url, &reg.addr).await, &before),
         cost
+    );
+    server.stop().await;
+}
+
+/// Docker's example SBOM statement for `subject` with its packages replaced by `packages`
+/// (name, version, purl as Syft writes them).
+fn sbom_of(subject: &str, packages: &[(&str, &str, &str)]) -> Vec<u8> {
+    let mut s = fixture("spdx-statement.json");
+    s["subject"][0]["digest"]["sha256"] = json!(subject.trim_start_matches("sha256:"));
+    let list: Vec<Value> = packages
+        .iter()
+        .enumerate()
+        .map(|(i, (name, version, purl))| {
+            json!({
+                "SPDXID": format!("SPDXRef-Package-{i}"),
+                "name": name,
+                "versionInfo": version,
+                "externalRefs": [{
+                    "referenceCategory": "PACKAGE-MANAGER",
+                    "referenceLocator": purl,
+                    "referenceType": "purl"
+                }]
+            })
+        })
+        .collect();
+    s["predicate"]["packages"] = json!(list);
+    serde_json::to_vec(&s).expect("json")
+}
+
+/// An image whose SBOM lists nginx (Debian 7, two binaries of one source), mariadb
+/// (Alpine 3.16) and an rpm; `fixed` moves all three to the versions with the fixes of
+/// the real advisories in tests/fixtures/osv.
+fn os_sbom(subject: &str, fixed: bool) -> Vec<u8> {
+    let (deb, apk, rpm) = if fixed {
+        ("1.2.1-2.2+wheezy3", "10.6.8-r0", "5.1.8-6.el9")
+    } else {
+        ("1.2.1-2.2+wheezy2", "10.6.7-r0", "5.1.8-4.el9")
+    };
+    let nginx = format!("pkg:deb/debian/nginx@{deb}?arch=amd64&distro=debian-7");
+    let common =
+        format!("pkg:deb/debian/nginx-common@{deb}?arch=all&upstream=nginx&distro=debian-7");
+    let mariadb =
+        format!("pkg:apk/alpine/mariadb@{apk}?arch=x86_64&upstream=mariadb&distro=alpine-3.16.0");
+    let bash = format!("pkg:rpm/redhat/bash@{rpm}?arch=x86_64&distro=rhel-9.4");
+    sbom_of(
+        subject,
+        &[
+            ("nginx", deb, &nginx),
+            ("nginx-common", deb, &common),
+            ("mariadb", apk, &mariadb),
+            ("bash", rpm, &bash),
+        ],
+    )
+}
+
+/// Runs the OS-package update scenario with `setup`; returns the PR body.
+async fn os_update(setup: Setup) -> (String, Running) {
+    let reg = TestRegistry::start().await;
+    let old = push_attested_with(&reg, OLD_REV, 'a', |d| os_sbom(d, false)).await;
+    let dockerfile = format!(
+        "FROM {}\n",
+        reg.reference("library/python", "3.12-slim", Some(&old))
+    );
+    let fake = FakeGitHub::start().await;
+    let (server, _) = installed_setup(
+        &fake,
+        &reg,
+        &[("Dockerfile", &dockerfile)],
+        &[],
+        setup,
+        |_| {},
+    )
+    .await;
+    let new = push_attested_with(&reg, NEW_REV, 'b', |d| os_sbom(d, true)).await;
+    server.scan(REPO).await;
+    let body = open_body(&fake);
+    assert!(body.contains(&new), "{body}");
+    assert!(
+        body.contains("| `nginx` | `1.2.1-2.2+wheezy2` | `1.2.1-2.2+wheezy3` |"),
+        "{body}"
+    );
+    // The same answer on the next scan (details and vulnerability notes are cached).
+    server.scan(REPO).await;
+    assert_eq!(open_body(&fake), body);
+    (body, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_osv_the_pr_lists_the_advisories_the_update_fixes_asking_once() {
+    let osv = FakeOsv::start(fixture_records(), 1000).await;
+    let setup = Setup {
+        osv_url: Some(osv.url.clone()),
+        ..Setup::default()
+    };
+    let (body, server) = os_update(setup).await;
+    let link = |id: &str| format!("[{id}]({}/v1/vulns/{id})", osv.url);
+    assert!(
+        body.contains(&format!(
+            "- `nginx` (Debian:7) `1.2.1-2.2+wheezy2` → `1.2.1-2.2+wheezy3`:\n  - {}: nginx - security update\n",
+            link("DSA-3029-1")
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "- `mariadb` (Alpine:v3.16) `10.6.7-r0` → `10.6.8-r0`:\n  - {}\n",
+            link("CVE-2022-27449")
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains("4 updated, 0 added, 0 removed; fixes 2 known advisories</summary>"),
+        "{body}"
+    );
+    // nginx twice (two binaries of one source) and mariadb asked; the rpm not.
+    assert!(
+        body.contains(
+            "- Vulnerability notes (OSV): this update fixes 2 known advisories of the 3 removed \
+             or upgraded packages asked about; 1 not asked about (no OSV ecosystem is known for \
+             it); listed with the package changes."
+        ),
+        "{body}"
+    );
+    // One batch of four queries (nginx and mariadb, old and new), one record GET per
+    // advisory; the second scan asked nothing again.
+    assert_eq!(osv.batches(), [4]);
+    assert_eq!(osv.requests(), 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_setting_nothing_is_sent_to_osv() {
+    let osv = FakeOsv::start(fixture_records(), 1000).await;
+    let (body, server) = os_update(Setup::default()).await;
+    assert!(!body.contains("Vulnerability"), "{body}");
+    assert!(!body.contains("advisor"), "{body}");
+    assert_eq!(osv.requests(), 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_osv_fault_leaves_a_short_reason_and_the_rest_of_the_pr() {
+    let mock = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/querybatch"))
+        .respond_with(wiremock::ResponseTemplate::new(503).set_body_string("overloaded"))
+        .mount(&mock)
+        .await;
+    let setup = Setup {
+        osv_url: Some(mock.uri()),
+        ..Setup::default()
+    };
+    let (body, server) = os_update(setup).await;
+    assert!(
+        body.contains("- Vulnerability notes unavailable: OSV answered HTTP 503.\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("4 updated, 0 added, 0 removed</summary>"),
+        "{body}"
     );
     server.stop().await;
 }

@@ -151,6 +151,7 @@ async fn a_paused_replica_does_not_write_the_pr_again() {
     let setup = Setup {
         database_url: Some(database_url),
         job_lease: Duration::from_millis(900),
+        ..Setup::default()
     };
     let reg = Arc::new(TestRegistry::start().await);
     let (dockerfile, old, new) = stale_python(&reg).await;

@@ -3,6 +3,7 @@
 //! packages its SBOM attestations list. Pure data and functions: the registry module fetches
 //! the documents, [`section`] turns these facts into the PR body's Markdown.
 
+pub mod osv;
 pub mod provenance;
 pub mod sbom;
 pub mod section;
@@ -78,6 +79,9 @@ pub enum Details {
         new: Arc<ImageFacts>,
         /// Why this platform was read: an index pin reads linux/amd64 (or the first).
         platform_note: Option<String>,
+        /// Advisories the update fixes; `None` when OSV is not asked (`DIGESTIF_OSV_URL`
+        /// unset, or no package removed or upgraded).
+        vulns: Option<osv::VulnNotes>,
     },
     /// The registry's pull budget is used up: the PR says details will follow, and the
     /// next run adds them.

@@ -19,6 +19,9 @@ pub struct Package {
     pub ecosystem: String,
     pub name: String,
     pub version: String,
+    /// The package URL, when the SBOM gives one (vulnerability lookups need its namespace
+    /// and qualifiers).
+    pub purl: Option<String>,
 }
 
 /// The in-toto predicate types of the SBOM formats read here.
@@ -145,6 +148,7 @@ fn spdx_packages(doc: SpdxDocument) -> Vec<Package> {
                 ecosystem,
                 name: p.name,
                 version: p.version.unwrap_or_default(),
+                purl: purl.map(str::to_string),
             })
         })
         .collect()
@@ -162,6 +166,7 @@ fn cyclonedx_packages(components: &[Component], out: &mut Vec<Package>) {
                     ecosystem,
                     name,
                     version: c.version.clone().unwrap_or_default(),
+                    purl: c.purl.clone(),
                 });
             }
         }
@@ -315,7 +320,13 @@ mod tests {
             ecosystem: eco.into(),
             name: name.into(),
             version: version.into(),
+            purl: None,
         }
+    }
+
+    fn with_purl(mut p: Package, purl: &str) -> Package {
+        p.purl = Some(purl.into());
+        p
     }
 
     #[test]
@@ -324,8 +335,14 @@ mod tests {
         assert_eq!(
             ps,
             vec![
-                p("golang", "github.com/go-chi/chi/v5", "v5.0.0"),
-                p("golang", "github.com/org/repo", "(devel)"),
+                with_purl(
+                    p("golang", "github.com/go-chi/chi/v5", "v5.0.0"),
+                    "pkg:golang/github.com/go-chi/chi/v5@v5.0.0"
+                ),
+                with_purl(
+                    p("golang", "github.com/org/repo", "(devel)"),
+                    "pkg:golang/github.com/org/repo@(devel)"
+                ),
             ]
         );
     }
@@ -336,8 +353,14 @@ mod tests {
         assert_eq!(
             ps,
             vec![
-                p("apk", "alpine-baselayout", "3.2.0-r18"),
-                p("apk", "zlib", "1.2.11-r3"),
+                with_purl(
+                    p("apk", "alpine-baselayout", "3.2.0-r18"),
+                    "pkg:apk/alpine/alpine-baselayout@3.2.0-r18?distro=3.15.0"
+                ),
+                with_purl(
+                    p("apk", "zlib", "1.2.11-r3"),
+                    "pkg:apk/alpine/zlib@1.2.11-r3?distro=3.15.0"
+                ),
             ]
         );
         // The same document as an in-toto predicate.

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::osv::VulnNotes;
 use super::provenance::github_repo;
 use super::sbom::{self, Change};
 use super::{Details, ImageFacts};
@@ -40,13 +41,15 @@ pub fn render(entries: &[Entry<'_>], budget: usize) -> String {
             old: Some(old),
             new,
             platform_note,
+            vulns,
             ..
         } = e.details
             && let (Some(a), Some(b)) = (&old.packages, &new.packages)
         {
             let d = sbom::diff(a, b);
             if !d.is_empty() {
-                let t = packages_table(&d, new, platform_note.as_deref(), &mut left);
+                let t =
+                    packages_table(&d, new, platform_note.as_deref(), vulns.as_ref(), &mut left);
                 out.push_str(&t);
             }
         }
@@ -98,6 +101,7 @@ fn head(e: &Entry<'_>) -> String {
             old_note,
             new,
             platform_note,
+            vulns,
         } => {
             let old = old.as_deref();
             if new.is_empty() && old.is_none_or(ImageFacts::is_empty) {
@@ -106,6 +110,9 @@ fn head(e: &Entry<'_>) -> String {
             }
             for line in fact_lines(old, old_note.as_deref(), new, platform_note.as_deref()) {
                 let _ = writeln!(b, "- {line}");
+            }
+            if let Some(v) = vulns {
+                let _ = writeln!(b, "- {}", vulns_line(v));
             }
             b.push('\n');
         }
@@ -233,11 +240,125 @@ fn base_line(old: Option<&ImageFacts>, new: &ImageFacts) -> Option<String> {
     }
 }
 
-/// A collapsed table of the package changes, grouped by ecosystem, cut to `left` chars.
+/// The one line on what OSV says the update fixes (the list is in the package changes).
+fn vulns_line(v: &VulnNotes) -> String {
+    match v {
+        VulnNotes::Unavailable { reason } => {
+            format!("Vulnerability notes unavailable: {}.", plain(reason))
+        }
+        VulnNotes::Known {
+            asked, unmapped, ..
+        } => {
+            let not_asked = match unmapped {
+                0 => String::new(),
+                n => format!(
+                    "; {n} not asked about (no OSV ecosystem is known for {})",
+                    if *n == 1 { "it" } else { "them" }
+                ),
+            };
+            let of = format!(
+                "{asked} removed or upgraded package{} asked about{not_asked}",
+                if *asked == 1 { "" } else { "s" }
+            );
+            if *asked == 0 {
+                return format!(
+                    "Vulnerability notes (OSV): none of the {unmapped} removed or upgraded \
+                     packages could be asked about (no OSV ecosystem is known for {}).",
+                    if *unmapped == 1 { "it" } else { "them" }
+                );
+            }
+            match v.fixed_count() {
+                0 => format!("Vulnerability notes (OSV): no known advisory fixed among the {of}."),
+                n => format!(
+                    "Vulnerability notes (OSV): this update fixes {n} known advisor{} of the {of}; \
+                     listed with the package changes.",
+                    if n == 1 { "y" } else { "ies" }
+                ),
+            }
+        }
+    }
+}
+
+/// The advisories fixed, one line each under its package, as long as `fits` allows;
+/// returns how many lines were left out.
+fn advisory_lines(v: &VulnNotes, b: &mut String, fits: impl Fn(&str, usize) -> bool) -> usize {
+    let VulnNotes::Known {
+        fixed,
+        summaries,
+        link_prefix,
+        ..
+    } = v
+    else {
+        return 0;
+    };
+    let total: usize = fixed.iter().map(|f| f.ids.len()).sum();
+    if total == 0 {
+        return 0;
+    }
+    let mut shown = 0usize;
+    let header = "**Advisories fixed** (OSV)\n\n";
+    if !fits(header, b.len()) {
+        return total;
+    }
+    b.push_str(header);
+    'packages: for f in fixed {
+        let old: Vec<String> = f.old.iter().map(|v| code(v)).collect();
+        let new = match f.new.as_slice() {
+            [] => "removed".to_string(),
+            vs => vs.iter().map(|v| code(v)).collect::<Vec<_>>().join(", "),
+        };
+        let head = format!(
+            "- {} ({}) {} → {new}:\n",
+            code(&f.package.name),
+            plain(&f.package.ecosystem),
+            old.join(", ")
+        );
+        if !fits(&head, b.len()) {
+            break;
+        }
+        b.push_str(&head);
+        for id in &f.ids {
+            let title = if is_advisory_id(id) {
+                format!("[{id}]({link_prefix}{id})")
+            } else {
+                code(id)
+            };
+            let summary = summaries
+                .get(id)
+                .map(|s| {
+                    let s: String = s.chars().take(160).collect();
+                    format!(": {}", plain(&s))
+                })
+                .unwrap_or_default();
+            let row = format!("  - {title}{summary}\n");
+            if !fits(&row, b.len()) {
+                break 'packages;
+            }
+            b.push_str(&row);
+            shown += 1;
+        }
+    }
+    b.push('\n');
+    total - shown
+}
+
+/// OSV ids are letters, digits and `-` (`DSA-5764-1`, `GHSA-xxxx-…`, `ALPINE-CVE-…`): safe in
+/// a URL and a link text.
+fn is_advisory_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'))
+}
+
+/// A collapsed table of the package changes, grouped by ecosystem, cut to `left` chars,
+/// after the advisories the update fixes.
 fn packages_table(
     d: &sbom::PackageDiff,
     new: &ImageFacts,
     platform_note: Option<&str>,
+    vulns: Option<&VulnNotes>,
     left: &mut usize,
 ) -> String {
     let mut b = String::new();
@@ -246,14 +367,35 @@ fn packages_table(
         (Some(p), None) => format!(" on {}", plain(p)),
         _ => String::new(),
     };
+    let fixes = match vulns.map(VulnNotes::fixed_count) {
+        Some(n @ 1..) => format!(
+            "; fixes {n} known advisor{}",
+            if n == 1 { "y" } else { "ies" }
+        ),
+        _ => String::new(),
+    };
     let _ = write!(
         b,
-        "<details><summary>Package changes{on}: {} updated, {} added, {} removed</summary>\n\n",
+        "<details><summary>Package changes{on}: {} updated, {} added, {} removed{fixes}</summary>\n\n",
         d.updated, d.added, d.removed
     );
     let close = "</details>\n\n";
     let mut shown = 0usize;
     let reserve = 200 + close.len();
+    let budget = *left;
+    let hidden_advisories = vulns.map_or(0, |v| {
+        // Room is kept for this list's count line and the tables' own.
+        advisory_lines(v, &mut b, |line, len| {
+            len + line.len() + 2 * reserve <= budget
+        })
+    });
+    if hidden_advisories > 0 {
+        let _ = write!(
+            b,
+            "…and {hidden_advisories} more advisory entries, left out to keep within GitHub's limit \
+             for a pull request description.\n\n"
+        );
+    }
     'eco: for eco in &d.ecosystems {
         let header = format!(
             "**{}** ({})\n\n| Package | Old | New |\n|---|---|---|\n",
@@ -337,6 +479,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::insight::osv::{Fixed, OsvPackage};
     use crate::insight::{Package, Provenance};
 
     fn p(eco: &str, name: &str, version: &str) -> Package {
@@ -344,6 +487,7 @@ mod tests {
             ecosystem: eco.into(),
             name: name.into(),
             version: version.into(),
+            purl: None,
         }
     }
 
@@ -369,6 +513,43 @@ mod tests {
             image: image.into(),
             locations: vec!["Dockerfile:1".into()],
             details: d,
+        }
+    }
+
+    fn osv(eco: &str, name: &str) -> OsvPackage {
+        OsvPackage {
+            ecosystem: eco.into(),
+            name: name.into(),
+        }
+    }
+
+    /// OpenSSL's DSA (summary from its OSV record) and a pip advisory without a summary;
+    /// one pypi package could not be asked about.
+    fn fixed_two() -> VulnNotes {
+        VulnNotes::Known {
+            fixed: vec![
+                Fixed {
+                    package: osv("Debian:12", "openssl"),
+                    old: vec!["3.0.15-1~deb12u1".into()],
+                    new: vec!["3.0.16-1~deb12u1".into()],
+                    ids: vec!["DSA-5764-1".into()],
+                },
+                Fixed {
+                    package: osv("PyPI", "pip"),
+                    old: vec!["24.2".into()],
+                    new: vec![],
+                    ids: vec!["GHSA-mq26-g339-26xf".into(), "bad id](x)".into()],
+                },
+            ],
+            asked: 3,
+            unmapped: 1,
+            summaries: [(
+                "DSA-5764-1".to_string(),
+                "openssl - security update <script>".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            link_prefix: "https://osv.dev/vulnerability/".into(),
         }
     }
 
@@ -405,28 +586,41 @@ mod tests {
         };
         vec![
             Details::Known {
-                old: Some(Arc::new(old)),
+                old: Some(Arc::new(old.clone())),
                 old_note: None,
                 new: Arc::new(new.clone()),
                 platform_note: Some("the platform read for a multi-platform pin".into()),
+                vulns: Some(fixed_two()),
             },
             Details::Known {
                 old: Some(Arc::new(rebuild.clone())),
                 old_note: None,
                 new: Arc::new(rebuild),
                 platform_note: None,
+                vulns: None,
             },
             Details::Known {
                 old: None,
                 old_note: Some("the pinned image is no longer in the registry".into()),
                 new: Arc::new(from_provenance),
                 platform_note: None,
+                vulns: None,
             },
             Details::Known {
                 old: Some(Arc::new(ImageFacts::default())),
                 old_note: None,
                 new: Arc::new(ImageFacts::default()),
                 platform_note: None,
+                vulns: None,
+            },
+            Details::Known {
+                old: Some(Arc::new(old.clone())),
+                old_note: None,
+                new: Arc::new(new.clone()),
+                platform_note: None,
+                vulns: Some(VulnNotes::Unavailable {
+                    reason: "OSV answered HTTP 503".into(),
+                }),
             },
             Details::Deferred {
                 host: "registry-1.docker.io".into(),
@@ -445,6 +639,7 @@ mod tests {
             "python:3.12-alpine",
             "registry.gitlab.com/acme/app:1",
             "scratchy:1",
+            "python:3.13-slim",
             "node:22",
             "redis:7",
         ];
@@ -471,6 +666,7 @@ mod tests {
                 ..ImageFacts::default()
             }),
             platform_note: None,
+            vulns: None,
         };
         let second = Details::Deferred {
             host: "ghcr.io".into(),
@@ -494,6 +690,106 @@ mod tests {
         let tiny = render(&entries, 150);
         assert!(tiny.len() <= 150, "{tiny}");
         assert!(tiny.contains("cut to keep within"), "{tiny}");
+    }
+
+    #[test]
+    fn many_advisories_are_cut_with_a_count_and_the_summary_keeps_the_total() {
+        let old: Vec<Package> = (0..50)
+            .map(|i| p("deb", &format!("lib{i}"), "1.0-1"))
+            .collect();
+        let new: Vec<Package> = (0..50)
+            .map(|i| p("deb", &format!("lib{i}"), "1.0-2"))
+            .collect();
+        let fixed: Vec<Fixed> = (0..50)
+            .map(|i| Fixed {
+                package: osv("Debian:12", &format!("lib{i}")),
+                old: vec!["1.0-1".into()],
+                new: vec!["1.0-2".into()],
+                ids: (0..40)
+                    .map(|j| format!("DEBIAN-CVE-2026-{i:02}{j:03}"))
+                    .collect(),
+            })
+            .collect();
+        let d = Details::Known {
+            old: Some(Arc::new(ImageFacts {
+                packages: Some(old),
+                ..ImageFacts::default()
+            })),
+            old_note: None,
+            new: Arc::new(ImageFacts {
+                packages: Some(new),
+                ..ImageFacts::default()
+            }),
+            platform_note: None,
+            vulns: Some(VulnNotes::Known {
+                fixed,
+                asked: 50,
+                unmapped: 0,
+                summaries: Default::default(),
+                link_prefix: "https://osv.dev/vulnerability/".into(),
+            }),
+        };
+        let next = Details::Failed {
+            message: "boom".into(),
+        };
+        let entries = [entry("big:1", &d), entry("next:1", &next)];
+        let out = render(&entries, 20_000);
+        assert!(out.len() <= 20_000, "{}", out.len());
+        assert!(
+            out.contains("50 updated, 0 added, 0 removed; fixes 2000 known advisories</summary>"),
+            "{out}"
+        );
+        assert!(
+            out.contains("this update fixes 2000 known advisories of the 50 removed or upgraded packages asked about"),
+            "{out}"
+        );
+        let shown = out
+            .matches("](https://osv.dev/vulnerability/DEBIAN-CVE-2026-")
+            .count();
+        assert!(shown > 50, "{shown}");
+        assert!(
+            out.contains(&format!("…and {} more advisory entries", 2000 - shown)),
+            "{out}"
+        );
+        assert!(out.contains("</details>"));
+        assert!(
+            out.contains("could not be read: boom"),
+            "the next image still shows"
+        );
+    }
+
+    #[test]
+    fn vulnerability_lines_say_what_was_and_was_not_asked() {
+        let none_asked = VulnNotes::Known {
+            fixed: vec![],
+            asked: 0,
+            unmapped: 2,
+            summaries: Default::default(),
+            link_prefix: String::new(),
+        };
+        assert_eq!(
+            vulns_line(&none_asked),
+            "Vulnerability notes (OSV): none of the 2 removed or upgraded packages could be \
+             asked about (no OSV ecosystem is known for them)."
+        );
+        let nothing_fixed = VulnNotes::Known {
+            fixed: vec![],
+            asked: 1,
+            unmapped: 0,
+            summaries: Default::default(),
+            link_prefix: String::new(),
+        };
+        assert_eq!(
+            vulns_line(&nothing_fixed),
+            "Vulnerability notes (OSV): no known advisory fixed among the 1 removed or upgraded \
+             package asked about."
+        );
+        assert_eq!(
+            vulns_line(&VulnNotes::Unavailable {
+                reason: "OSV did not answer in time".into()
+            }),
+            "Vulnerability notes unavailable: OSV did not answer in time."
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Handler {
     pub clock: Arc<dyn Clock>,
     /// What the operator allows in repositories' configuration.
     pub limits: crate::repo_config::Limits,
+    /// Vulnerability notes for PR bodies: `None` unless `DIGESTIF_OSV_URL` is set.
+    pub osv: Option<Arc<crate::osv::Osv>>,
 }
 
 impl From<StoreError> for JobError {

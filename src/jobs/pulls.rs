@@ -183,13 +183,16 @@ async fn describe(h: &Handler, plan: &mut plan::Plan) {
                 tag_digest: u.tag_digest.as_ref(),
                 platform_pin: u.platform_pin.as_deref(),
             };
-            let details = match &info {
+            let mut details = match &info {
                 // The table's facts could not be had within the budget: neither can the rest.
                 Err(RegistryError::BudgetExhausted { host }) => {
                     Details::Deferred { host: host.clone() }
                 }
                 _ => h.resolver.details(r, request).await,
             };
+            if let Some(osv) = &h.osv {
+                osv.annotate(&mut details).await;
+            }
             u.info = info.ok();
             u.details = Some(details);
         }

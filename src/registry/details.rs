@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oci_client::manifest::OciImageIndex;
+use oci_client::manifest::{OciImageIndex, OciImageManifest};
 
 use super::budget::Spender;
 use super::{
@@ -83,6 +83,7 @@ impl Resolver {
             old_note,
             new,
             platform_note,
+            vulns: None,
         }
     }
 
@@ -120,6 +121,9 @@ impl Resolver {
             .await
     }
 
+    /// One image's facts, read in the order of its decisions: where the image and its
+    /// annotations are, whether labels are needed, whether an attestation manifest exists,
+    /// and which of its layers to read.
     async fn fetch_facts(
         &self,
         r: &Reference,
@@ -127,68 +131,132 @@ impl Resolver {
         index_hint: Option<&Digest>,
         platform: Option<&Platform>,
     ) -> Result<ImageFacts, RegistryError> {
-        let mut facts = ImageFacts::default();
-        let mut ann: BTreeMap<String, String> = BTreeMap::new();
-        // A platform image with its index known: the index's entry has the annotations, so
-        // the image's own manifest (a pull) is not needed for them.
-        let hinted = match index_hint {
-            Some(i) => match self.manifest_as(r, i, Spender::Details, None).await? {
-                Manifest::Index(idx) => idx
-                    .manifests
-                    .iter()
-                    .find(|e| e.digest == d.to_string())
-                    .map(|e| annotations_of(e.annotations.as_ref()))
-                    .map(|a| (a, idx.clone())),
-                Manifest::Image(_) => None,
-            },
-            None => None,
+        let at = match self.locate_in_hint(r, d, index_hint, platform).await? {
+            Some(at) => at,
+            None => self.locate(r, d, platform).await?,
         };
-        let (image, index): (Digest, Option<Arc<OciImageIndex>>) = match hinted {
-            Some((a, idx)) => {
-                ann = a;
-                for (k, v) in annotations_of(idx.annotations.as_ref()) {
-                    ann.entry(k).or_insert(v);
-                }
-                facts.platform = platform.map(|p| p.to_string());
-                (d.clone(), Some(idx))
-            }
-            None => match self.manifest_as(r, d, Spender::Details, None).await? {
-                Manifest::Index(index) => {
-                    let entries = platform_entries(&index);
-                    let Some((p, pd)) = pick_platform(&entries, platform).cloned() else {
-                        ann = annotations_of(index.annotations.as_ref());
-                        fill(&mut facts, &ann);
-                        return Ok(facts);
-                    };
-                    facts.platform = Some(p.to_string());
-                    // The entry's annotations are about this platform's image; the index's
-                    // about all of them.
-                    if let Some(e) = index.manifests.iter().find(|e| e.digest == pd.to_string()) {
-                        ann = annotations_of(e.annotations.as_ref());
-                    }
-                    for (k, v) in annotations_of(index.annotations.as_ref()) {
-                        ann.entry(k).or_insert(v);
-                    }
-                    (pd, Some(index))
-                }
-                Manifest::Image(m) => {
-                    ann = annotations_of(m.annotations.as_ref());
-                    (d.clone(), None)
-                }
-            },
+        let mut facts = ImageFacts {
+            platform: at.platform,
+            ..ImageFacts::default()
         };
-        fill(&mut facts, &ann);
-        // Labels only when annotations lack the source: a manifest GET and a blob GET.
-        if facts.revision.is_none() || facts.source.is_none() {
-            let config = self.config_of(r, &image, Spender::Details, None).await?;
-            let labels = config.config.as_ref().and_then(|c| c.labels.as_ref());
-            let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
-            facts.revision = facts.revision.or(label(ANN_REVISION));
-            facts.source = facts.source.or(label(ANN_SOURCE));
-        }
-        let Some(index) = index else {
+        fill(&mut facts, &at.annotations);
+        let Some(image) = at.image else {
             return Ok(facts);
         };
+        self.fill_labels(r, &image, &mut facts).await?;
+        let Some(index) = at.index else {
+            return Ok(facts);
+        };
+        let Some(att) = self.attestation_manifest(r, &index, &image).await? else {
+            return Ok(facts);
+        };
+        self.read_attestations(r, &att, &mut facts).await?;
+        Ok(facts)
+    }
+
+    /// A platform image with its index known: the index's entry has the annotations, so
+    /// the image's own manifest (a pull) is not needed for them. `None` when the index does
+    /// not list the image.
+    async fn locate_in_hint(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        index_hint: Option<&Digest>,
+        platform: Option<&Platform>,
+    ) -> Result<Option<Located>, RegistryError> {
+        let Some(i) = index_hint else {
+            return Ok(None);
+        };
+        let Manifest::Index(idx) = self.manifest_as(r, i, Spender::Details, None).await? else {
+            return Ok(None);
+        };
+        let Some(entry) = idx.manifests.iter().find(|e| e.digest == d.to_string()) else {
+            return Ok(None);
+        };
+        let mut annotations = annotations_of(entry.annotations.as_ref());
+        for (k, v) in annotations_of(idx.annotations.as_ref()) {
+            annotations.entry(k).or_insert(v);
+        }
+        Ok(Some(Located {
+            image: Some(d.clone()),
+            index: Some(idx.clone()),
+            annotations,
+            platform: platform.map(|p| p.to_string()),
+        }))
+    }
+
+    /// The image from its own manifest: an index's platform entry (the pinned platform, or
+    /// linux/amd64 or the first), or the image manifest itself.
+    async fn locate(
+        &self,
+        r: &Reference,
+        d: &Digest,
+        platform: Option<&Platform>,
+    ) -> Result<Located, RegistryError> {
+        match self.manifest_as(r, d, Spender::Details, None).await? {
+            Manifest::Index(index) => {
+                let entries = platform_entries(&index);
+                let Some((p, pd)) = pick_platform(&entries, platform).cloned() else {
+                    // No platform image: the index's own annotations are all there is.
+                    return Ok(Located {
+                        image: None,
+                        index: None,
+                        annotations: annotations_of(index.annotations.as_ref()),
+                        platform: None,
+                    });
+                };
+                // The entry's annotations are about this platform's image; the index's
+                // about all of them.
+                let mut annotations = index
+                    .manifests
+                    .iter()
+                    .find(|e| e.digest == pd.to_string())
+                    .map(|e| annotations_of(e.annotations.as_ref()))
+                    .unwrap_or_default();
+                for (k, v) in annotations_of(index.annotations.as_ref()) {
+                    annotations.entry(k).or_insert(v);
+                }
+                Ok(Located {
+                    image: Some(pd),
+                    index: Some(index),
+                    annotations,
+                    platform: Some(p.to_string()),
+                })
+            }
+            Manifest::Image(m) => Ok(Located {
+                image: Some(d.clone()),
+                index: None,
+                annotations: annotations_of(m.annotations.as_ref()),
+                platform: None,
+            }),
+        }
+    }
+
+    /// Labels only when annotations lack the source: a manifest GET and a blob GET.
+    async fn fill_labels(
+        &self,
+        r: &Reference,
+        image: &Digest,
+        facts: &mut ImageFacts,
+    ) -> Result<(), RegistryError> {
+        if facts.revision.is_some() && facts.source.is_some() {
+            return Ok(());
+        }
+        let config = self.config_of(r, image, Spender::Details, None).await?;
+        let labels = config.config.as_ref().and_then(|c| c.labels.as_ref());
+        let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
+        facts.revision = facts.revision.take().or(label(ANN_REVISION));
+        facts.source = facts.source.take().or(label(ANN_SOURCE));
+        Ok(())
+    }
+
+    /// The attestation manifest BuildKit put in the index for `image`, if any.
+    async fn attestation_manifest(
+        &self,
+        r: &Reference,
+        index: &OciImageIndex,
+        image: &Digest,
+    ) -> Result<Option<Arc<OciImageManifest>>, RegistryError> {
         let attestation = index.manifests.iter().find(|e| {
             e.annotations.as_ref().is_some_and(|a| {
                 a.get(REF_TYPE).map(String::as_str) == Some("attestation-manifest")
@@ -196,18 +264,29 @@ impl Resolver {
             })
         });
         let Some(att) = attestation else {
-            return Ok(facts);
+            return Ok(None);
         };
         let att_digest = Digest::parse(&att.digest).map_err(|message| RegistryError::Invalid {
             host: self.inner.http.endpoint(&r.registry).host,
             message,
         })?;
-        let Manifest::Image(att) = self
+        match self
             .manifest_as(r, &att_digest, Spender::Details, None)
             .await?
-        else {
-            return Ok(facts);
-        };
+        {
+            Manifest::Image(m) => Ok(Some(m)),
+            Manifest::Index(_) => Ok(None),
+        }
+    }
+
+    /// The SBOM and provenance layers of an attestation manifest (blobs, not pulls), the
+    /// first of each; an unreadable SBOM is noted, an unreadable provenance skipped.
+    async fn read_attestations(
+        &self,
+        r: &Reference,
+        att: &OciImageManifest,
+        facts: &mut ImageFacts,
+    ) -> Result<(), RegistryError> {
         for layer in &att.layers {
             let t = layer
                 .annotations
@@ -241,8 +320,18 @@ impl Resolver {
                 facts.provenance = provenance::parse_statement(&body);
             }
         }
-        Ok(facts)
+        Ok(())
     }
+}
+
+/// Where an image's facts are found.
+struct Located {
+    /// The image (a platform's, for an index); `None` for an index without one.
+    image: Option<Digest>,
+    /// The index that lists it (and its attestations).
+    index: Option<Arc<OciImageIndex>>,
+    annotations: BTreeMap<String, String>,
+    platform: Option<String>,
 }
 
 fn fill(facts: &mut ImageFacts, ann: &BTreeMap<String, String>) {

@@ -62,7 +62,7 @@ use crate::image::ImageSummary;
 use crate::reference::{Digest, Reference};
 
 pub use budget::{Budget, Usage as BudgetUsage, parse as parse_pull_budgets};
-pub use cache::Usage as CacheUsage;
+pub use cache::{Coalescing, Limits as CacheLimits, Usage as CacheUsage};
 pub use config::{
     ConfigError, Credential, DOCKER_HUB_API, ENV_ALLOW_PRIVATE, ENV_CA_FILE, ENV_CACHE_ENTRIES,
     ENV_CACHE_MB, ENV_INSECURE, ENV_MIRRORS, ENV_PULL_BUDGET, ENV_TOKEN_HOSTS, Lookup,
@@ -73,7 +73,6 @@ pub use guard::refused as refused_address;
 pub use http::{RequestCount, RequestKind};
 
 use budget::Spender;
-use cache::Coalescing;
 use http::{Endpoint, Http, MAX_BODY};
 
 /// Every manifest type a tag may point at, in order of preference.
@@ -960,7 +959,12 @@ fn weigh_facts(
             .sum::<usize>()
                 + f.packages.as_ref().map_or(0, |p| {
                     p.iter()
-                        .map(|p| p.ecosystem.len() + p.name.len() + p.version.len())
+                        .map(|p| {
+                            p.ecosystem.len()
+                                + p.name.len()
+                                + p.version.len()
+                                + p.purl.as_ref().map_or(0, String::len)
+                        })
                         .sum()
                 })
                 + f.provenance.as_ref().map_or(0, |p| {

@@ -54,6 +54,8 @@ pub struct Setup {
     /// Default: a fresh SQLite file.
     pub database_url: Option<String>,
     pub job_lease: Duration,
+    /// `DIGESTIF_OSV_URL` (default: unset).
+    pub osv_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -61,6 +63,7 @@ impl Default for Setup {
         Setup {
             database_url: None,
             job_lease: Tuning::default().job_lease,
+            osv_url: None,
         }
     }
 }
@@ -127,6 +130,13 @@ async fn start(
     let server = Server::build(settings, reg, Arc::new(SystemClock), tuning)
         .await
         .expect("server builds");
+    let server = match &setup.osv_url {
+        Some(u) => server.with_ops(digestif::settings::OpsSettings {
+            osv_url: Some(u.clone()),
+            ..Default::default()
+        }),
+        None => server,
+    };
     let store = server.store.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -288,12 +298,32 @@ pub async fn installed_tuned(
     collaborators: &[(&str, &str)],
     tweak: impl FnOnce(&mut digestif::registry::RegistryConfig),
 ) -> (Running, u64) {
+    installed_setup(
+        fake,
+        registry,
+        files,
+        collaborators,
+        Setup::default(),
+        tweak,
+    )
+    .await
+}
+
+/// [`installed_tuned`] on a server started with `setup`.
+pub async fn installed_setup(
+    fake: &FakeGitHub,
+    registry: &TestRegistry,
+    files: &[(&str, &str)],
+    collaborators: &[(&str, &str)],
+    setup: Setup,
+    tweak: impl FnOnce(&mut digestif::registry::RegistryConfig),
+) -> (Running, u64) {
     let inst = fake.create_installation("acme", PERMS);
     fake.create_repo(inst, "acme", "widgets", files);
     for (user, role) in collaborators {
         fake.set_permission("acme/widgets", user, role);
     }
-    let server = start_server_tweaked(fake, registry, tweak).await;
+    let server = start(fake, registry, setup, tweak).await;
     let (status, body) = deliver(
         &server.url,
         &installation_event(fake, inst, "created", &["acme/widgets"]),

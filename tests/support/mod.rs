@@ -5,4 +5,5 @@
 pub mod app;
 pub mod backends;
 pub mod fake_github;
+pub mod osv;
 pub mod registry;
