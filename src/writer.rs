@@ -13,13 +13,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::edit;
-use crate::github::api::{Api, ApiError, ok_or_status};
-use crate::github::issues;
-use crate::github::repo::encode_path;
+use crate::github::api::{Api, ApiError};
+use crate::github::graphql::{self, AutoMerge};
+use crate::github::{git, issues, pulls};
 use crate::plan::{Action, CloseReason, Plan, Update, UpdateKey};
 use crate::render::{self, RepoLinks};
 use crate::repo_config::RepoConfig;
@@ -70,17 +68,6 @@ pub struct Outcome {
     pub closed: Vec<u64>,
     /// Problems a person must fix (e.g. the workflows permission), already said on the PR.
     pub problems: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PullRef {
-    number: u64,
-    node_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ShaRef {
-    sha: String,
 }
 
 /// The files a set of updates produces: only the digest (or pin) bytes change.
@@ -193,7 +180,7 @@ impl Writer<'_> {
         let commit = loop {
             let files = edited_files(self.base.files, &updates)?;
             let sha = self.commit(branch, &updates, &files).await?;
-            match self.move_branch(branch, &sha).await {
+            match git::force_branch(self.api, self.full_name, branch, &sha).await {
                 Ok(()) => break sha,
                 Err(ApiError::Status {
                     status: 422 | 403 | 404,
@@ -240,12 +227,7 @@ impl Writer<'_> {
         }
         let number = match number {
             Some(n) => {
-                self.api
-                    .patch::<_, serde_json::Value>(
-                        &format!("/repos/{}/pulls/{n}", self.full_name),
-                        &json!({"title": title, "body": body}),
-                    )
-                    .await?;
+                pulls::set_text(self.api, self.full_name, n, &title, &body).await?;
                 n
             }
             None => self.create_pr(branch, &title, &body).await?,
@@ -299,12 +281,7 @@ impl Writer<'_> {
         };
         let title = render::title(self.config, branch, updates);
         let body = render::body(self.config, &links, branch, updates);
-        self.api
-            .patch::<_, serde_json::Value>(
-                &format!("/repos/{}/pulls/{number}", self.full_name),
-                &json!({"title": title, "body": body}),
-            )
-            .await?;
+        pulls::set_text(self.api, self.full_name, number, &title, &body).await?;
         self.store
             .set_pr_details_pending(
                 self.repository_id,
@@ -330,110 +307,54 @@ impl Writer<'_> {
     ) -> Result<String, ApiError> {
         let mut entries = Vec::new();
         for (path, text) in files {
-            let blob: ShaRef = self
-                .api
-                .post(
-                    &format!("/repos/{}/git/blobs", self.full_name),
-                    &json!({"content": text, "encoding": "utf-8"}),
-                )
-                .await?;
+            let blob_sha = git::create_blob(self.api, self.full_name, text).await?;
             let mode = self
                 .base
                 .modes
                 .get(path)
                 .cloned()
                 .unwrap_or_else(|| "100644".to_string());
-            entries.push(json!({"path": path, "mode": mode, "type": "blob", "sha": blob.sha}));
+            entries.push(git::TreeFile {
+                path: path.clone(),
+                mode,
+                blob_sha,
+            });
         }
-        let tree: ShaRef = self
-            .api
-            .post(
-                &format!("/repos/{}/git/trees", self.full_name),
-                &json!({"base_tree": self.base.tree_sha, "tree": entries}),
-            )
-            .await?;
+        let tree = git::create_tree(self.api, self.full_name, self.base.tree_sha, &entries).await?;
         let message = render::commit_message(self.config, branch, updates);
-        let commit: ShaRef = self
-            .api
-            .post(
-                &format!("/repos/{}/git/commits", self.full_name),
-                &json!({"message": message, "tree": tree.sha, "parents": [self.base.commit_sha]}),
-            )
-            .await?;
-        Ok(commit.sha)
-    }
-
-    /// Points `branch` at `sha`, creating it if needed (force: the branch is digestif's).
-    async fn move_branch(&self, branch: &str, sha: &str) -> Result<(), ApiError> {
-        let path = format!(
-            "/repos/{}/git/refs/heads/{}",
+        git::create_commit(
+            self.api,
             self.full_name,
-            encode_path(branch)
-        );
-        let updated = self
-            .api
-            .send(
-                http::Method::PATCH,
-                &path,
-                Some(&json!({"sha": sha, "force": true})),
-                None,
-            )
-            .await?;
-        if updated.status.is_success() {
-            return Ok(());
-        }
-        // GitHub answers 422 "Reference does not exist" for a missing branch.
-        let missing = updated.status.as_u16() == 422
-            && String::from_utf8_lossy(&updated.body).contains("does not exist");
-        if !missing {
-            return ok_or_status(http::Method::PATCH, &path, updated).map(|_| ());
-        }
-        let _: serde_json::Value = self
-            .api
-            .post(
-                &format!("/repos/{}/git/refs", self.full_name),
-                &json!({"ref": format!("refs/heads/{branch}"), "sha": sha}),
-            )
-            .await?;
-        Ok(())
+            &message,
+            &tree,
+            self.base.commit_sha,
+        )
+        .await
     }
 
     /// The open PR for `branch` (as GitHub knows it), or a new one, with labels,
     /// reviewers, assignees and auto-merge as configured.
     async fn create_pr(&self, branch: &str, title: &str, body: &str) -> Result<u64, ApiError> {
-        if let Some(existing) = self.open_pr_for(branch).await? {
+        if let Some(existing) = pulls::open_for_branch(self.api, self.full_name, branch).await? {
             // A crash after the PR was created but before the store heard of it.
-            self.api
-                .patch::<_, serde_json::Value>(
-                    &format!("/repos/{}/pulls/{}", self.full_name, existing.number),
-                    &json!({"title": title, "body": body}),
-                )
-                .await?;
+            pulls::set_text(self.api, self.full_name, existing.number, title, body).await?;
             return Ok(existing.number);
         }
-        let pr: PullRef = self
-            .api
-            .post(
-                &format!("/repos/{}/pulls", self.full_name),
-                &json!({"title": title, "head": branch, "base": self.base.branch, "body": body}),
-            )
-            .await?;
+        let pr = pulls::create(
+            self.api,
+            self.full_name,
+            title,
+            branch,
+            self.base.branch,
+            body,
+        )
+        .await?;
         let number = pr.number;
-        let path = |tail: &str| format!("/repos/{}/issues/{number}/{tail}", self.full_name);
         if !self.config.labels.is_empty() {
-            let _: serde_json::Value = self
-                .api
-                .post(&path("labels"), &json!({"labels": self.config.labels}))
-                .await?;
+            issues::add_labels(self.api, self.full_name, number, &self.config.labels).await?;
         }
         if !self.config.assignees.is_empty() {
-            let _: serde_json::Value = self
-                .api
-                .post(
-                    &path("assignees"),
-                    &json!({"assignees": self.config.assignees}),
-                )
-                .await?;
+            issues::add_assignees(self.api, self.full_name, number, &self.config.assignees).await?;
         }
         let (teams, users): (Vec<&String>, Vec<&String>) =
             self.config.reviewers.iter().partition(|r| r.contains('/'));
@@ -442,16 +363,10 @@ impl Writer<'_> {
                 .iter()
                 .filter_map(|t| t.split_once('/').map(|(_, slug)| slug))
                 .collect();
-            let result: Result<serde_json::Value, ApiError> = self
-                .api
-                .post(
-                    &format!(
-                        "/repos/{}/pulls/{number}/requested_reviewers",
-                        self.full_name
-                    ),
-                    &json!({"reviewers": users, "team_reviewers": team_slugs}),
-                )
-                .await;
+            let users: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+            let result =
+                pulls::request_reviewers(self.api, self.full_name, number, &users, &team_slugs)
+                    .await;
             // An unknown reviewer must not cost the PR: say it on the PR instead.
             if let Err(e) = result {
                 issues::comment(
@@ -467,18 +382,9 @@ impl Writer<'_> {
             }
         }
         if self.config.automerge {
-            let q = json!({
-                "query": "mutation($id: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $id}) { pullRequest { number } } }",
-                "variables": {"id": pr.node_id},
-            });
-            let resp = self.api.graphql(&q).await?;
-            let errors = serde_json::from_slice::<serde_json::Value>(&resp.body)
-                .ok()
-                .and_then(|v| v.get("errors").cloned());
-            if !resp.status.is_success() || errors.is_some() {
-                let why = errors
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| resp.status.to_string());
+            if let AutoMerge::Refused(why) =
+                graphql::enable_auto_merge(self.api, &pr.node_id).await?
+            {
                 issues::comment(
                     self.api,
                     self.full_name,
@@ -492,19 +398,6 @@ impl Writer<'_> {
             }
         }
         Ok(number)
-    }
-
-    async fn open_pr_for(&self, branch: &str) -> Result<Option<PullRef>, ApiError> {
-        let owner = self.full_name.split('/').next().unwrap_or_default();
-        let list: Vec<PullRef> = self
-            .api
-            .get(&format!(
-                "/repos/{}/pulls?state=open&head={}",
-                self.full_name,
-                encode_path(&format!("{owner}:{branch}"))
-            ))
-            .await?;
-        Ok(list.into_iter().next())
     }
 
     async fn close(
@@ -534,19 +427,12 @@ impl Writer<'_> {
                 self.now,
             )
             .await?;
-        let path = format!("/repos/{}/pulls/{number}", self.full_name);
-        let current: Option<serde_json::Value> = self.api.get_opt(&path).await?;
-        if current.as_ref().and_then(|p| p["state"].as_str()) == Some("open") {
+        let state = pulls::state(self.api, self.full_name, number).await?;
+        if state.as_deref() == Some("open") {
             issues::comment(self.api, self.full_name, number as i64, why).await?;
-            let _: serde_json::Value = self.api.patch(&path, &json!({"state": "closed"})).await?;
+            pulls::close(self.api, self.full_name, number).await?;
         }
-        self.api
-            .delete(&format!(
-                "/repos/{}/git/refs/heads/{}",
-                self.full_name,
-                encode_path(branch)
-            ))
-            .await?;
+        git::delete_branch(self.api, self.full_name, branch).await?;
         tracing::info!(
             repo = self.full_name,
             number,

@@ -377,6 +377,27 @@ pub struct Api {
 }
 
 impl Api {
+    /// Requests with no identity at all, for the one call that takes none: converting an
+    /// App manifest before the App exists ([`super::apps::convert_manifest`]).
+    pub fn anonymous(api_url: &str, policy: RetryPolicy) -> Result<Api, ApiError> {
+        let base_url = api_url.trim_end_matches('/').to_string();
+        let client = Octocrab::builder()
+            .base_uri(base_url.as_str())
+            .map_err(|e| ApiError::Settings(format!("API URL {api_url:?}: {e}")))?
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| ApiError::Settings(format!("GitHub client: {e}")))?;
+        Ok(Api {
+            client,
+            graphql: None,
+            base_url,
+            policy,
+            gauge: Arc::new(RateLimitGauge::default()),
+        })
+    }
+
     /// Sends one request, retrying per [`RetryPolicy`]. Any status comes back as `Ok`;
     /// callers turn statuses into meaning (see [`Api::expect_ok`]).
     pub async fn send(

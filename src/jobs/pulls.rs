@@ -3,9 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::TimeDelta;
-use serde::Deserialize;
-
 use super::handler::Handler;
 use super::resolve::Resolved;
 use super::scan::Snapshot;
@@ -18,6 +15,7 @@ use crate::render;
 use crate::repo_config::RepoConfig;
 use crate::store::{IgnoreSource, JobError, NewIgnore, PrStatus, PullRequest, Repository};
 use crate::writer::{Base, Outcome, WriteError, Writer};
+use chrono::TimeDelta;
 
 impl From<WriteError> for JobError {
     fn from(e: WriteError) -> Self {
@@ -344,21 +342,7 @@ pub async fn comment(
     };
     let api = h.github.installation(repo.installation_id as u64)?;
     let full = repo.full_name.as_str();
-    #[derive(Deserialize)]
-    struct Permission {
-        permission: String,
-    }
-    let allowed = match api
-        .get_opt::<Permission>(&format!(
-            "/repos/{full}/collaborators/{}/permission",
-            crate::github::repo::encode_path(sender)
-        ))
-        .await?
-    {
-        Some(p) => matches!(p.permission.as_str(), "admin" | "write" | "maintain"),
-        None => false,
-    };
-    if !allowed {
+    if !crate::github::repo::can_write(&api, full, sender).await? {
         issues::comment(
             &api,
             full,
@@ -425,12 +409,7 @@ pub async fn comment(
         Some(text) => issues::comment(&api, full, number, &text).await?,
         None => {
             // Acknowledge with a reaction, then act through a scan.
-            let _: serde_json::Value = api
-                .post(
-                    &format!("/repos/{full}/issues/comments/{comment_id}/reactions"),
-                    &serde_json::json!({"content": "+1"}),
-                )
-                .await?;
+            issues::react_to_comment(&api, full, comment_id, "+1").await?;
             h.store
                 .enqueue(
                     &super::Work::ScanRepo {

@@ -13,7 +13,8 @@ use tracing::Instrument as _;
 use super::handler::Handler;
 use crate::extract::{self, Extraction};
 use crate::github::api::Api;
-use crate::github::issues::{self, Annotation, CheckRun};
+use crate::github::checks::{self, Annotation, CheckRun};
+use crate::github::issues;
 use crate::github::repo::{self, Tree};
 use crate::render;
 use crate::repo_config::{self, CONFIG_PATHS, ConfigErrors, MAX_CONFIG_SIZE, RepoConfig};
@@ -467,7 +468,7 @@ pub async fn check_config(
             summary: "This change removes digestif's configuration file; digestif will use its defaults.",
             annotations: &[],
         };
-        issues::completed_check_run(&api, &repo.full_name, &run).await?;
+        checks::completed_check_run(&api, &repo.full_name, &run).await?;
         return Ok(());
     };
     // Over the cap, the file is not fetched: the check fails with that one error.
@@ -492,7 +493,7 @@ pub async fn check_config(
                 summary: &summary,
                 annotations: &[],
             };
-            issues::completed_check_run(&api, &repo.full_name, &run).await?;
+            checks::completed_check_run(&api, &repo.full_name, &run).await?;
         }
         Err(errors) => {
             let annotations: Vec<Annotation> = errors
@@ -519,7 +520,7 @@ pub async fn check_config(
                 summary: &summary,
                 annotations: &annotations,
             };
-            issues::completed_check_run(&api, &repo.full_name, &run).await?;
+            checks::completed_check_run(&api, &repo.full_name, &run).await?;
         }
     }
     tracing::info!(repo = %repo.full_name, number, "config check reported");
