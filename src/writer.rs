@@ -18,7 +18,7 @@ use crate::edit;
 use crate::github::api::{Api, ApiError};
 use crate::github::graphql::{self, AutoMerge};
 use crate::github::{git, issues, pulls};
-use crate::plan::{Action, CloseReason, Plan, Update, UpdateKey};
+use crate::plan::{Action, CloseReason, ExistingPr, Plan, Update, UpdateKey};
 use crate::render::{self, RepoLinks};
 use crate::repo_config::RepoConfig;
 use crate::store::{PrStatus, PrUpsert, Store, StoreError};
@@ -112,6 +112,30 @@ fn is_workflow(path: &str) -> bool {
     path.starts_with(".github/workflows/")
 }
 
+/// The files of an open PR's planned updates that it leaves out: workflow files GitHub
+/// refused for want of the `workflows` permission. They are the files of its updates
+/// without a recorded base blob (the writer records those of the files it wrote only).
+pub fn left_out_workflows(pr: &ExistingPr) -> Vec<String> {
+    let mut files: Vec<String> = pr
+        .updates
+        .iter()
+        .filter(|k| is_workflow(&k.file) && !pr.base_blobs.contains_key(&k.file))
+        .map(|k| k.file.clone())
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// What a person must do about workflow files digestif may not change.
+pub fn workflows_problem(files: &[String]) -> String {
+    format!(
+        "digestif cannot update workflow files ({}) because the App lacks the workflows \
+         permission. An organization owner can grant it in the App's installation settings.",
+        files.join(", ")
+    )
+}
+
 impl Writer<'_> {
     pub async fn apply(&self, plan: &Plan) -> Result<Outcome, WriteError> {
         let mut out = Outcome::default();
@@ -157,7 +181,14 @@ impl Writer<'_> {
                     branch,
                     updates,
                 } => {
-                    self.describe(*number, branch, updates).await?;
+                    if updates.iter().any(|u| is_workflow(&u.found.file)) {
+                        // Whether the workflow files could be written decides the
+                        // description (they may be left out, with a note): find out again.
+                        self.write_pr(Some(*number), branch, updates, &mut out)
+                            .await?;
+                    } else {
+                        self.describe(*number, branch, updates).await?;
+                    }
                     out.updated.push(*number);
                 }
             }
@@ -172,10 +203,10 @@ impl Writer<'_> {
         &self,
         number: Option<u64>,
         branch: &str,
-        updates: &[Update],
+        planned: &[Update],
         out: &mut Outcome,
     ) -> Result<Option<u64>, WriteError> {
-        let mut updates: Vec<Update> = updates.to_vec();
+        let mut updates: Vec<Update> = planned.to_vec();
         let mut note: Option<String> = None;
         let commit = loop {
             let files = edited_files(self.base.files, &updates)?;
@@ -196,12 +227,7 @@ impl Writer<'_> {
                         .filter(|u| is_workflow(&u.found.file))
                         .map(|u| u.found.file.clone())
                         .collect();
-                    out.problems.push(format!(
-                        "digestif cannot update workflow files ({}) because the App lacks the \
-                         workflows permission. An organization owner can grant it in the App's \
-                         installation settings.",
-                        skipped.join(", ")
-                    ));
+                    out.problems.push(workflows_problem(&skipped));
                     note = Some(render::workflows_note(&skipped));
                     updates.retain(|u| !is_workflow(&u.found.file));
                     if updates.is_empty() {
@@ -232,7 +258,10 @@ impl Writer<'_> {
             }
             None => self.create_pr(branch, &title, &body).await?,
         };
-        let keys: Vec<UpdateKey> = updates.iter().map(Update::key).collect();
+        // The store keeps the updates as planned, so that the next scan, planning the same
+        // set, leaves the PR alone until something changes; and the base blobs of the files
+        // written only, so that the updates left out stay known ([`left_out_workflows`]).
+        let keys: Vec<UpdateKey> = planned.iter().map(Update::key).collect();
         let base_blobs: BTreeMap<String, String> = updates
             .iter()
             .filter_map(|u| {
@@ -507,6 +536,37 @@ mod tests {
             out["compose.yaml"],
             format!("services:\n  web:\n    image: \"redis:7@{NEW}\" # cache\n")
         );
+    }
+
+    #[test]
+    fn the_workflow_files_a_pr_left_out_are_those_without_a_base_blob() {
+        let key = |file: &str| UpdateKey {
+            file: file.into(),
+            image: "docker.io/library/python".into(),
+            tag: Some("3.12".into()),
+            old: Some(OLD.into()),
+            new: NEW.into(),
+        };
+        let pr = ExistingPr {
+            number: 1,
+            branch: "digestif/all".into(),
+            state: crate::plan::PrState::Open,
+            human_edited: false,
+            handoff_notified: false,
+            updates: vec![
+                key("Dockerfile"),
+                key(".github/workflows/ci.yml"),
+                key(".github/workflows/ci.yml"),
+                key(".github/workflows/release.yml"),
+            ],
+            base_blobs: [
+                ("Dockerfile".to_string(), "a".to_string()),
+                (".github/workflows/release.yml".to_string(), "b".to_string()),
+            ]
+            .into(),
+            details_pending: false,
+        };
+        assert_eq!(left_out_workflows(&pr), [".github/workflows/ci.yml"]);
     }
 
     #[test]

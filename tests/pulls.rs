@@ -672,6 +672,70 @@ async fn workflow_files_without_the_permission_are_explained_not_fatal() {
     server.stop().await;
 }
 
+/// Reported: a PR that leaves its workflow files out (no `workflows` permission) was
+/// rebuilt — new commit, branch force-moved, description rewritten — on every scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pr_without_its_workflow_files_is_left_alone_while_nothing_changes() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let python = reg.reference("library/python", "3.12-slim", Some(&old));
+    let dockerfile = format!("FROM {python}\n");
+    let workflow = format!(
+        "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    container: {python}\n    steps: []\n"
+    );
+    let fake = FakeGitHub::start().await;
+    // PERMS has no `workflows`: GitHub refuses the App's changes to workflow files.
+    let (server, _) = installed(
+        &fake,
+        &reg,
+        &[
+            ("Dockerfile", &dockerfile),
+            (".github/workflows/ci.yml", &workflow),
+        ],
+    )
+    .await;
+    let pr = open_pulls(&fake).pop().expect("a PR for the rest");
+    assert!(
+        pr.body
+            .unwrap_or_default()
+            .contains("`workflows` permission"),
+        "the first scan dropped the workflow file"
+    );
+    let head = fake.branches(REPO)["digestif/all"].clone();
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &new)
+    );
+
+    let before = fake.requests().len();
+    server.scan(REPO).await;
+    let writes: Vec<String> = fake.requests()[before..]
+        .iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .filter(|r| r.path.contains("/git/") || r.path.contains("/pulls"))
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "nothing changed, nothing written"
+    );
+    assert_eq!(fake.branches(REPO)["digestif/all"], head);
+    // The PR still leaves the workflow file out, and the repository's status still says so.
+    let repo = server
+        .store
+        .repository_by_full_name(REPO)
+        .await
+        .expect("db")
+        .expect("repo");
+    let error = repo.last_error.unwrap_or_default();
+    assert!(error.contains(".github/workflows/ci.yml"), "{error}");
+    fake.assert_no_violations();
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreate_brings_a_declined_update_back_and_unignore_lifts_an_image_ignore() {
     let reg = TestRegistry::start().await;

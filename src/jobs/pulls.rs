@@ -104,11 +104,13 @@ pub async fn update_pull_requests(
         tracing::info!(repo = %repo.full_name, branch = %p.branch, reason = ?p.reason, "update pending");
     }
     if plan.actions.is_empty() {
+        let mut outcome = Outcome {
+            problems: partial_problem.into_iter().collect(),
+            ..Outcome::default()
+        };
+        outcome.problems.extend(left_out_problems(&prs, &outcome));
         return Ok(Summary {
-            outcome: Outcome {
-                problems: partial_problem.into_iter().collect(),
-                ..Outcome::default()
-            },
+            outcome,
             pending: plan.pending,
         });
     }
@@ -146,6 +148,7 @@ pub async fn update_pull_requests(
     };
     let mut outcome = writer.apply(&plan).await?;
     outcome.problems.extend(partial_problem);
+    outcome.problems.extend(left_out_problems(&prs, &outcome));
     tracing::info!(
         repo = %repo.full_name,
         created = outcome.created.len(),
@@ -158,6 +161,22 @@ pub async fn update_pull_requests(
         outcome,
         pending: plan.pending,
     })
+}
+
+/// The workflow files open PRs this scan did not write still leave out: the writer said
+/// so for the PRs it wrote; the others still need a person to act.
+fn left_out_problems(prs: &[plan::ExistingPr], outcome: &Outcome) -> Vec<String> {
+    prs.iter()
+        .filter(|p| p.state == plan::PrState::Open)
+        .filter(|p| {
+            ![&outcome.created, &outcome.updated, &outcome.closed]
+                .iter()
+                .any(|written| written.contains(&p.number))
+        })
+        .map(crate::writer::left_out_workflows)
+        .filter(|files| !files.is_empty())
+        .map(|files| crate::writer::workflows_problem(&files))
+        .collect()
 }
 
 /// Fills in what the PR bodies say about each update, only now that the plan says which
