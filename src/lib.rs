@@ -1,5 +1,6 @@
 //! digestif: keeps container image references pinned by digest.
 pub mod cli;
+pub mod commands;
 pub mod edit;
 pub mod extract;
 pub mod github;

@@ -410,21 +410,20 @@ impl Writer<'_> {
                 .await?;
             }
         }
-        if self.config.automerge {
-            if let AutoMerge::Refused(why) =
+        if self.config.automerge
+            && let AutoMerge::Refused(why) =
                 graphql::enable_auto_merge(self.api, &pr.node_id).await?
-            {
-                issues::comment(
-                    self.api,
-                    self.full_name,
-                    number as i64,
-                    &format!(
-                        "digestif could not enable auto-merge (is it allowed in the repository settings?): {}",
-                        render::code(&why)
-                    ),
-                )
-                .await?;
-            }
+        {
+            issues::comment(
+                self.api,
+                self.full_name,
+                number as i64,
+                &format!(
+                    "digestif could not enable auto-merge (is it allowed in the repository settings?): {}",
+                    render::code(&why)
+                ),
+            )
+            .await?;
         }
         Ok(number)
     }

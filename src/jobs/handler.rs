@@ -125,7 +125,7 @@ impl Handler {
                 sender,
                 ..
             } => {
-                super::pulls::comment(
+                super::commands::comment(
                     self,
                     repository_id,
                     issue_number,

@@ -5,6 +5,7 @@
 //! [`Work::kind`]. Work that must not run twice at once (a repository scan) carries a
 //! uniqueness key, so a burst of pushes queues one scan.
 
+pub mod commands;
 pub mod dashboard;
 pub mod handler;
 pub mod pulls;
@@ -232,7 +233,7 @@ pub fn for_event(event: &Event) -> Vec<Work> {
             sender,
             is_pull_request,
         } => {
-            if *is_pull_request && pulls::parse_command(body).is_some() {
+            if *is_pull_request && crate::commands::parse(body).is_some() {
                 vec![Work::Comment {
                     installation_id: *installation_id,
                     repository_id: repository.id,

@@ -1,5 +1,6 @@
 //! After a scan: plan which pull requests should exist and have the writer make it so.
-//! Also the reactions to what people do on those PRs (close, merge, push, comment).
+//! Also the reactions to what people do on those PRs (close, merge, reopen); their comment
+//! commands are in [`super::commands`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,7 +12,6 @@ use crate::github::issues;
 use crate::insight::Details;
 use crate::plan::{self, Action, Candidate};
 use crate::registry::{DetailsRequest, RegistryError, Status};
-use crate::render;
 use crate::repo_config::RepoConfig;
 use crate::store::{IgnoreSource, JobError, NewIgnore, PrStatus, PullRequest, Repository};
 use crate::writer::{Base, Outcome, WriteError, Writer};
@@ -279,7 +279,7 @@ pub async fn pull_request_event(
 }
 
 /// Ignores, for this repository, the digests `pr` proposes.
-async fn ignore_digests(
+pub(super) async fn ignore_digests(
     h: &Handler,
     pr: &PullRequest,
     reason: &str,
@@ -302,173 +302,11 @@ async fn ignore_digests(
 }
 
 /// Takes back the ignores of the digests `pr` proposes (reopened, or `recreate`).
-async fn unignore_digests(h: &Handler, pr: &PullRequest) -> Result<(), JobError> {
+pub(super) async fn unignore_digests(h: &Handler, pr: &PullRequest) -> Result<(), JobError> {
     for k in &pr.updates.0 {
         h.store
             .remove_ignore_digest(pr.repository_id, &k.image, k.tag.as_deref(), &k.new)
             .await?;
     }
     Ok(())
-}
-
-/// The commands people may give on digestif's PRs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Rebase,
-    Recreate,
-    IgnoreDigest,
-    IgnoreImage,
-    Unignore(String),
-    Unknown(String),
-}
-
-/// Reads `@digestif <command>` from the first line that addresses digestif.
-pub fn parse_command(body: &str) -> Option<Command> {
-    let line = body
-        .lines()
-        .map(str::trim)
-        .find(|l| l.to_ascii_lowercase().starts_with("@digestif"))?;
-    let rest = line["@digestif".len()..].trim();
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
-    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-    Some(match lower.as_slice() {
-        ["rebase", ..] => Command::Rebase,
-        ["recreate", ..] => Command::Recreate,
-        ["ignore", "this", "digest", ..] => Command::IgnoreDigest,
-        ["ignore", "this", "image", ..] => Command::IgnoreImage,
-        ["unignore", _, ..] => Command::Unignore(words[1].to_string()),
-        _ => Command::Unknown(rest.to_string()),
-    })
-}
-
-pub async fn comment(
-    h: &Handler,
-    repository_id: i64,
-    number: i64,
-    comment_id: i64,
-    body: &str,
-    sender: &str,
-) -> Result<(), JobError> {
-    let Some(command) = parse_command(body) else {
-        return Ok(());
-    };
-    let Some(repo) = h.store.repository(repository_id).await? else {
-        return Ok(());
-    };
-    let Some(pr) = h.store.pr_by_number(repository_id, number).await? else {
-        return Ok(());
-    };
-    let api = h.github.installation(repo.installation_id as u64)?;
-    let full = repo.full_name.as_str();
-    if !crate::github::repo::can_write(&api, full, sender).await? {
-        issues::comment(
-            &api,
-            full,
-            number,
-            &format!("Sorry @{sender}, only people with write access to this repository can give digestif commands."),
-        )
-        .await?;
-        return Ok(());
-    }
-    let now = h.clock.now();
-    let reply = match &command {
-        Command::Rebase => {
-            h.store.hand_back_pr(repository_id, number, now).await?;
-            None
-        }
-        Command::Recreate => {
-            if pr.state == PrStatus::Open {
-                Some("This pull request is open; `@digestif rebase` regenerates it.".to_string())
-            } else {
-                unignore_digests(h, &pr).await?;
-                None
-            }
-        }
-        Command::IgnoreDigest => {
-            let reason = format!("`@digestif ignore this digest` on #{number}");
-            ignore_digests(h, &pr, &reason, IgnoreSource::Command, sender).await?;
-            None
-        }
-        Command::IgnoreImage => {
-            let mut images: Vec<&str> = pr.updates.0.iter().map(|k| k.image.as_str()).collect();
-            images.dedup();
-            for image in images {
-                h.store
-                    .add_ignore(
-                        repository_id,
-                        &NewIgnore {
-                            image,
-                            tag: None,
-                            digest: None,
-                            reason: &format!("`@digestif ignore this image` on #{number}"),
-                            source: IgnoreSource::Command,
-                            created_by: Some(sender),
-                        },
-                        now,
-                    )
-                    .await?;
-            }
-            None
-        }
-        Command::Unignore(image) => {
-            let name = crate::reference::Reference::parse(image)
-                .map(|r| r.name())
-                .unwrap_or_else(|_| image.clone());
-            let n = h.store.remove_ignores(repository_id, &name, None).await?;
-            (n == 0).then(|| format!("Nothing was ignored for {}.", render::code(&name)))
-        }
-        Command::Unknown(text) => Some(format!(
-            "digestif does not know {}. Commands: `@digestif rebase`, `@digestif recreate`, \
-             `@digestif ignore this digest`, `@digestif ignore this image`, `@digestif unignore IMAGE`.",
-            render::code(text)
-        )),
-    };
-    match reply {
-        Some(text) => issues::comment(&api, full, number, &text).await?,
-        None => {
-            // Acknowledge with a reaction, then act through a scan.
-            issues::react_to_comment(&api, full, comment_id, "+1").await?;
-            h.store
-                .enqueue(
-                    &super::Work::ScanRepo {
-                        repository_id,
-                        reason: format!("command on #{number}"),
-                        // A person asked: `rebase` right after an upstream push must see it.
-                        fresh: true,
-                    }
-                    .to_job(),
-                    now,
-                )
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_are_read_from_the_addressed_line() {
-        assert_eq!(parse_command("@digestif rebase"), Some(Command::Rebase));
-        assert_eq!(
-            parse_command("thanks\n@Digestif  Ignore this DIGEST please"),
-            Some(Command::IgnoreDigest)
-        );
-        assert_eq!(
-            parse_command("@digestif ignore this image"),
-            Some(Command::IgnoreImage)
-        );
-        assert_eq!(
-            parse_command("@digestif unignore docker.io/library/Node"),
-            Some(Command::Unignore("docker.io/library/Node".into()))
-        );
-        assert_eq!(
-            parse_command("@digestif dance"),
-            Some(Command::Unknown("dance".into()))
-        );
-        assert_eq!(parse_command("no command"), None);
-    }
 }
