@@ -468,51 +468,15 @@ impl Api {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut builder = http::Request::builder()
-                .method(method.clone())
-                .uri(path.as_str())
-                .header("accept", "application/vnd.github+json")
-                .header("x-github-api-version", API_VERSION);
-            if let Some(etag) = if_none_match {
-                builder = builder.header("if-none-match", etag);
-            }
-            if let Some(auth) = authorization {
-                builder = builder.header(http::header::AUTHORIZATION, auth);
-            }
-            let request = match &body_bytes {
-                Some(b) => builder
-                    .header("content-type", "application/json")
-                    .body(octocrab::OctoBody::from(b.clone())),
-                None => builder.body(octocrab::OctoBody::empty()),
-            }
+            let request = build_request(
+                &method,
+                &path,
+                body_bytes.as_deref(),
+                authorization,
+                if_none_match,
+            )
             .map_err(|e| self.transport(&method, &path, e.to_string()))?;
-            let outcome = match client.execute(request).await {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    match body.collect().await {
-                        Ok(collected) => Ok(Response {
-                            status: parts.status,
-                            headers: parts.headers,
-                            body: collected.to_bytes(),
-                        }),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                // octocrab turns some error statuses (5xx among them) into errors; they are
-                // answers all the same, and the retry policy needs their status.
-                Err(octocrab::Error::GitHub { source, .. }) => Ok(Response {
-                    status: source.status_code,
-                    headers: source.headers.clone().unwrap_or_default(),
-                    body: Bytes::from(
-                        serde_json::to_vec(&serde_json::json!({
-                            "message": source.message,
-                            "errors": source.errors,
-                        }))
-                        .unwrap_or_default(),
-                    ),
-                }),
-                Err(e) => Err(error_text(&e)),
-            };
+            let outcome = execute(client, request).await;
             let last = attempt >= self.policy.attempts;
             crate::metrics::github_request(
                 method.as_str(),
@@ -706,6 +670,68 @@ impl Api {
             next = resp.next_link();
         }
         Ok(out)
+    }
+}
+
+/// One try of a request, with GitHub's headers.
+fn build_request(
+    method: &Method,
+    path: &str,
+    body: Option<&[u8]>,
+    authorization: Option<&str>,
+    if_none_match: Option<&str>,
+) -> Result<http::Request<octocrab::OctoBody>, http::Error> {
+    let mut builder = http::Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header("accept", "application/vnd.github+json")
+        .header("x-github-api-version", API_VERSION);
+    if let Some(etag) = if_none_match {
+        builder = builder.header("if-none-match", etag);
+    }
+    if let Some(auth) = authorization {
+        builder = builder.header(http::header::AUTHORIZATION, auth);
+    }
+    match body {
+        Some(b) => builder
+            .header("content-type", "application/json")
+            .body(octocrab::OctoBody::from(b.to_vec())),
+        None => builder.body(octocrab::OctoBody::empty()),
+    }
+}
+
+/// Sends `request` once and reads the whole answer; `Err` (the transport's words) when
+/// there is no answer.
+async fn execute(
+    client: &Octocrab,
+    request: http::Request<octocrab::OctoBody>,
+) -> Result<Response, String> {
+    match client.execute(request).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            match body.collect().await {
+                Ok(collected) => Ok(Response {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: collected.to_bytes(),
+                }),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        // octocrab turns some error statuses (5xx among them) into errors; they are
+        // answers all the same, and the retry policy needs their status.
+        Err(octocrab::Error::GitHub { source, .. }) => Ok(Response {
+            status: source.status_code,
+            headers: source.headers.clone().unwrap_or_default(),
+            body: Bytes::from(
+                serde_json::to_vec(&serde_json::json!({
+                    "message": source.message,
+                    "errors": source.errors,
+                }))
+                .unwrap_or_default(),
+            ),
+        }),
+        Err(e) => Err(error_text(&e)),
     }
 }
 

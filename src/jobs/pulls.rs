@@ -15,7 +15,7 @@ use crate::registry::{DetailsRequest, RegistryError, Status};
 use crate::repo_config::RepoConfig;
 use crate::store::{IgnoreSource, JobError, NewIgnore, PrStatus, PullRequest, Repository};
 use crate::writer::{Base, Outcome, WriteError, Writer};
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 
 impl From<WriteError> for JobError {
     fn from(e: WriteError) -> Self {
@@ -44,19 +44,7 @@ pub async fn update_pull_requests(
     resolved: &[Resolved],
 ) -> Result<Summary, JobError> {
     let now = h.clock.now();
-    let mut candidates = Vec::with_capacity(resolved.len());
-    for r in resolved {
-        let proposed = r.resolution.proposed().cloned();
-        let unknown = matches!(r.resolution.status, Status::RateLimited | Status::Error);
-        candidates.push(Candidate {
-            found: r.found.clone(),
-            proposed,
-            unknown,
-            first_seen: r.first_seen,
-            platform_pin: r.resolution.platform.clone(),
-            tag_digest: r.resolution.tag_digest.clone(),
-        });
-    }
+    let candidates = candidates(resolved);
     let prs: Vec<_> = h
         .store
         .prs_for_repo(repo.id)
@@ -71,11 +59,7 @@ pub async fn update_pull_requests(
         .iter()
         .map(|i| i.to_plan())
         .collect();
-    let blobs: BTreeMap<String, String> = snapshot
-        .files
-        .iter()
-        .map(|f| (f.path.clone(), f.blob_sha.clone()))
-        .collect();
+    let blobs = blobs_of(snapshot);
     let created_last_hour = h
         .store
         .prs_created_since(repo.id, now - TimeDelta::hours(1))
@@ -89,17 +73,11 @@ pub async fn update_pull_requests(
         now,
         created_last_hour,
     });
-    let mut partial_problem = None;
-    if !snapshot.complete {
-        let kept = plan.restrict_to_partial_view();
-        if !kept.is_empty() {
-            let list: Vec<String> = kept.iter().map(|n| format!("#{n}")).collect();
-            partial_problem = Some(format!(
-                "The repository's file tree is too large to read completely; open pull requests ({}) are left as they are until it can be.",
-                list.join(", ")
-            ));
-        }
-    }
+    let partial_problem = if snapshot.complete {
+        None
+    } else {
+        partial_view(&mut plan)
+    };
     for p in &plan.pending {
         tracing::info!(repo = %repo.full_name, branch = %p.branch, reason = ?p.reason, "update pending");
     }
@@ -115,6 +93,72 @@ pub async fn update_pull_requests(
         });
     }
     describe(h, &mut plan).await;
+    let mut outcome = write(h, api, repo, config, snapshot, &plan, now).await?;
+    outcome.problems.extend(partial_problem);
+    outcome.problems.extend(left_out_problems(&prs, &outcome));
+    tracing::info!(
+        repo = %repo.full_name,
+        created = outcome.created.len(),
+        updated = outcome.updated.len(),
+        closed = outcome.closed.len(),
+        pending = plan.pending.len(),
+        "pull requests in line with the plan"
+    );
+    Ok(Summary {
+        outcome,
+        pending: plan.pending,
+    })
+}
+
+/// The blob sha of each file the scan read, by path.
+fn blobs_of(snapshot: &Snapshot) -> BTreeMap<String, String> {
+    snapshot
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.blob_sha.clone()))
+        .collect()
+}
+
+/// What the plan weighs for each reference the scan resolved.
+fn candidates(resolved: &[Resolved]) -> Vec<Candidate> {
+    resolved
+        .iter()
+        .map(|r| Candidate {
+            found: r.found.clone(),
+            proposed: r.resolution.proposed().cloned(),
+            unknown: matches!(r.resolution.status, Status::RateLimited | Status::Error),
+            first_seen: r.first_seen,
+            platform_pin: r.resolution.platform.clone(),
+            tag_digest: r.resolution.tag_digest.clone(),
+        })
+        .collect()
+}
+
+/// The scan saw part of the tree only: open PRs are left as they are (only new ones may be
+/// opened); says so when that holds any back.
+fn partial_view(plan: &mut plan::Plan) -> Option<String> {
+    let kept = plan.restrict_to_partial_view();
+    if kept.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = kept.iter().map(|n| format!("#{n}")).collect();
+    Some(format!(
+        "The repository's file tree is too large to read completely; open pull requests ({}) are left as they are until it can be.",
+        list.join(", ")
+    ))
+}
+
+/// Has the writer carry `plan` out on the base branch the scan read.
+async fn write(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    config: &RepoConfig,
+    snapshot: &Snapshot,
+    plan: &plan::Plan,
+    now: DateTime<Utc>,
+) -> Result<Outcome, JobError> {
+    let blobs = blobs_of(snapshot);
     let files: HashMap<String, String> = snapshot
         .files
         .iter()
@@ -146,21 +190,7 @@ pub async fn update_pull_requests(
         },
         now,
     };
-    let mut outcome = writer.apply(&plan).await?;
-    outcome.problems.extend(partial_problem);
-    outcome.problems.extend(left_out_problems(&prs, &outcome));
-    tracing::info!(
-        repo = %repo.full_name,
-        created = outcome.created.len(),
-        updated = outcome.updated.len(),
-        closed = outcome.closed.len(),
-        pending = plan.pending.len(),
-        "pull requests in line with the plan"
-    );
-    Ok(Summary {
-        outcome,
-        pending: plan.pending,
-    })
+    Ok(writer.apply(plan).await?)
 }
 
 /// The workflow files open PRs this scan did not write still leave out: the writer said
