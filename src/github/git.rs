@@ -104,6 +104,43 @@ pub async fn force_branch(
     Ok(())
 }
 
+/// A branch and the commit it points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    pub name: String,
+    pub sha: String,
+}
+
+/// Every branch whose name starts with `prefix`.
+pub async fn branches_starting_with(
+    api: &Api,
+    full_name: &str,
+    prefix: &str,
+) -> Result<Vec<Branch>, ApiError> {
+    #[derive(Deserialize)]
+    struct Ref {
+        #[serde(rename = "ref")]
+        name: String,
+        object: ShaRef,
+    }
+    let refs: Vec<Ref> = api
+        .get(&format!(
+            "/repos/{full_name}/git/matching-refs/heads/{}",
+            encode_path(prefix)
+        ))
+        .await?;
+    Ok(refs
+        .into_iter()
+        .filter_map(|r| {
+            let name = r.name.strip_prefix("refs/heads/")?;
+            name.starts_with(prefix).then(|| Branch {
+                name: name.to_string(),
+                sha: r.object.sha,
+            })
+        })
+        .collect())
+}
+
 /// Deletes `branch`; a branch already gone counts as deleted.
 pub async fn delete_branch(api: &Api, full_name: &str, branch: &str) -> Result<(), ApiError> {
     api.delete(&branch_ref_path(full_name, branch)).await

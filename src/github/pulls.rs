@@ -80,6 +80,44 @@ pub async fn open_for_branch(
     Ok(list.into_iter().next())
 }
 
+/// A pull request as a list of them shows it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Listed {
+    pub number: u64,
+    /// `open` or `closed`.
+    pub state: String,
+    #[serde(default)]
+    pub merged_at: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    pub head: ListedHead,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ListedHead {
+    #[serde(rename = "ref")]
+    pub branch: String,
+    pub sha: String,
+}
+
+/// Every pull request, open or closed, whose head is `branch` of this repository, newest
+/// first.
+pub async fn all_for_branch(
+    api: &Api,
+    full_name: &str,
+    branch: &str,
+) -> Result<Vec<Listed>, ApiError> {
+    let owner = full_name.split('/').next().unwrap_or_default();
+    api.get_all(
+        &format!(
+            "/repos/{full_name}/pulls?state=all&head={}",
+            encode_path(&format!("{owner}:{branch}"))
+        ),
+        None,
+    )
+    .await
+}
+
 /// Asks `users` and `teams` (team slugs, without the organization) for a review.
 pub async fn request_reviewers(
     api: &Api,

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod dashboard;
 pub mod handler;
 pub mod pulls;
+pub mod recover;
 pub mod resolve;
 pub mod scan;
 

@@ -45,13 +45,11 @@ pub async fn update_pull_requests(
 ) -> Result<Summary, JobError> {
     let now = h.clock.now();
     let candidates = candidates(resolved);
-    let prs: Vec<_> = h
-        .store
-        .prs_for_repo(repo.id)
-        .await?
-        .iter()
-        .map(|p| p.to_existing())
-        .collect();
+    let mut records = h.store.prs_for_repo(repo.id).await?;
+    if records.is_empty() && super::recover::adopt_prs(h, api, repo).await? > 0 {
+        records = h.store.prs_for_repo(repo.id).await?;
+    }
+    let prs: Vec<_> = records.iter().map(|p| p.to_existing()).collect();
     let ignores: Vec<_> = h
         .store
         .ignores_for_repo(repo.id)
