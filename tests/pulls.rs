@@ -835,9 +835,9 @@ async fn a_lost_database_is_recovered_from_the_pr_bodies() {
     assert_eq!(
         ignores
             .iter()
-            .map(|i| i.digest.clone().unwrap_or_default())
+            .map(|i| i.digest.as_deref().unwrap_or_default())
             .collect::<Vec<_>>(),
-        [new.clone()]
+        [new.as_str()]
     );
     fake.assert_no_violations();
     server.stop().await;
