@@ -46,7 +46,13 @@ pub async fn update_pull_requests(
     let now = h.clock.now();
     let candidates = candidates(resolved);
     let mut records = h.store.prs_for_repo(repo.id).await?;
-    if records.is_empty() && super::recover::adopt_prs(h, api, repo).await? > 0 {
+    // No record of any PR here, and something to propose: if the database was lost, the
+    // PRs' own bodies say what digestif already proposed. (Asked only then, so a repository
+    // that never had a PR costs no call per scan while nothing is out of date.)
+    if records.is_empty()
+        && candidates.iter().any(|c| c.proposed.is_some())
+        && super::recover::adopt_prs(h, api, repo).await? > 0
+    {
         records = h.store.prs_for_repo(repo.id).await?;
     }
     let prs: Vec<_> = records.iter().map(|p| p.to_existing()).collect();
