@@ -1,6 +1,7 @@
 //! digestif: keeps container image references pinned by digest.
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod edit;
 pub mod extract;
 pub mod github;

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -287,18 +286,12 @@ async fn try_startup_sync(
     let login = github.bot_login().await.context("GitHub App credentials")?;
     ready.store(true, Ordering::Relaxed);
     tracing::info!(app = %login, "GitHub App credentials accepted");
-    #[derive(Deserialize)]
-    struct Installation {
-        id: i64,
-    }
-    let installs: Vec<Installation> = github
-        .as_app()
-        .get_all("/app/installations", None)
+    let installs = crate::github::apps::installation_ids(&github.as_app())
         .await
         .context("listing installations")?;
     let now = clock.now();
     for known in store.list_installations().await? {
-        if known.deleted_at.is_none() && !installs.iter().any(|i| i.id == known.id) {
+        if known.deleted_at.is_none() && !installs.contains(&known.id) {
             store.mark_installation_deleted(known.id, now).await?;
             tracing::info!(
                 installation = known.id,
@@ -306,9 +299,9 @@ async fn try_startup_sync(
             );
         }
     }
-    for i in &installs {
+    for &installation_id in &installs {
         let job = Work::SyncInstallation {
-            installation_id: i.id,
+            installation_id,
             action: "startup".into(),
         }
         .to_job();

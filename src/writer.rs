@@ -13,14 +13,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::edit;
-use crate::github::api::{Api, ApiError, ok_or_status};
-use crate::github::issues;
-use crate::github::repo::encode_path;
-use crate::plan::{Action, CloseReason, Plan, Update, UpdateKey};
+use crate::github::api::{Api, ApiError};
+use crate::github::graphql::{self, AutoMerge};
+use crate::github::{git, issues, pulls};
+use crate::plan::{Action, CloseReason, ExistingPr, Plan, Update, UpdateKey};
 use crate::render::{self, RepoLinks};
 use crate::repo_config::RepoConfig;
 use crate::store::{PrStatus, PrUpsert, Store, StoreError};
@@ -72,17 +70,6 @@ pub struct Outcome {
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct PullRef {
-    number: u64,
-    node_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ShaRef {
-    sha: String,
-}
-
 /// The files a set of updates produces: only the digest (or pin) bytes change.
 pub fn edited_files(
     files: &HashMap<String, String>,
@@ -123,6 +110,30 @@ fn details_pending(updates: &[Update]) -> bool {
 
 fn is_workflow(path: &str) -> bool {
     path.starts_with(".github/workflows/")
+}
+
+/// The files of an open PR's planned updates that it leaves out: workflow files GitHub
+/// refused for want of the `workflows` permission. They are the files of its updates
+/// without a recorded base blob (the writer records those of the files it wrote only).
+pub fn left_out_workflows(pr: &ExistingPr) -> Vec<String> {
+    let mut files: Vec<String> = pr
+        .updates
+        .iter()
+        .filter(|k| is_workflow(&k.file) && !pr.base_blobs.contains_key(&k.file))
+        .map(|k| k.file.clone())
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// What a person must do about workflow files digestif may not change.
+pub fn workflows_problem(files: &[String]) -> String {
+    format!(
+        "digestif cannot update workflow files ({}) because the App lacks the workflows \
+         permission. An organization owner can grant it in the App's installation settings.",
+        files.join(", ")
+    )
 }
 
 impl Writer<'_> {
@@ -170,7 +181,14 @@ impl Writer<'_> {
                     branch,
                     updates,
                 } => {
-                    self.describe(*number, branch, updates).await?;
+                    if updates.iter().any(|u| is_workflow(&u.found.file)) {
+                        // Whether the workflow files could be written decides the
+                        // description (they may be left out, with a note): find out again.
+                        self.write_pr(Some(*number), branch, updates, &mut out)
+                            .await?;
+                    } else {
+                        self.describe(*number, branch, updates).await?;
+                    }
                     out.updated.push(*number);
                 }
             }
@@ -185,15 +203,15 @@ impl Writer<'_> {
         &self,
         number: Option<u64>,
         branch: &str,
-        updates: &[Update],
+        planned: &[Update],
         out: &mut Outcome,
     ) -> Result<Option<u64>, WriteError> {
-        let mut updates: Vec<Update> = updates.to_vec();
+        let mut updates: Vec<Update> = planned.to_vec();
         let mut note: Option<String> = None;
         let commit = loop {
             let files = edited_files(self.base.files, &updates)?;
             let sha = self.commit(branch, &updates, &files).await?;
-            match self.move_branch(branch, &sha).await {
+            match git::force_branch(self.api, self.full_name, branch, &sha).await {
                 Ok(()) => break sha,
                 Err(ApiError::Status {
                     status: 422 | 403 | 404,
@@ -209,12 +227,7 @@ impl Writer<'_> {
                         .filter(|u| is_workflow(&u.found.file))
                         .map(|u| u.found.file.clone())
                         .collect();
-                    out.problems.push(format!(
-                        "digestif cannot update workflow files ({}) because the App lacks the \
-                         workflows permission. An organization owner can grant it in the App's \
-                         installation settings.",
-                        skipped.join(", ")
-                    ));
+                    out.problems.push(workflows_problem(&skipped));
                     note = Some(render::workflows_note(&skipped));
                     updates.retain(|u| !is_workflow(&u.found.file));
                     if updates.is_empty() {
@@ -240,17 +253,15 @@ impl Writer<'_> {
         }
         let number = match number {
             Some(n) => {
-                self.api
-                    .patch::<_, serde_json::Value>(
-                        &format!("/repos/{}/pulls/{n}", self.full_name),
-                        &json!({"title": title, "body": body}),
-                    )
-                    .await?;
+                pulls::set_text(self.api, self.full_name, n, &title, &body).await?;
                 n
             }
             None => self.create_pr(branch, &title, &body).await?,
         };
-        let keys: Vec<UpdateKey> = updates.iter().map(Update::key).collect();
+        // The store keeps the updates as planned, so that the next scan, planning the same
+        // set, leaves the PR alone until something changes; and the base blobs of the files
+        // written only, so that the updates left out stay known ([`left_out_workflows`]).
+        let keys: Vec<UpdateKey> = planned.iter().map(Update::key).collect();
         let base_blobs: BTreeMap<String, String> = updates
             .iter()
             .filter_map(|u| {
@@ -299,12 +310,7 @@ impl Writer<'_> {
         };
         let title = render::title(self.config, branch, updates);
         let body = render::body(self.config, &links, branch, updates);
-        self.api
-            .patch::<_, serde_json::Value>(
-                &format!("/repos/{}/pulls/{number}", self.full_name),
-                &json!({"title": title, "body": body}),
-            )
-            .await?;
+        pulls::set_text(self.api, self.full_name, number, &title, &body).await?;
         self.store
             .set_pr_details_pending(
                 self.repository_id,
@@ -330,110 +336,54 @@ impl Writer<'_> {
     ) -> Result<String, ApiError> {
         let mut entries = Vec::new();
         for (path, text) in files {
-            let blob: ShaRef = self
-                .api
-                .post(
-                    &format!("/repos/{}/git/blobs", self.full_name),
-                    &json!({"content": text, "encoding": "utf-8"}),
-                )
-                .await?;
+            let blob_sha = git::create_blob(self.api, self.full_name, text).await?;
             let mode = self
                 .base
                 .modes
                 .get(path)
                 .cloned()
                 .unwrap_or_else(|| "100644".to_string());
-            entries.push(json!({"path": path, "mode": mode, "type": "blob", "sha": blob.sha}));
+            entries.push(git::TreeFile {
+                path: path.clone(),
+                mode,
+                blob_sha,
+            });
         }
-        let tree: ShaRef = self
-            .api
-            .post(
-                &format!("/repos/{}/git/trees", self.full_name),
-                &json!({"base_tree": self.base.tree_sha, "tree": entries}),
-            )
-            .await?;
+        let tree = git::create_tree(self.api, self.full_name, self.base.tree_sha, &entries).await?;
         let message = render::commit_message(self.config, branch, updates);
-        let commit: ShaRef = self
-            .api
-            .post(
-                &format!("/repos/{}/git/commits", self.full_name),
-                &json!({"message": message, "tree": tree.sha, "parents": [self.base.commit_sha]}),
-            )
-            .await?;
-        Ok(commit.sha)
-    }
-
-    /// Points `branch` at `sha`, creating it if needed (force: the branch is digestif's).
-    async fn move_branch(&self, branch: &str, sha: &str) -> Result<(), ApiError> {
-        let path = format!(
-            "/repos/{}/git/refs/heads/{}",
+        git::create_commit(
+            self.api,
             self.full_name,
-            encode_path(branch)
-        );
-        let updated = self
-            .api
-            .send(
-                http::Method::PATCH,
-                &path,
-                Some(&json!({"sha": sha, "force": true})),
-                None,
-            )
-            .await?;
-        if updated.status.is_success() {
-            return Ok(());
-        }
-        // GitHub answers 422 "Reference does not exist" for a missing branch.
-        let missing = updated.status.as_u16() == 422
-            && String::from_utf8_lossy(&updated.body).contains("does not exist");
-        if !missing {
-            return ok_or_status(http::Method::PATCH, &path, updated).map(|_| ());
-        }
-        let _: serde_json::Value = self
-            .api
-            .post(
-                &format!("/repos/{}/git/refs", self.full_name),
-                &json!({"ref": format!("refs/heads/{branch}"), "sha": sha}),
-            )
-            .await?;
-        Ok(())
+            &message,
+            &tree,
+            self.base.commit_sha,
+        )
+        .await
     }
 
     /// The open PR for `branch` (as GitHub knows it), or a new one, with labels,
     /// reviewers, assignees and auto-merge as configured.
     async fn create_pr(&self, branch: &str, title: &str, body: &str) -> Result<u64, ApiError> {
-        if let Some(existing) = self.open_pr_for(branch).await? {
+        if let Some(existing) = pulls::open_for_branch(self.api, self.full_name, branch).await? {
             // A crash after the PR was created but before the store heard of it.
-            self.api
-                .patch::<_, serde_json::Value>(
-                    &format!("/repos/{}/pulls/{}", self.full_name, existing.number),
-                    &json!({"title": title, "body": body}),
-                )
-                .await?;
+            pulls::set_text(self.api, self.full_name, existing.number, title, body).await?;
             return Ok(existing.number);
         }
-        let pr: PullRef = self
-            .api
-            .post(
-                &format!("/repos/{}/pulls", self.full_name),
-                &json!({"title": title, "head": branch, "base": self.base.branch, "body": body}),
-            )
-            .await?;
+        let pr = pulls::create(
+            self.api,
+            self.full_name,
+            title,
+            branch,
+            self.base.branch,
+            body,
+        )
+        .await?;
         let number = pr.number;
-        let path = |tail: &str| format!("/repos/{}/issues/{number}/{tail}", self.full_name);
         if !self.config.labels.is_empty() {
-            let _: serde_json::Value = self
-                .api
-                .post(&path("labels"), &json!({"labels": self.config.labels}))
-                .await?;
+            issues::add_labels(self.api, self.full_name, number, &self.config.labels).await?;
         }
         if !self.config.assignees.is_empty() {
-            let _: serde_json::Value = self
-                .api
-                .post(
-                    &path("assignees"),
-                    &json!({"assignees": self.config.assignees}),
-                )
-                .await?;
+            issues::add_assignees(self.api, self.full_name, number, &self.config.assignees).await?;
         }
         let (teams, users): (Vec<&String>, Vec<&String>) =
             self.config.reviewers.iter().partition(|r| r.contains('/'));
@@ -442,16 +392,10 @@ impl Writer<'_> {
                 .iter()
                 .filter_map(|t| t.split_once('/').map(|(_, slug)| slug))
                 .collect();
-            let result: Result<serde_json::Value, ApiError> = self
-                .api
-                .post(
-                    &format!(
-                        "/repos/{}/pulls/{number}/requested_reviewers",
-                        self.full_name
-                    ),
-                    &json!({"reviewers": users, "team_reviewers": team_slugs}),
-                )
-                .await;
+            let users: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+            let result =
+                pulls::request_reviewers(self.api, self.full_name, number, &users, &team_slugs)
+                    .await;
             // An unknown reviewer must not cost the PR: say it on the PR instead.
             if let Err(e) = result {
                 issues::comment(
@@ -466,45 +410,22 @@ impl Writer<'_> {
                 .await?;
             }
         }
-        if self.config.automerge {
-            let q = json!({
-                "query": "mutation($id: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $id}) { pullRequest { number } } }",
-                "variables": {"id": pr.node_id},
-            });
-            let resp = self.api.graphql(&q).await?;
-            let errors = serde_json::from_slice::<serde_json::Value>(&resp.body)
-                .ok()
-                .and_then(|v| v.get("errors").cloned());
-            if !resp.status.is_success() || errors.is_some() {
-                let why = errors
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| resp.status.to_string());
-                issues::comment(
-                    self.api,
-                    self.full_name,
-                    number as i64,
-                    &format!(
-                        "digestif could not enable auto-merge (is it allowed in the repository settings?): {}",
-                        render::code(&why)
-                    ),
-                )
-                .await?;
-            }
+        if self.config.automerge
+            && let AutoMerge::Refused(why) =
+                graphql::enable_auto_merge(self.api, &pr.node_id).await?
+        {
+            issues::comment(
+                self.api,
+                self.full_name,
+                number as i64,
+                &format!(
+                    "digestif could not enable auto-merge (is it allowed in the repository settings?): {}",
+                    render::code(&why)
+                ),
+            )
+            .await?;
         }
         Ok(number)
-    }
-
-    async fn open_pr_for(&self, branch: &str) -> Result<Option<PullRef>, ApiError> {
-        let owner = self.full_name.split('/').next().unwrap_or_default();
-        let list: Vec<PullRef> = self
-            .api
-            .get(&format!(
-                "/repos/{}/pulls?state=open&head={}",
-                self.full_name,
-                encode_path(&format!("{owner}:{branch}"))
-            ))
-            .await?;
-        Ok(list.into_iter().next())
     }
 
     async fn close(
@@ -534,19 +455,12 @@ impl Writer<'_> {
                 self.now,
             )
             .await?;
-        let path = format!("/repos/{}/pulls/{number}", self.full_name);
-        let current: Option<serde_json::Value> = self.api.get_opt(&path).await?;
-        if current.as_ref().and_then(|p| p["state"].as_str()) == Some("open") {
+        let state = pulls::state(self.api, self.full_name, number).await?;
+        if state.as_deref() == Some("open") {
             issues::comment(self.api, self.full_name, number as i64, why).await?;
-            let _: serde_json::Value = self.api.patch(&path, &json!({"state": "closed"})).await?;
+            pulls::close(self.api, self.full_name, number).await?;
         }
-        self.api
-            .delete(&format!(
-                "/repos/{}/git/refs/heads/{}",
-                self.full_name,
-                encode_path(branch)
-            ))
-            .await?;
+        git::delete_branch(self.api, self.full_name, branch).await?;
         tracing::info!(
             repo = self.full_name,
             number,
@@ -621,6 +535,37 @@ mod tests {
             out["compose.yaml"],
             format!("services:\n  web:\n    image: \"redis:7@{NEW}\" # cache\n")
         );
+    }
+
+    #[test]
+    fn the_workflow_files_a_pr_left_out_are_those_without_a_base_blob() {
+        let key = |file: &str| UpdateKey {
+            file: file.into(),
+            image: "docker.io/library/python".into(),
+            tag: Some("3.12".into()),
+            old: Some(OLD.into()),
+            new: NEW.into(),
+        };
+        let pr = ExistingPr {
+            number: 1,
+            branch: "digestif/all".into(),
+            state: crate::plan::PrState::Open,
+            human_edited: false,
+            handoff_notified: false,
+            updates: vec![
+                key("Dockerfile"),
+                key(".github/workflows/ci.yml"),
+                key(".github/workflows/ci.yml"),
+                key(".github/workflows/release.yml"),
+            ],
+            base_blobs: [
+                ("Dockerfile".to_string(), "a".to_string()),
+                (".github/workflows/release.yml".to_string(), "b".to_string()),
+            ]
+            .into(),
+            details_pending: false,
+        };
+        assert_eq!(left_out_workflows(&pr), [".github/workflows/ci.yml"]);
     }
 
     #[test]

@@ -23,12 +23,6 @@ const CORE: &[&str] = &[
     "commands",
 ];
 
-/// Core modules that other branches of issue 11 are still making pure (`schedule`: cron math
-/// only, the scheduler loop moves to the job runtime; `commands`: the comment command parser
-/// moves out of `jobs/pulls.rs`). Their violations are printed, not failed, and they may be
-/// absent. Delete an entry once its branch is merged: from then on it is checked like the rest.
-const PENDING: &[&str] = &["schedule", "commands"];
-
 /// Crates whose use means I/O (or a runtime for it).
 const IO_CRATES: &[&str] = &[
     "tokio",
@@ -117,12 +111,7 @@ mod tests {
 }
 
 fn report(failures: Vec<(&'static str, String)>) {
-    let (pending, hard): (Vec<_>, Vec<_>) =
-        failures.into_iter().partition(|(m, _)| PENDING.contains(m));
-    for (_, f) in &pending {
-        eprintln!("pending (not failed until its branch merges): {f}");
-    }
-    let hard: Vec<String> = hard.into_iter().map(|(_, f)| f).collect();
+    let hard: Vec<String> = failures.into_iter().map(|(_, f)| f).collect();
     assert!(
         hard.is_empty(),
         "core modules may use only core modules and no I/O crates (CORE, IO_CRATES above):\n{}",
@@ -158,7 +147,7 @@ fn top_level_modules() -> BTreeSet<String> {
 }
 
 /// Every `.rs` file of every core module, with its module; a core module that is missing is
-/// a failure (the list would be checking nothing), unless it is pending.
+/// a failure (the list would be checking nothing).
 fn core_files() -> Vec<(&'static str, PathBuf)> {
     let src = src_dir();
     let mut out = Vec::new();
@@ -175,7 +164,7 @@ fn core_files() -> Vec<(&'static str, PathBuf)> {
             out.extend(files.into_iter().map(|f| (module, f)));
         }
         assert!(
-            out.len() > before || PENDING.contains(&module),
+            out.len() > before,
             "core module `{module}` has no source under src/"
         );
     }

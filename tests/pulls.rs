@@ -3,6 +3,7 @@
 
 mod support;
 
+use digestif::store::PrStatus;
 use support::app::*;
 use support::fake_github::FakeGitHub;
 use support::registry::{Image, TestRegistry};
@@ -652,6 +653,176 @@ async fn workflow_files_without_the_permission_are_explained_not_fatal() {
         .map(|v| format!("{} {}: {}", v.method, v.path, v.message))
         .collect();
     assert_eq!(violations, Vec::<String>::new());
+    server.stop().await;
+}
+
+/// Reported: a PR that leaves its workflow files out (no `workflows` permission) was
+/// rebuilt — new commit, branch force-moved, description rewritten — on every scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pr_without_its_workflow_files_is_left_alone_while_nothing_changes() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let python = reg.reference("library/python", "3.12-slim", Some(&old));
+    let dockerfile = format!("FROM {python}\n");
+    let workflow = format!(
+        "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    container: {python}\n    steps: []\n"
+    );
+    let fake = FakeGitHub::start().await;
+    // PERMS has no `workflows`: GitHub refuses the App's changes to workflow files.
+    let (server, _) = installed(
+        &fake,
+        &reg,
+        &[
+            ("Dockerfile", &dockerfile),
+            (".github/workflows/ci.yml", &workflow),
+        ],
+    )
+    .await;
+    let pr = open_pulls(&fake).pop().expect("a PR for the rest");
+    assert!(
+        pr.body
+            .unwrap_or_default()
+            .contains("`workflows` permission"),
+        "the first scan dropped the workflow file"
+    );
+    let head = fake.branches(REPO)["digestif/all"].clone();
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &new)
+    );
+
+    let before = fake.requests().len();
+    server.scan(REPO).await;
+    let writes: Vec<String> = fake.requests()[before..]
+        .iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .filter(|r| r.path.contains("/git/") || r.path.contains("/pulls"))
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "nothing changed, nothing written"
+    );
+    assert_eq!(fake.branches(REPO)["digestif/all"], head);
+    // The PR still leaves the workflow file out, and the repository's status still says so.
+    let repo = server
+        .store
+        .repository_by_full_name(REPO)
+        .await
+        .expect("db")
+        .expect("repo");
+    let error = repo.last_error.unwrap_or_default();
+    assert!(error.contains(".github/workflows/ci.yml"), "{error}");
+    fake.assert_no_violations();
+    server.stop().await;
+}
+
+/// A server on a new, empty database (the old one lost) against the same installation:
+/// it waits for the startup sync's scan of `acme/widgets`.
+async fn restarted_on_a_new_database(fake: &FakeGitHub, reg: &TestRegistry) -> Running {
+    let server = start_server(fake, reg).await;
+    eventually("repository synced", || {
+        let store = server.store.clone();
+        async move { store.repository_by_full_name(REPO).await.ok()?.map(|_| ()) }
+    })
+    .await;
+    server.settle().await;
+    server
+}
+
+/// The database is lost: the PR records come back from the state markers in the PR
+/// bodies, so an open PR is taken up again (not opened twice) and a PR a person closed is
+/// not proposed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_is_recovered_from_the_pr_bodies() {
+    let reg = TestRegistry::start().await;
+    let (old, _, _) = push_python(&reg, "one").await;
+    let (new, _, _) = push_python(&reg, "two").await;
+    let dockerfile = format!(
+        "FROM {}\n",
+        reg.reference("library/python", "3.12-slim", Some(&old))
+    );
+    let fake = FakeGitHub::start().await;
+    let (server, inst) = installed_with(
+        &fake,
+        &reg,
+        &[("Dockerfile", &dockerfile)],
+        &[("carol", "maintain")],
+    )
+    .await;
+    let pr = open_pulls(&fake).pop().expect("a PR");
+    server.stop().await;
+
+    // 1. Open PR, new database: the same PR is recorded again and kept current.
+    let server = restarted_on_a_new_database(&fake, &reg).await;
+    assert_eq!(fake.pulls(REPO).len(), 1, "no second PR");
+    let repo = server
+        .store
+        .repository_by_full_name(REPO)
+        .await
+        .expect("db")
+        .expect("repo");
+    let record = server
+        .store
+        .pr_by_number(repo.id, pr.number as i64)
+        .await
+        .expect("db")
+        .expect("the open PR is recorded again");
+    assert_eq!(record.state, PrStatus::Open);
+    assert_eq!(record.branch, "digestif/all");
+    assert_eq!(record.updates.0.len(), 1);
+    assert_eq!(record.updates.0[0].new, new);
+    assert_eq!(
+        fake.file_at(REPO, "digestif/all", "Dockerfile")
+            .expect("file"),
+        dockerfile.replace(&old, &new)
+    );
+
+    // 2. A person declines it; new database again: it stays declined.
+    fake.close_pr(REPO, pr.number, "carol");
+    deliver(
+        &server.url,
+        &pull_request_event(&fake, inst, REPO, pr.number, "closed", "carol"),
+    )
+    .await;
+    server.settle().await;
+    server.stop().await;
+    let server = restarted_on_a_new_database(&fake, &reg).await;
+    let pulls: Vec<(u64, String)> = fake
+        .pulls(REPO)
+        .iter()
+        .map(|p| (p.number, p.state.clone()))
+        .collect();
+    assert_eq!(
+        pulls,
+        [(pr.number, "closed".to_string())],
+        "not proposed again"
+    );
+    let repo = server
+        .store
+        .repository_by_full_name(REPO)
+        .await
+        .expect("db")
+        .expect("repo");
+    let record = server
+        .store
+        .pr_by_number(repo.id, pr.number as i64)
+        .await
+        .expect("db")
+        .expect("the closed PR is recorded again");
+    assert_eq!(record.state, PrStatus::Closed);
+    let ignores = server.store.ignores_for_repo(repo.id).await.expect("db");
+    assert_eq!(
+        ignores
+            .iter()
+            .map(|i| i.digest.as_deref().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        [new.as_str()]
+    );
+    fake.assert_no_violations();
     server.stop().await;
 }
 

@@ -380,6 +380,27 @@ pub struct Api {
 }
 
 impl Api {
+    /// Requests with no identity at all, for the one call that takes none: converting an
+    /// App manifest before the App exists ([`super::apps::convert_manifest`]).
+    pub fn anonymous(api_url: &str, policy: RetryPolicy) -> Result<Api, ApiError> {
+        let base_url = api_url.trim_end_matches('/').to_string();
+        let client = Octocrab::builder()
+            .base_uri(base_url.as_str())
+            .map_err(|e| ApiError::Settings(format!("API URL {api_url:?}: {e}")))?
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| ApiError::Settings(format!("GitHub client: {e}")))?;
+        Ok(Api {
+            client: Arc::new(client),
+            graphql: None,
+            base_url,
+            policy,
+            gauge: Arc::new(RateLimitGauge::default()),
+        })
+    }
+
     /// Sends one request, retrying per [`RetryPolicy`]. Any status comes back as `Ok`;
     /// callers turn statuses into meaning (see [`Api::expect_ok`]).
     pub async fn send(
@@ -450,51 +471,15 @@ impl Api {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut builder = http::Request::builder()
-                .method(method.clone())
-                .uri(path.as_str())
-                .header("accept", "application/vnd.github+json")
-                .header("x-github-api-version", API_VERSION);
-            if let Some(etag) = if_none_match {
-                builder = builder.header("if-none-match", etag);
-            }
-            if let Some(auth) = authorization {
-                builder = builder.header(http::header::AUTHORIZATION, auth);
-            }
-            let request = match &body_bytes {
-                Some(b) => builder
-                    .header("content-type", "application/json")
-                    .body(octocrab::OctoBody::from(b.clone())),
-                None => builder.body(octocrab::OctoBody::empty()),
-            }
+            let request = build_request(
+                &method,
+                &path,
+                body_bytes.as_deref(),
+                authorization,
+                if_none_match,
+            )
             .map_err(|e| self.transport(&method, &path, e.to_string()))?;
-            let outcome = match client.execute(request).await {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    match body.collect().await {
-                        Ok(collected) => Ok(Response {
-                            status: parts.status,
-                            headers: parts.headers,
-                            body: collected.to_bytes(),
-                        }),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                // octocrab turns some error statuses (5xx among them) into errors; they are
-                // answers all the same, and the retry policy needs their status.
-                Err(octocrab::Error::GitHub { source, .. }) => Ok(Response {
-                    status: source.status_code,
-                    headers: source.headers.clone().unwrap_or_default(),
-                    body: Bytes::from(
-                        serde_json::to_vec(&serde_json::json!({
-                            "message": source.message,
-                            "errors": source.errors,
-                        }))
-                        .unwrap_or_default(),
-                    ),
-                }),
-                Err(e) => Err(error_text(&e)),
-            };
+            let outcome = execute(client, request).await;
             let last = attempt >= self.policy.attempts;
             crate::metrics::github_request(
                 method.as_str(),
@@ -688,6 +673,68 @@ impl Api {
             next = resp.next_link();
         }
         Ok(out)
+    }
+}
+
+/// One try of a request, with GitHub's headers.
+fn build_request(
+    method: &Method,
+    path: &str,
+    body: Option<&[u8]>,
+    authorization: Option<&str>,
+    if_none_match: Option<&str>,
+) -> Result<http::Request<octocrab::OctoBody>, http::Error> {
+    let mut builder = http::Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header("accept", "application/vnd.github+json")
+        .header("x-github-api-version", API_VERSION);
+    if let Some(etag) = if_none_match {
+        builder = builder.header("if-none-match", etag);
+    }
+    if let Some(auth) = authorization {
+        builder = builder.header(http::header::AUTHORIZATION, auth);
+    }
+    match body {
+        Some(b) => builder
+            .header("content-type", "application/json")
+            .body(octocrab::OctoBody::from(b.to_vec())),
+        None => builder.body(octocrab::OctoBody::empty()),
+    }
+}
+
+/// Sends `request` once and reads the whole answer; `Err` (the transport's words) when
+/// there is no answer.
+async fn execute(
+    client: &Octocrab,
+    request: http::Request<octocrab::OctoBody>,
+) -> Result<Response, String> {
+    match client.execute(request).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            match body.collect().await {
+                Ok(collected) => Ok(Response {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: collected.to_bytes(),
+                }),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        // octocrab turns some error statuses (5xx among them) into errors; they are
+        // answers all the same, and the retry policy needs their status.
+        Err(octocrab::Error::GitHub { source, .. }) => Ok(Response {
+            status: source.status_code,
+            headers: source.headers.clone().unwrap_or_default(),
+            body: Bytes::from(
+                serde_json::to_vec(&serde_json::json!({
+                    "message": source.message,
+                    "errors": source.errors,
+                }))
+                .unwrap_or_default(),
+            ),
+        }),
+        Err(e) => Err(error_text(&e)),
     }
 }
 

@@ -1,7 +1,7 @@
-//! Issues, comments and check runs: where digestif tells a repository's people what is
-//! wrong (an invalid config) and whether a proposed config is valid.
+//! Issues and comments: where digestif tells a repository's people what is wrong (an
+//! invalid config), what it is doing (the dashboard), and answers their commands.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{Api, ApiError};
@@ -78,44 +78,55 @@ pub async fn comment(api: &Api, full_name: &str, number: i64, body: &str) -> Res
     Ok(())
 }
 
-/// One line-level note on a check run.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Annotation {
-    pub path: String,
-    pub start_line: u64,
-    pub end_line: u64,
-    pub annotation_level: &'static str,
-    pub message: String,
+/// Issue (or pull request) `number`, or `None` if it does not exist.
+pub async fn issue(api: &Api, full_name: &str, number: i64) -> Result<Option<Issue>, ApiError> {
+    api.get_opt(&format!("/repos/{full_name}/issues/{number}"))
+        .await
 }
 
-/// A check run to report as completed.
-#[derive(Debug, Clone)]
-pub struct CheckRun<'a> {
-    pub name: &'a str,
-    pub head_sha: &'a str,
-    pub success: bool,
-    pub title: &'a str,
-    pub summary: &'a str,
-    pub annotations: &'a [Annotation],
-}
-
-pub async fn completed_check_run(
+/// Adds `labels` to issue or pull request `number`.
+pub async fn add_labels(
     api: &Api,
     full_name: &str,
-    run: &CheckRun<'_>,
+    number: u64,
+    labels: &[String],
 ) -> Result<(), ApiError> {
-    // GitHub takes at most 50 annotations per request.
-    let annotations: Vec<&Annotation> = run.annotations.iter().take(50).collect();
     let _: serde_json::Value = api
         .post(
-            &format!("/repos/{full_name}/check-runs"),
-            &json!({
-                "name": run.name,
-                "head_sha": run.head_sha,
-                "status": "completed",
-                "conclusion": if run.success { "success" } else { "failure" },
-                "output": {"title": run.title, "summary": run.summary, "annotations": annotations},
-            }),
+            &format!("/repos/{full_name}/issues/{number}/labels"),
+            &json!({"labels": labels}),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Assigns `assignees` to issue or pull request `number`.
+pub async fn add_assignees(
+    api: &Api,
+    full_name: &str,
+    number: u64,
+    assignees: &[String],
+) -> Result<(), ApiError> {
+    let _: serde_json::Value = api
+        .post(
+            &format!("/repos/{full_name}/issues/{number}/assignees"),
+            &json!({"assignees": assignees}),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Reacts to comment `comment_id` with `content` (`+1`, `eyes`, …).
+pub async fn react_to_comment(
+    api: &Api,
+    full_name: &str,
+    comment_id: i64,
+    content: &str,
+) -> Result<(), ApiError> {
+    let _: serde_json::Value = api
+        .post(
+            &format!("/repos/{full_name}/issues/comments/{comment_id}/reactions"),
+            &json!({"content": content}),
         )
         .await?;
     Ok(())

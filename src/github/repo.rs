@@ -1,5 +1,6 @@
 //! Reading a repository through the Git Data API: the branch head, the whole tree (in one
 //! call unless GitHub truncates it), and blobs by sha (so unchanged files are never downloaded twice).
+//! Also who may write to it. (Writing is in [`super::git`].)
 
 use base64::Engine;
 use serde::Deserialize;
@@ -206,6 +207,22 @@ pub async fn blob(api: &Api, full_name: &str, sha: &str) -> Result<Vec<u8>, ApiE
             path,
             message: format!("blob is not base64: {e}"),
         })
+}
+
+/// Whether `user` may write to the repository (`admin`, `maintain` or `write`
+/// permission); someone GitHub does not know there may not.
+pub async fn can_write(api: &Api, full_name: &str, user: &str) -> Result<bool, ApiError> {
+    #[derive(Deserialize)]
+    struct Permission {
+        permission: String,
+    }
+    let p: Option<Permission> = api
+        .get_opt(&format!(
+            "/repos/{full_name}/collaborators/{}/permission",
+            encode_path(user)
+        ))
+        .await?;
+    Ok(p.is_some_and(|p| matches!(p.permission.as_str(), "admin" | "write" | "maintain")))
 }
 
 /// Percent-encodes a branch or file path for a URL path, keeping `/`.

@@ -183,278 +183,303 @@ pub enum Event {
 
 /// Reads a delivery. Unknown events are `Ignored`, never errors.
 pub fn parse(event: &str, body: &[u8]) -> Result<Event, WebhookError> {
-    let bad = |e: serde_json::Error| WebhookError::Payload {
+    let parsed = match event {
+        "ping" => return Ok(Event::Ping),
+        "installation" => installation(body),
+        "installation_repositories" => installation_repositories(body),
+        "push" => push(body),
+        "pull_request" => pull_request(body),
+        "issue_comment" => issue_comment(body),
+        "issues" => issues(body),
+        "repository" => repository(body),
+        other => {
+            return Ok(Event::Ignored {
+                reason: format!("event {other} is not used"),
+            });
+        }
+    };
+    parsed.map_err(|e| WebhookError::Payload {
         event: event.to_string(),
         message: e.to_string(),
+    })
+}
+
+/// `installation`: the App was installed, removed, suspended or given new permissions.
+fn installation(body: &[u8]) -> Result<Event, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct P {
+        action: String,
+        installation: Inst,
+        #[serde(default)]
+        repositories: Option<Vec<RepoRef>>,
+    }
+    #[derive(Deserialize)]
+    struct Inst {
+        id: i64,
+        account: Account,
+    }
+    let p: P = serde_json::from_slice(body)?;
+    Ok(Event::Installation {
+        action: p.action,
+        installation_id: p.installation.id,
+        account: p.installation.account,
+        repositories: p.repositories.unwrap_or_default(),
+    })
+}
+
+/// `installation_repositories`: repositories added to or removed from an installation.
+fn installation_repositories(body: &[u8]) -> Result<Event, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct P {
+        installation: InstallationRef,
+        #[serde(default)]
+        repositories_added: Vec<RepoRef>,
+        #[serde(default)]
+        repositories_removed: Vec<RepoRef>,
+    }
+    let p: P = serde_json::from_slice(body)?;
+    Ok(Event::InstallationRepositories {
+        installation_id: p.installation.id,
+        added: p.repositories_added,
+        removed: p.repositories_removed,
+    })
+}
+
+/// `push`: a push to digestif's own branch (maybe a person taking over), or to the default
+/// branch touching the config or a file an extractor reads; other pushes are ignored.
+fn push(body: &[u8]) -> Result<Event, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct P {
+        #[serde(rename = "ref")]
+        git_ref: String,
+        after: String,
+        #[serde(default)]
+        deleted: bool,
+        #[serde(default)]
+        commits: Vec<Commit>,
+        repository: Repository,
+        installation: Option<InstallationRef>,
+        sender: Sender,
+    }
+    #[derive(Deserialize)]
+    struct Commit {
+        #[serde(default)]
+        added: Vec<String>,
+        #[serde(default)]
+        removed: Vec<String>,
+        #[serde(default)]
+        modified: Vec<String>,
+    }
+    let p: P = serde_json::from_slice(body)?;
+    let Some(installation) = p.installation else {
+        return Ok(Event::Ignored {
+            reason: "push without installation".into(),
+        });
     };
-    match event {
-        "ping" => Ok(Event::Ping),
-        "installation" => {
-            #[derive(Deserialize)]
-            struct P {
-                action: String,
-                installation: Inst,
-                #[serde(default)]
-                repositories: Option<Vec<RepoRef>>,
-            }
-            #[derive(Deserialize)]
-            struct Inst {
-                id: i64,
-                account: Account,
-            }
-            let p: P = serde_json::from_slice(body).map_err(bad)?;
-            Ok(Event::Installation {
-                action: p.action,
-                installation_id: p.installation.id,
-                account: p.installation.account,
-                repositories: p.repositories.unwrap_or_default(),
-            })
-        }
-        "installation_repositories" => {
-            #[derive(Deserialize)]
-            struct P {
-                installation: InstallationRef,
-                #[serde(default)]
-                repositories_added: Vec<RepoRef>,
-                #[serde(default)]
-                repositories_removed: Vec<RepoRef>,
-            }
-            let p: P = serde_json::from_slice(body).map_err(bad)?;
-            Ok(Event::InstallationRepositories {
-                installation_id: p.installation.id,
-                added: p.repositories_added,
-                removed: p.repositories_removed,
-            })
-        }
-        "push" => {
-            #[derive(Deserialize)]
-            struct P {
-                #[serde(rename = "ref")]
-                git_ref: String,
-                after: String,
-                #[serde(default)]
-                deleted: bool,
-                #[serde(default)]
-                commits: Vec<Commit>,
-                repository: Repository,
-                installation: Option<InstallationRef>,
-                sender: Sender,
-            }
-            #[derive(Deserialize)]
-            struct Commit {
-                #[serde(default)]
-                added: Vec<String>,
-                #[serde(default)]
-                removed: Vec<String>,
-                #[serde(default)]
-                modified: Vec<String>,
-            }
-            let p: P = serde_json::from_slice(body).map_err(bad)?;
-            let Some(installation) = p.installation else {
-                return Ok(Event::Ignored {
-                    reason: "push without installation".into(),
-                });
-            };
-            let Some(branch) = p.git_ref.strip_prefix("refs/heads/") else {
-                return Ok(Event::Ignored {
-                    reason: format!("push to {}", p.git_ref),
-                });
-            };
-            if p.deleted {
-                return Ok(Event::Ignored {
-                    reason: format!("branch {branch} deleted"),
-                });
-            }
-            if branch.starts_with(BRANCH_PREFIX) {
-                return Ok(Event::PushToBotBranch {
-                    installation_id: installation.id,
-                    branch: branch.to_string(),
-                    head_sha: p.after,
-                    sender: p.sender,
-                    repository: p.repository,
-                });
-            }
-            if p.repository.default_branch.as_deref() != Some(branch) {
-                return Ok(Event::Ignored {
-                    reason: format!("push to non-default branch {branch}"),
-                });
-            }
-            // GitHub lists at most 2048 commits' files; a push with no commit list
-            // (e.g. a large force-push) may have changed anything, so it rescans.
-            let relevant = p.commits.is_empty()
-                || p.commits.iter().any(|c| {
-                    c.added
-                        .iter()
-                        .chain(&c.removed)
-                        .chain(&c.modified)
-                        .any(|f| is_relevant_path(f))
-                });
-            if relevant {
-                Ok(Event::PushRelevant {
-                    installation_id: installation.id,
-                    repository: p.repository,
-                    head_sha: p.after,
-                })
-            } else {
-                Ok(Event::Ignored {
-                    reason: "push touched no config or image file".into(),
-                })
-            }
-        }
-        "pull_request" => {
-            #[derive(Deserialize)]
-            struct P {
-                action: String,
-                number: i64,
-                pull_request: Pr,
-                repository: Repository,
-                installation: InstallationRef,
-                sender: Sender,
-            }
-            #[derive(Deserialize)]
-            struct Pr {
-                head: Head,
-                #[serde(default)]
-                merged: Option<bool>,
-            }
-            #[derive(Deserialize)]
-            struct Head {
-                #[serde(rename = "ref")]
-                git_ref: String,
-                sha: String,
-            }
-            let p: P = serde_json::from_slice(body).map_err(bad)?;
-            if !p.pull_request.head.git_ref.starts_with(BRANCH_PREFIX) {
-                // Someone else's PR: it may change digestif's config, which gets a check run.
-                if matches!(p.action.as_str(), "opened" | "synchronize" | "reopened") {
-                    return Ok(Event::PullRequestHead {
-                        installation_id: p.installation.id,
-                        repository: p.repository,
-                        number: p.number,
-                        head_sha: p.pull_request.head.sha,
-                    });
-                }
-                return Ok(Event::Ignored {
-                    reason: "pull request not opened by digestif".into(),
-                });
-            }
-            if !matches!(
-                p.action.as_str(),
-                "closed" | "reopened" | "edited" | "synchronize"
-            ) {
-                return Ok(Event::Ignored {
-                    reason: format!("pull_request {}", p.action),
-                });
-            }
-            Ok(Event::PullRequest {
-                action: p.action,
+    let Some(branch) = p.git_ref.strip_prefix("refs/heads/") else {
+        return Ok(Event::Ignored {
+            reason: format!("push to {}", p.git_ref),
+        });
+    };
+    if p.deleted {
+        return Ok(Event::Ignored {
+            reason: format!("branch {branch} deleted"),
+        });
+    }
+    if branch.starts_with(BRANCH_PREFIX) {
+        return Ok(Event::PushToBotBranch {
+            installation_id: installation.id,
+            branch: branch.to_string(),
+            head_sha: p.after,
+            sender: p.sender,
+            repository: p.repository,
+        });
+    }
+    if p.repository.default_branch.as_deref() != Some(branch) {
+        return Ok(Event::Ignored {
+            reason: format!("push to non-default branch {branch}"),
+        });
+    }
+    // GitHub lists at most 2048 commits' files; a push with no commit list
+    // (e.g. a large force-push) may have changed anything, so it rescans.
+    let relevant = p.commits.is_empty()
+        || p.commits.iter().any(|c| {
+            c.added
+                .iter()
+                .chain(&c.removed)
+                .chain(&c.modified)
+                .any(|f| is_relevant_path(f))
+        });
+    if relevant {
+        Ok(Event::PushRelevant {
+            installation_id: installation.id,
+            repository: p.repository,
+            head_sha: p.after,
+        })
+    } else {
+        Ok(Event::Ignored {
+            reason: "push touched no config or image file".into(),
+        })
+    }
+}
+
+/// `pull_request`: on digestif's PRs, closes, reopens, edits and pushes; on others, new
+/// heads (their config change gets a check run).
+fn pull_request(body: &[u8]) -> Result<Event, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct P {
+        action: String,
+        number: i64,
+        pull_request: Pr,
+        repository: Repository,
+        installation: InstallationRef,
+        sender: Sender,
+    }
+    #[derive(Deserialize)]
+    struct Pr {
+        head: Head,
+        #[serde(default)]
+        merged: Option<bool>,
+    }
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(rename = "ref")]
+        git_ref: String,
+        sha: String,
+    }
+    let p: P = serde_json::from_slice(body)?;
+    if !p.pull_request.head.git_ref.starts_with(BRANCH_PREFIX) {
+        // Someone else's PR: it may change digestif's config, which gets a check run.
+        if matches!(p.action.as_str(), "opened" | "synchronize" | "reopened") {
+            return Ok(Event::PullRequestHead {
                 installation_id: p.installation.id,
                 repository: p.repository,
                 number: p.number,
-                branch: p.pull_request.head.git_ref,
-                merged: p.pull_request.merged.unwrap_or(false),
-                sender: p.sender,
-            })
+                head_sha: p.pull_request.head.sha,
+            });
         }
-        "issue_comment" => {
-            #[derive(Deserialize)]
-            struct P {
-                action: String,
-                issue: Issue,
-                comment: Comment,
-                repository: Repository,
-                installation: InstallationRef,
-                sender: Sender,
-            }
-            #[derive(Deserialize)]
-            struct Issue {
-                number: i64,
-                #[serde(default)]
-                pull_request: Option<serde_json::Value>,
-            }
-            #[derive(Deserialize)]
-            struct Comment {
-                id: i64,
-                #[serde(default)]
-                body: Option<String>,
-            }
-            let p: P = serde_json::from_slice(body).map_err(bad)?;
-            let text = p.comment.body.unwrap_or_default();
-            if p.action != "created" || !mentions_digestif(&text) {
-                return Ok(Event::Ignored {
-                    reason: "comment without a digestif command".into(),
-                });
-            }
-            Ok(Event::IssueComment {
-                installation_id: p.installation.id,
-                repository: p.repository,
-                issue_number: p.issue.number,
-                comment_id: p.comment.id,
-                body: text,
-                sender: p.sender,
-                is_pull_request: p.issue.pull_request.is_some(),
-            })
-        }
-        "issues" => {
-            #[derive(Deserialize)]
-            struct P {
-                action: String,
-                issue: Issue,
-                repository: Repository,
-                installation: InstallationRef,
-                sender: Sender,
-            }
-            #[derive(Deserialize)]
-            struct Issue {
-                number: i64,
-                #[serde(default)]
-                body: Option<String>,
-            }
-            let p: P = serde_json::from_slice(body).map_err(bad)?;
-            if p.action != "edited" {
-                return Ok(Event::Ignored {
-                    reason: format!("issues {}", p.action),
-                });
-            }
-            Ok(Event::IssueEdited {
-                installation_id: p.installation.id,
-                repository: p.repository,
-                issue_number: p.issue.number,
-                body: p.issue.body.unwrap_or_default(),
-                sender: p.sender,
-            })
-        }
-        "repository" => {
-            #[derive(Deserialize)]
-            struct P {
-                action: String,
-                repository: Repository,
-                installation: Option<InstallationRef>,
-            }
-            let p: P = serde_json::from_slice(body).map_err(bad)?;
-            let Some(installation) = p.installation else {
-                return Ok(Event::Ignored {
-                    reason: "repository event without installation".into(),
-                });
-            };
-            if !matches!(
-                p.action.as_str(),
-                "renamed" | "archived" | "unarchived" | "deleted" | "edited" | "transferred"
-            ) {
-                return Ok(Event::Ignored {
-                    reason: format!("repository {}", p.action),
-                });
-            }
-            Ok(Event::Repository {
-                action: p.action,
-                installation_id: installation.id,
-                repository: p.repository,
-            })
-        }
-        other => Ok(Event::Ignored {
-            reason: format!("event {other} is not used"),
-        }),
+        return Ok(Event::Ignored {
+            reason: "pull request not opened by digestif".into(),
+        });
     }
+    if !matches!(
+        p.action.as_str(),
+        "closed" | "reopened" | "edited" | "synchronize"
+    ) {
+        return Ok(Event::Ignored {
+            reason: format!("pull_request {}", p.action),
+        });
+    }
+    Ok(Event::PullRequest {
+        action: p.action,
+        installation_id: p.installation.id,
+        repository: p.repository,
+        number: p.number,
+        branch: p.pull_request.head.git_ref,
+        merged: p.pull_request.merged.unwrap_or(false),
+        sender: p.sender,
+    })
+}
+
+/// `issue_comment` created mentioning `@digestif`: maybe a command.
+fn issue_comment(body: &[u8]) -> Result<Event, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct P {
+        action: String,
+        issue: Issue,
+        comment: Comment,
+        repository: Repository,
+        installation: InstallationRef,
+        sender: Sender,
+    }
+    #[derive(Deserialize)]
+    struct Issue {
+        number: i64,
+        #[serde(default)]
+        pull_request: Option<serde_json::Value>,
+    }
+    #[derive(Deserialize)]
+    struct Comment {
+        id: i64,
+        #[serde(default)]
+        body: Option<String>,
+    }
+    let p: P = serde_json::from_slice(body)?;
+    let text = p.comment.body.unwrap_or_default();
+    if p.action != "created" || !mentions_digestif(&text) {
+        return Ok(Event::Ignored {
+            reason: "comment without a digestif command".into(),
+        });
+    }
+    Ok(Event::IssueComment {
+        installation_id: p.installation.id,
+        repository: p.repository,
+        issue_number: p.issue.number,
+        comment_id: p.comment.id,
+        body: text,
+        sender: p.sender,
+        is_pull_request: p.issue.pull_request.is_some(),
+    })
+}
+
+/// `issues` edited: maybe the dashboard's "rescan now" box.
+fn issues(body: &[u8]) -> Result<Event, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct P {
+        action: String,
+        issue: Issue,
+        repository: Repository,
+        installation: InstallationRef,
+        sender: Sender,
+    }
+    #[derive(Deserialize)]
+    struct Issue {
+        number: i64,
+        #[serde(default)]
+        body: Option<String>,
+    }
+    let p: P = serde_json::from_slice(body)?;
+    if p.action != "edited" {
+        return Ok(Event::Ignored {
+            reason: format!("issues {}", p.action),
+        });
+    }
+    Ok(Event::IssueEdited {
+        installation_id: p.installation.id,
+        repository: p.repository,
+        issue_number: p.issue.number,
+        body: p.issue.body.unwrap_or_default(),
+        sender: p.sender,
+    })
+}
+
+/// `repository`: renamed, archived, deleted, edited or transferred.
+fn repository(body: &[u8]) -> Result<Event, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct P {
+        action: String,
+        repository: Repository,
+        installation: Option<InstallationRef>,
+    }
+    let p: P = serde_json::from_slice(body)?;
+    let Some(installation) = p.installation else {
+        return Ok(Event::Ignored {
+            reason: "repository event without installation".into(),
+        });
+    };
+    if !matches!(
+        p.action.as_str(),
+        "renamed" | "archived" | "unarchived" | "deleted" | "edited" | "transferred"
+    ) {
+        return Ok(Event::Ignored {
+            reason: format!("repository {}", p.action),
+        });
+    }
+    Ok(Event::Repository {
+        action: p.action,
+        installation_id: installation.id,
+        repository: p.repository,
+    })
 }
 
 /// Whether a changed path can change what digestif would do.

@@ -79,8 +79,7 @@ pub async fn update(
     let body = render::dashboard(&d);
     let full = repo.full_name.as_str();
     let existing = match repo.dashboard_issue {
-        Some(n) => api
-            .get_opt::<issues::Issue>(&format!("/repos/{full}/issues/{n}"))
+        Some(n) => issues::issue(api, full, n)
             .await?
             .filter(|i| i.state == "open"),
         None => None,

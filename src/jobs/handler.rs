@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use super::{Work, scan};
 use crate::clock::Clock;
 use crate::github::api::{ApiError, GitHubApp};
+use crate::github::apps;
 use crate::jobs::JobError;
 use crate::registry::Resolver;
 use crate::store::{Job, NewRepository, Store, StoreError};
@@ -129,7 +128,7 @@ impl Handler {
                 sender,
                 ..
             } => {
-                super::pulls::comment(
+                super::commands::comment(
                     self,
                     repository_id,
                     issue_number,
@@ -167,23 +166,7 @@ impl Handler {
             }
             _ => {}
         }
-        #[derive(Deserialize)]
-        struct Installation {
-            account: Account,
-            #[serde(default)]
-            suspended_at: Option<String>,
-        }
-        #[derive(Deserialize)]
-        struct Account {
-            login: String,
-            #[serde(rename = "type", default)]
-            kind: String,
-        }
-        let app = self.github.as_app();
-        let Some(inst): Option<Installation> = app
-            .get_opt(&format!("/app/installations/{installation_id}"))
-            .await?
-        else {
+        let Some(inst) = apps::installation(&self.github.as_app(), installation_id).await? else {
             // Gone on GitHub: the uninstall event may have been lost.
             self.store
                 .mark_installation_deleted(installation_id, now)
@@ -204,18 +187,8 @@ impl Handler {
         if inst.suspended_at.is_some() {
             return Ok(());
         }
-        #[derive(Deserialize)]
-        struct Repo {
-            id: i64,
-            full_name: String,
-            default_branch: Option<String>,
-            #[serde(default)]
-            archived: bool,
-        }
         let api = self.github.installation(installation_id as u64)?;
-        let repos: Vec<Repo> = api
-            .get_all("/installation/repositories", Some("repositories"))
-            .await?;
+        let repos = apps::installation_repositories(&api).await?;
         let known = self
             .store
             .repositories_of_installation(installation_id)

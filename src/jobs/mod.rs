@@ -5,9 +5,11 @@
 //! [`Work::kind`]. Work that must not run twice at once (a repository scan) carries a
 //! uniqueness key, so a burst of pushes queues one scan.
 
+pub mod commands;
 pub mod dashboard;
 pub mod handler;
 pub mod pulls;
+pub mod recover;
 pub mod resolve;
 pub mod runtime;
 pub mod scan;
@@ -287,7 +289,7 @@ fn conversation_work(event: &Event) -> Option<Work> {
             body,
             sender,
             is_pull_request,
-        } if *is_pull_request && pulls::parse_command(body).is_some() => Some(Work::Comment {
+        } if *is_pull_request && crate::commands::parse(body).is_some() => Some(Work::Comment {
             installation_id: *installation_id,
             repository_id: repository.id,
             issue_number: *issue_number,

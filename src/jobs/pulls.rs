@@ -1,10 +1,8 @@
 //! After a scan: plan which pull requests should exist and have the writer make it so.
-//! Also the reactions to what people do on those PRs (close, merge, push, comment).
+//! Also the reactions to what people do on those PRs (close, merge, reopen); their comment
+//! commands are in [`super::commands`].
 
 use std::collections::{BTreeMap, HashMap};
-
-use chrono::TimeDelta;
-use serde::Deserialize;
 
 use super::handler::Handler;
 use super::resolve::Resolved;
@@ -15,10 +13,10 @@ use crate::insight::Details;
 use crate::jobs::JobError;
 use crate::plan::{self, Action, Candidate};
 use crate::registry::{DetailsRequest, RegistryError, Status};
-use crate::render;
 use crate::repo_config::RepoConfig;
 use crate::store::{IgnoreSource, NewIgnore, PrStatus, PullRequest, Repository};
 use crate::writer::{Base, Outcome, WriteError, Writer};
+use chrono::{DateTime, TimeDelta, Utc};
 
 impl From<WriteError> for JobError {
     fn from(e: WriteError) -> Self {
@@ -47,26 +45,18 @@ pub async fn update_pull_requests(
     resolved: &[Resolved],
 ) -> Result<Summary, JobError> {
     let now = h.clock.now();
-    let mut candidates = Vec::with_capacity(resolved.len());
-    for r in resolved {
-        let proposed = r.resolution.proposed().cloned();
-        let unknown = matches!(r.resolution.status, Status::RateLimited | Status::Error);
-        candidates.push(Candidate {
-            found: r.found.clone(),
-            proposed,
-            unknown,
-            first_seen: r.first_seen,
-            platform_pin: r.resolution.platform.clone(),
-            tag_digest: r.resolution.tag_digest.clone(),
-        });
+    let candidates = candidates(resolved);
+    let mut records = h.store.prs_for_repo(repo.id).await?;
+    // No record of any PR here, and something to propose: if the database was lost, the
+    // PRs' own bodies say what digestif already proposed. (Asked only then, so a repository
+    // that never had a PR costs no call per scan while nothing is out of date.)
+    if records.is_empty()
+        && candidates.iter().any(|c| c.proposed.is_some())
+        && super::recover::adopt_prs(h, api, repo).await? > 0
+    {
+        records = h.store.prs_for_repo(repo.id).await?;
     }
-    let prs: Vec<_> = h
-        .store
-        .prs_for_repo(repo.id)
-        .await?
-        .iter()
-        .map(|p| p.to_existing())
-        .collect();
+    let prs: Vec<_> = records.iter().map(|p| p.to_existing()).collect();
     let ignores: Vec<_> = h
         .store
         .ignores_for_repo(repo.id)
@@ -74,11 +64,7 @@ pub async fn update_pull_requests(
         .iter()
         .map(|i| i.to_plan())
         .collect();
-    let blobs: BTreeMap<String, String> = snapshot
-        .files
-        .iter()
-        .map(|f| (f.path.clone(), f.blob_sha.clone()))
-        .collect();
+    let blobs = blobs_of(snapshot);
     let created_last_hour = h
         .store
         .prs_created_since(repo.id, now - TimeDelta::hours(1))
@@ -92,30 +78,92 @@ pub async fn update_pull_requests(
         now,
         created_last_hour,
     });
-    let mut partial_problem = None;
-    if !snapshot.complete {
-        let kept = plan.restrict_to_partial_view();
-        if !kept.is_empty() {
-            let list: Vec<String> = kept.iter().map(|n| format!("#{n}")).collect();
-            partial_problem = Some(format!(
-                "The repository's file tree is too large to read completely; open pull requests ({}) are left as they are until it can be.",
-                list.join(", ")
-            ));
-        }
-    }
+    let partial_problem = if snapshot.complete {
+        None
+    } else {
+        partial_view(&mut plan)
+    };
     for p in &plan.pending {
         tracing::info!(repo = %repo.full_name, branch = %p.branch, reason = ?p.reason, "update pending");
     }
     if plan.actions.is_empty() {
+        let mut outcome = Outcome {
+            problems: partial_problem.into_iter().collect(),
+            ..Outcome::default()
+        };
+        outcome.problems.extend(left_out_problems(&prs, &outcome));
         return Ok(Summary {
-            outcome: Outcome {
-                problems: partial_problem.into_iter().collect(),
-                ..Outcome::default()
-            },
+            outcome,
             pending: plan.pending,
         });
     }
     describe(h, &mut plan).await;
+    let mut outcome = write(h, api, repo, config, snapshot, &plan, now).await?;
+    outcome.problems.extend(partial_problem);
+    outcome.problems.extend(left_out_problems(&prs, &outcome));
+    tracing::info!(
+        repo = %repo.full_name,
+        created = outcome.created.len(),
+        updated = outcome.updated.len(),
+        closed = outcome.closed.len(),
+        pending = plan.pending.len(),
+        "pull requests in line with the plan"
+    );
+    Ok(Summary {
+        outcome,
+        pending: plan.pending,
+    })
+}
+
+/// The blob sha of each file the scan read, by path.
+fn blobs_of(snapshot: &Snapshot) -> BTreeMap<String, String> {
+    snapshot
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.blob_sha.clone()))
+        .collect()
+}
+
+/// What the plan weighs for each reference the scan resolved.
+fn candidates(resolved: &[Resolved]) -> Vec<Candidate> {
+    resolved
+        .iter()
+        .map(|r| Candidate {
+            found: r.found.clone(),
+            proposed: r.resolution.proposed().cloned(),
+            unknown: matches!(r.resolution.status, Status::RateLimited | Status::Error),
+            first_seen: r.first_seen,
+            platform_pin: r.resolution.platform.clone(),
+            tag_digest: r.resolution.tag_digest.clone(),
+        })
+        .collect()
+}
+
+/// The scan saw part of the tree only: open PRs are left as they are (only new ones may be
+/// opened); says so when that holds any back.
+fn partial_view(plan: &mut plan::Plan) -> Option<String> {
+    let kept = plan.restrict_to_partial_view();
+    if kept.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = kept.iter().map(|n| format!("#{n}")).collect();
+    Some(format!(
+        "The repository's file tree is too large to read completely; open pull requests ({}) are left as they are until it can be.",
+        list.join(", ")
+    ))
+}
+
+/// Has the writer carry `plan` out on the base branch the scan read.
+async fn write(
+    h: &Handler,
+    api: &Api,
+    repo: &Repository,
+    config: &RepoConfig,
+    snapshot: &Snapshot,
+    plan: &plan::Plan,
+    now: DateTime<Utc>,
+) -> Result<Outcome, JobError> {
+    let blobs = blobs_of(snapshot);
     let files: HashMap<String, String> = snapshot
         .files
         .iter()
@@ -147,20 +195,23 @@ pub async fn update_pull_requests(
         },
         now,
     };
-    let mut outcome = writer.apply(&plan).await?;
-    outcome.problems.extend(partial_problem);
-    tracing::info!(
-        repo = %repo.full_name,
-        created = outcome.created.len(),
-        updated = outcome.updated.len(),
-        closed = outcome.closed.len(),
-        pending = plan.pending.len(),
-        "pull requests in line with the plan"
-    );
-    Ok(Summary {
-        outcome,
-        pending: plan.pending,
-    })
+    Ok(writer.apply(plan).await?)
+}
+
+/// The workflow files open PRs this scan did not write still leave out: the writer said
+/// so for the PRs it wrote; the others still need a person to act.
+fn left_out_problems(prs: &[plan::ExistingPr], outcome: &Outcome) -> Vec<String> {
+    prs.iter()
+        .filter(|p| p.state == plan::PrState::Open)
+        .filter(|p| {
+            ![&outcome.created, &outcome.updated, &outcome.closed]
+                .iter()
+                .any(|written| written.contains(&p.number))
+        })
+        .map(crate::writer::left_out_workflows)
+        .filter(|files| !files.is_empty())
+        .map(|files| crate::writer::workflows_problem(&files))
+        .collect()
 }
 
 /// Fills in what the PR bodies say about each update, only now that the plan says which
@@ -266,7 +317,7 @@ pub async fn pull_request_event(
 }
 
 /// Ignores, for this repository, the digests `pr` proposes.
-async fn ignore_digests(
+pub(super) async fn ignore_digests(
     h: &Handler,
     pr: &PullRequest,
     reason: &str,
@@ -289,192 +340,11 @@ async fn ignore_digests(
 }
 
 /// Takes back the ignores of the digests `pr` proposes (reopened, or `recreate`).
-async fn unignore_digests(h: &Handler, pr: &PullRequest) -> Result<(), JobError> {
+pub(super) async fn unignore_digests(h: &Handler, pr: &PullRequest) -> Result<(), JobError> {
     for k in &pr.updates.0 {
         h.store
             .remove_ignore_digest(pr.repository_id, &k.image, k.tag.as_deref(), &k.new)
             .await?;
     }
     Ok(())
-}
-
-/// The commands people may give on digestif's PRs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Rebase,
-    Recreate,
-    IgnoreDigest,
-    IgnoreImage,
-    Unignore(String),
-    Unknown(String),
-}
-
-/// Reads `@digestif <command>` from the first line that addresses digestif.
-pub fn parse_command(body: &str) -> Option<Command> {
-    let line = body
-        .lines()
-        .map(str::trim)
-        .find(|l| l.to_ascii_lowercase().starts_with("@digestif"))?;
-    let rest = line["@digestif".len()..].trim();
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
-    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-    Some(match lower.as_slice() {
-        ["rebase", ..] => Command::Rebase,
-        ["recreate", ..] => Command::Recreate,
-        ["ignore", "this", "digest", ..] => Command::IgnoreDigest,
-        ["ignore", "this", "image", ..] => Command::IgnoreImage,
-        ["unignore", _, ..] => Command::Unignore(words[1].to_string()),
-        _ => Command::Unknown(rest.to_string()),
-    })
-}
-
-pub async fn comment(
-    h: &Handler,
-    repository_id: i64,
-    number: i64,
-    comment_id: i64,
-    body: &str,
-    sender: &str,
-) -> Result<(), JobError> {
-    let Some(command) = parse_command(body) else {
-        return Ok(());
-    };
-    let Some(repo) = h.store.repository(repository_id).await? else {
-        return Ok(());
-    };
-    let Some(pr) = h.store.pr_by_number(repository_id, number).await? else {
-        return Ok(());
-    };
-    let api = h.github.installation(repo.installation_id as u64)?;
-    let full = repo.full_name.as_str();
-    #[derive(Deserialize)]
-    struct Permission {
-        permission: String,
-    }
-    let allowed = match api
-        .get_opt::<Permission>(&format!(
-            "/repos/{full}/collaborators/{}/permission",
-            crate::github::repo::encode_path(sender)
-        ))
-        .await?
-    {
-        Some(p) => matches!(p.permission.as_str(), "admin" | "write" | "maintain"),
-        None => false,
-    };
-    if !allowed {
-        issues::comment(
-            &api,
-            full,
-            number,
-            &format!("Sorry @{sender}, only people with write access to this repository can give digestif commands."),
-        )
-        .await?;
-        return Ok(());
-    }
-    let now = h.clock.now();
-    let reply = match &command {
-        Command::Rebase => {
-            h.store.hand_back_pr(repository_id, number, now).await?;
-            None
-        }
-        Command::Recreate => {
-            if pr.state == PrStatus::Open {
-                Some("This pull request is open; `@digestif rebase` regenerates it.".to_string())
-            } else {
-                unignore_digests(h, &pr).await?;
-                None
-            }
-        }
-        Command::IgnoreDigest => {
-            let reason = format!("`@digestif ignore this digest` on #{number}");
-            ignore_digests(h, &pr, &reason, IgnoreSource::Command, sender).await?;
-            None
-        }
-        Command::IgnoreImage => {
-            let mut images: Vec<&str> = pr.updates.0.iter().map(|k| k.image.as_str()).collect();
-            images.dedup();
-            for image in images {
-                h.store
-                    .add_ignore(
-                        repository_id,
-                        &NewIgnore {
-                            image,
-                            tag: None,
-                            digest: None,
-                            reason: &format!("`@digestif ignore this image` on #{number}"),
-                            source: IgnoreSource::Command,
-                            created_by: Some(sender),
-                        },
-                        now,
-                    )
-                    .await?;
-            }
-            None
-        }
-        Command::Unignore(image) => {
-            let name = crate::reference::Reference::parse(image)
-                .map(|r| r.name())
-                .unwrap_or_else(|_| image.clone());
-            let n = h.store.remove_ignores(repository_id, &name, None).await?;
-            (n == 0).then(|| format!("Nothing was ignored for {}.", render::code(&name)))
-        }
-        Command::Unknown(text) => Some(format!(
-            "digestif does not know {}. Commands: `@digestif rebase`, `@digestif recreate`, \
-             `@digestif ignore this digest`, `@digestif ignore this image`, `@digestif unignore IMAGE`.",
-            render::code(text)
-        )),
-    };
-    match reply {
-        Some(text) => issues::comment(&api, full, number, &text).await?,
-        None => {
-            // Acknowledge with a reaction, then act through a scan.
-            let _: serde_json::Value = api
-                .post(
-                    &format!("/repos/{full}/issues/comments/{comment_id}/reactions"),
-                    &serde_json::json!({"content": "+1"}),
-                )
-                .await?;
-            h.store
-                .enqueue(
-                    &super::Work::ScanRepo {
-                        repository_id,
-                        reason: format!("command on #{number}"),
-                        // A person asked: `rebase` right after an upstream push must see it.
-                        fresh: true,
-                    }
-                    .to_job(),
-                    now,
-                )
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_are_read_from_the_addressed_line() {
-        assert_eq!(parse_command("@digestif rebase"), Some(Command::Rebase));
-        assert_eq!(
-            parse_command("thanks\n@Digestif  Ignore this DIGEST please"),
-            Some(Command::IgnoreDigest)
-        );
-        assert_eq!(
-            parse_command("@digestif ignore this image"),
-            Some(Command::IgnoreImage)
-        );
-        assert_eq!(
-            parse_command("@digestif unignore docker.io/library/Node"),
-            Some(Command::Unignore("docker.io/library/Node".into()))
-        );
-        assert_eq!(
-            parse_command("@digestif dance"),
-            Some(Command::Unknown("dance".into()))
-        );
-        assert_eq!(parse_command("no command"), None);
-    }
 }

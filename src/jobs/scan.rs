@@ -15,7 +15,8 @@ use tracing::Instrument as _;
 use super::handler::Handler;
 use crate::extract::{self, Extraction};
 use crate::github::api::Api;
-use crate::github::issues::{self, Annotation, CheckRun};
+use crate::github::checks::{self, Annotation, CheckRun};
+use crate::github::issues;
 use crate::github::repo::{self, Tree};
 use crate::jobs::JobError;
 use crate::render;
@@ -493,7 +494,7 @@ pub async fn check_config(
                 summary: "This change removes digestif's configuration file; digestif will use its defaults.",
                 annotations: &[],
             };
-            issues::completed_check_run(&api, &repo.full_name, &run).await?;
+            checks::completed_check_run(&api, &repo.full_name, &run).await?;
             return Ok(());
         }
         ConfigChange::Proposed(blob) => blob,
@@ -521,7 +522,7 @@ pub async fn check_config(
         summary: &result.summary,
         annotations: &result.annotations,
     };
-    issues::completed_check_run(&api, &repo.full_name, &run).await?;
+    checks::completed_check_run(&api, &repo.full_name, &run).await?;
     tracing::info!(repo = %repo.full_name, number, "config check reported");
     Ok(())
 }

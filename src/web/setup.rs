@@ -33,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::WebState;
 use super::admin::{self, Access};
+use crate::github::api::{Api, ApiError, RetryPolicy};
+use crate::github::apps;
 use crate::settings::AppCredentials;
 
 /// The manifest as shipped, with `example.com` URLs.
@@ -42,7 +44,6 @@ const STATE_COOKIE: &str = "digestif_setup_state";
 /// GitHub's manifest codes live an hour; so do our states.
 const STATE_TTL: Duration = Duration::from_secs(3600);
 const MAX_STATES: usize = 64;
-const API_VERSION: &str = "2022-11-28";
 
 #[derive(Debug, Error)]
 pub enum SetupError {
@@ -121,7 +122,6 @@ pub struct SetupState {
     states: Mutex<HashMap<String, Instant>>,
     busy: AtomicBool,
     registered: Mutex<Option<Registered>>,
-    http: reqwest::Client,
 }
 
 impl SetupState {
@@ -146,12 +146,6 @@ impl SetupState {
             states: Mutex::default(),
             busy: AtomicBool::new(false),
             registered: Mutex::default(),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(30))
-                .user_agent(concat!("digestif/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .unwrap_or_default(),
         }
     }
 
@@ -198,43 +192,21 @@ impl SetupState {
 
     /// Exchanges the code and writes the credentials file.
     async fn convert(&self, code: &str) -> Result<Registered, SetupError> {
-        let url = format!("{}/app-manifests/{code}/conversions", self.api_url);
-        let resp = self
-            .http
-            .post(&url)
-            .header("accept", "application/vnd.github+json")
-            .header("x-github-api-version", API_VERSION)
-            .send()
+        let api = Api::anonymous(&self.api_url, RetryPolicy::default())
+            .map_err(|e| SetupError::GitHub(e.to_string()))?;
+        let c = apps::convert_manifest(&api, code)
             .await
-            .map_err(|e| SetupError::GitHub(format!("POST {url}: {e}")))?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| SetupError::GitHub(format!("reading the answer: {e}")))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| {
-                    v.get("message")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_default();
-            return Err(SetupError::GitHub(format!(
-                "the code was not accepted ({status}): {message}"
-            )));
-        }
-        #[derive(Deserialize)]
-        struct Conversion {
-            id: u64,
-            slug: Option<String>,
-            html_url: Option<String>,
-            pem: String,
-            webhook_secret: Option<String>,
-        }
-        let c: Conversion = serde_json::from_slice(&body)
-            .map_err(|e| SetupError::GitHub(format!("unexpected answer: {e}")))?;
+            .map_err(|e| match e {
+                ApiError::Status {
+                    status, message, ..
+                } => SetupError::GitHub(format!(
+                    "the code was not accepted ({}): {message}",
+                    StatusCode::from_u16(status)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|_| status.to_string())
+                )),
+                e => SetupError::GitHub(e.to_string()),
+            })?;
         let webhook_secret = c.webhook_secret.filter(|s| !s.is_empty()).ok_or_else(|| {
             SetupError::GitHub("GitHub returned no webhook secret for the App".into())
         })?;

@@ -43,6 +43,23 @@ pub fn get_ref(state: &mut State, ctx: &Ctx) -> HandlerResult {
     Ok(Resp::ok(ref_json(state, &ctx.repo, &name, &sha)))
 }
 
+/// `GET /repos/{owner}/{repo}/git/matching-refs/{ref}`: every ref whose name starts with
+/// `refs/{ref}` (an empty list when none does).
+pub fn list_matching_refs(state: &mut State, ctx: &Ctx) -> HandlerResult {
+    let prefix = format!("refs/{}", ctx.param("ref"));
+    let refs: Vec<(String, String)> = repo(state, ctx)
+        .refs
+        .iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .map(|(name, sha)| (name.clone(), sha.clone()))
+        .collect();
+    let items: Vec<Value> = refs
+        .iter()
+        .map(|(name, sha)| ref_json(state, &ctx.repo, name, sha))
+        .collect();
+    Ok(Resp::ok(Value::Array(items)))
+}
+
 /// GitHub refuses ref updates from an App without the `workflows` permission when they
 /// change anything under `.github/workflows/`; returns the first such path.
 fn workflow_change(repo: &Repo, old: Option<&str>, new: &str) -> Option<String> {

@@ -405,6 +405,7 @@ fn route(state: &mut State, ctx: &Ctx) -> HandlerResult {
         "repos/get-content" => repos::get_content(state, ctx),
         "repos/get-collaborator-permission-level" => repos::collaborator_permission(state, ctx),
         "git/get-ref" => git::get_ref(state, ctx),
+        "git/list-matching-refs" => git::list_matching_refs(state, ctx),
         "git/create-ref" => git::create_ref(state, ctx),
         "git/update-ref" => git::update_ref(state, ctx),
         "git/delete-ref" => git::delete_ref(state, ctx),
