@@ -123,15 +123,21 @@ fn entry(yaml: &Yaml<'_>, out: &mut Collector<'_, '_>, item: NodeId, i: usize) {
     };
     // A `digest: ""` is a place for the digest; a `digest:` with no value is not written
     // as a string digestif can fill in.
+    let null = |k: &Key<'_>| {
+        k.style == ScalarStyle::Plain && matches!(k.value, "" | "~" | "null" | "Null" | "NULL")
+    };
+    // An empty `newTag` leaves the resources' tag as it is, like no `newTag`.
+    let tag = tag.filter(|t| !t.value.is_empty() && !null(t));
     let (digest, empty_digest) = match digest {
-        Some(d) if d.value.is_empty() && d.style == ScalarStyle::Plain => {
+        Some(d) if null(&d) => {
             out.skipped(d.at, "", "`digest:` has no value");
             return;
         }
         Some(d) if d.value.is_empty() => (None, Some(d.at)),
         d => (d, None),
     };
-    if tag.is_none() && digest.is_none() && empty_digest.is_none() {
+    // Without either, the tag is whatever the resources say, which this file does not.
+    if tag.is_none() && digest.is_none() {
         out.skipped(
             image.at,
             image.value,
@@ -357,7 +363,8 @@ mod tests {
     #[test]
     fn what_cannot_be_read_is_skipped_with_a_reason() {
         let text = "images:\n- name: a\n  newTag: ${TAG}\n- name: b\n  newTag: |\n    1\n\
-                    - name: c\n  digest:\n  newTag: 1\n- name: Bad\n  newTag: 1\n- just-a-string\n";
+                    - name: c\n  digest:\n  newTag: 1\n- name: Bad\n  newTag: 1\n- just-a-string\n\
+                    - name: d\n  newTag: \"\"\n  digest: \"\"\n";
         let e = run(text);
         assert!(e.references.is_empty(), "{:?}", e.references);
         let reasons: Vec<_> = e
@@ -365,10 +372,13 @@ mod tests {
             .iter()
             .map(|s| (s.line, s.reason.as_str()))
             .collect();
-        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
         assert_eq!(reasons[0], (3, "uses variable substitution"));
         assert!(reasons[1].1.contains("block scalar"));
         assert_eq!(reasons[2], (8, "`digest:` has no value"));
+        // An empty newTag and digest: the tag comes from the resources.
+        assert_eq!(reasons[3].0, 13);
+        assert!(reasons[3].1.contains("no newTag or digest"));
         assert_eq!(e.errors.len(), 1);
         assert_eq!(e.errors[0].line, Some(11));
     }
