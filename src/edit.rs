@@ -444,7 +444,7 @@ mod tests {
             text = text.replace('\n', "\r\n");
         }
         // A last line without its line break: the key inserted after it brings one.
-        if kind == 4 && parts.len() % 2 == 0 {
+        if kind == 4 && parts.len().is_multiple_of(2) {
             let cut = text.trim_end_matches(['\r', '\n']).len();
             text.truncate(cut);
         }

@@ -59,8 +59,8 @@ fn is_image_key(key: &str) -> bool {
 
 /// Searches `node` for image mappings and strings. Aliases are not followed: a cyclic or
 /// exponential alias graph must not make the search explode.
-fn walk<'y>(
-    yaml: &'y Yaml<'_>,
+fn walk(
+    yaml: &Yaml<'_>,
     out: &mut Collector<'_, '_>,
     node: NodeId,
     path: &mut Vec<String>,
