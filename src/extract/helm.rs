@@ -192,8 +192,9 @@ fn image_mapping(yaml: &Yaml<'_>, out: &mut Collector<'_, '_>, map: NodeId, loca
             }
             None
         }
-        // Helm reads `tag: 1.10` as the number 1.1 and may print big ones as 2.0240101e+07.
-        Some((t, ScalarStyle::Plain)) if t.text.parse::<f64>().is_ok() => {
+        Some((t, ScalarStyle::Plain))
+            if t.text.parse::<f64>().is_ok() && !prints_as_written(t.text) =>
+        {
             out.skipped(
                 t.at,
                 t.text,
@@ -228,6 +229,16 @@ fn image_mapping(yaml: &Yaml<'_>, out: &mut Collector<'_, '_>, map: NodeId, loca
         }
         Err(e) => out.error(holder.at, e),
     }
+}
+
+/// Whether Helm prints the YAML number `text` as `text`. Helm reads a plain `16` or `1.5`
+/// as a float64 and prints it in Go's shortest form: the same text only for numbers
+/// written that way, below a million (`1.10` prints as 1.1, `1234567` as 1.234567e+06).
+fn prints_as_written(text: &str) -> bool {
+    let Ok(x) = text.parse::<f64>() else {
+        return false;
+    };
+    x.is_finite() && (x == 0.0 || (1e-4..1e6).contains(&x.abs())) && format!("{x}") == text
 }
 
 #[cfg(test)]
@@ -345,6 +356,19 @@ mod tests {
         assert_eq!(got, [4, 8, 11, 14, 17], "{:?}", e.skipped);
         assert!(e.skipped[0].reason.contains("appVersion"));
         assert!(e.skipped[1].reason.contains("YAML number"));
+        // Numbers Helm prints as written are tags like any other.
+        let e = run(
+            "image:\n  repository: gesellix/couchdb-prometheus-exporter\n  tag: 16\n\
+                     b:\n  image: {repository: x, tag: 1.5}\nc:\n  image: {repository: y, tag: 1234567}\n",
+        );
+        let tags: Vec<_> = e
+            .references
+            .iter()
+            .map(|f| f.reference.tag.clone().unwrap())
+            .collect();
+        assert_eq!(tags, ["16", "1.5"]);
+        assert_eq!(e.skipped.len(), 1);
+        assert_eq!(e.skipped[0].line, 7);
     }
 
     #[test]
