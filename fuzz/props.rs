@@ -13,11 +13,13 @@ use digestif::reference::{Digest, Reference, parse_with_parts};
 use digestif::repo_config::RepoConfig;
 
 /// YAML paths that select each YAML extractor (`extract_file` decides by path).
-pub const YAML_PATHS: [&str; 4] = [
+pub const YAML_PATHS: [&str; 6] = [
     "compose.yaml",
     "docker-compose.override.yml",
     "k8s/deployment.yaml",
     ".github/workflows/ci.yml",
+    "overlays/prod/kustomization.yaml",
+    "chart/values.yaml",
 ];
 
 /// A reference that parses names the same image when printed and parsed again, and its
@@ -87,23 +89,40 @@ fn spans_are_true(path: &str, bytes: &[u8], e: &Extraction) {
             .filter(|&&b| b == b'\n')
             .count();
         assert_eq!(f.line, line, "{path}: {:?} at {:?}", f.text, f.span);
-        for part in [
+        let parts = [
             Some(&f.name_span),
             f.tag_span.as_ref(),
             f.digest_span.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            assert!(
-                f.span.start <= part.start && part.end <= f.span.end,
-                "{path}: part {part:?} outside {:?}",
-                f.span
+        ];
+        let inside =
+            |part: &std::ops::Range<usize>| f.span.start <= part.start && part.end <= f.span.end;
+        if parts.into_iter().flatten().all(inside) {
+            let reparsed = Reference::parse(&f.text).unwrap_or_else(|e| {
+                panic!("{path}: reported {:?}, which does not parse: {e}", f.text)
+            });
+            assert_eq!(reparsed, f.reference, "{path}: {:?}", f.text);
+            continue;
+        }
+        // A reference written over several keys (Kustomize, Helm values): each part holds
+        // the reference's own tag and digest.
+        let at = |r: &std::ops::Range<usize>| {
+            bytes
+                .get(r.clone())
+                .unwrap_or_else(|| panic!("{path}: part {r:?} outside the file"))
+        };
+        at(&f.name_span);
+        if let Some(r) = &f.tag_span {
+            assert_eq!(
+                Some(at(r)),
+                f.reference.tag.as_deref().map(str::as_bytes),
+                "{path}"
             );
         }
-        let reparsed = Reference::parse(&f.text)
-            .unwrap_or_else(|e| panic!("{path}: reported {:?}, which does not parse: {e}", f.text));
-        assert_eq!(reparsed, f.reference, "{path}: {:?}", f.text);
+        match (&f.digest_span, &f.reference.digest) {
+            (Some(r), Some(d)) => assert_eq!(at(r), d.to_string().as_bytes(), "{path}"),
+            (Some(r), None) => assert!(r.is_empty(), "{path}: {r:?} holds no digest"),
+            (None, _) => {}
+        }
     }
 }
 

@@ -1138,6 +1138,11 @@ fn digestif_would_pin_exactly_the_deployment_s_base_images_here() {
                 "deploy/kubernetes/deployment.yaml",
                 "registry.example.com/digestif"
             ),
+            // `images:` sets the tag the Deployment runs.
+            (
+                "deploy/kubernetes/kustomization.yaml",
+                "registry.example.com/digestif"
+            ),
         ])
     );
 

@@ -1407,6 +1407,7 @@ impl<'a, 's> Resolver<'a, 's> {
             name_span: place(parts.name).unwrap_or_else(|| span.clone()),
             tag_span: parts.tag.and_then(place),
             digest_span,
+            pin_insert: None,
             span,
             context,
             not_editable,

@@ -551,9 +551,10 @@ mod tests {
             f.context.location.as_deref(),
             Some("Pod spec.containers[0].image")
         );
+        // Values files have an extractor of their own (helm.rs).
         let values = "image:\n  repository: nginx\ncontainers:\n- image: a:1\n";
         assert_eq!(
-            crate::extract::extract_file("chart/values.yaml", values.as_bytes()),
+            crate::extract::extract_file("chart/settings.yaml", values.as_bytes()),
             None
         );
     }

@@ -9,7 +9,9 @@ pub mod bake;
 pub mod compose;
 pub mod devcontainer;
 pub mod dockerfile;
+pub mod helm;
 pub mod kubernetes;
+pub mod kustomize;
 mod literals;
 mod yaml;
 
@@ -33,6 +35,8 @@ pub enum Kind {
     Actions,
     Devcontainer,
     Bake,
+    Kustomize,
+    Helm,
 }
 
 impl Kind {
@@ -44,6 +48,8 @@ impl Kind {
             Kind::Actions => "actions",
             Kind::Devcontainer => "devcontainer",
             Kind::Bake => "bake",
+            Kind::Kustomize => "kustomize",
+            Kind::Helm => "helm",
         }
     }
 }
@@ -94,10 +100,25 @@ pub struct Found {
     pub tag_span: Option<Range<usize>>,
     /// Byte span of the digest, without the `@`.
     pub digest_span: Option<Range<usize>>,
+    /// Where a digest the reference does not have yet is written, when it is not appended
+    /// to the image text: formats that keep it in a key of its own (Kustomize `digest:`)
+    /// get a key inserted. `None`: pinning appends `@digest` at the end of `span`.
+    pub pin_insert: Option<Insertion>,
     pub context: Context,
     /// Why digestif must not write a digest here (the digest is put together from several
     /// places, say); such a reference is still listed and checked, never edited.
     pub not_editable: Option<String>,
+}
+
+/// Text to insert at a byte offset to pin a reference: `before`, the digest, `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insertion {
+    pub at: usize,
+    pub before: String,
+    pub after: String,
+    /// The bytes right before `at` when the file was scanned (the rest of the line the key
+    /// goes after), checked before editing so the key never lands in text that moved.
+    pub follows: String,
 }
 
 /// A place that looks like an image reference but that we deliberately leave alone.
@@ -143,6 +164,9 @@ impl Extraction {
             }
             if let Some(r) = f.digest_span.as_mut() {
                 mv(r);
+            }
+            if let Some(i) = f.pin_insert.as_mut() {
+                i.at += by;
             }
         }
     }
@@ -210,6 +234,7 @@ impl<'a> Source<'a> {
             name_span: at(parts.name),
             tag_span: parts.tag.map(at),
             digest_span: parts.digest.map(at),
+            pin_insert: None,
             context,
             not_editable: None,
         })
@@ -240,6 +265,96 @@ impl<'a> Source<'a> {
                 .errors
                 .push(self.error(Some(self.line_of(start)), e.to_string())),
         }
+    }
+}
+
+/// A piece of a reference written in a key of its own: its text and where it starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Piece<'t> {
+    pub at: usize,
+    pub text: &'t str,
+}
+
+impl Piece<'_> {
+    fn span(&self) -> Range<usize> {
+        self.at..self.at + self.text.len()
+    }
+}
+
+impl Source<'_> {
+    /// A reference put together from a name (after an optional registry written
+    /// elsewhere), an optional tag (which may carry `@digest`) and an optional digest, each
+    /// written in a key of its own (Kustomize `images:`, Helm values). `holder` is the piece
+    /// whose bytes are the reference's `text` and `span`. An error says why the pieces do
+    /// not make one reference.
+    pub(crate) fn composed(
+        &self,
+        registry: Option<&str>,
+        name: Piece<'_>,
+        tag: Option<Piece<'_>>,
+        digest: Option<Piece<'_>>,
+        holder: Piece<'_>,
+        context: Context,
+    ) -> Result<Found, String> {
+        let mut image = String::new();
+        if let Some(r) = registry {
+            image.push_str(r);
+            image.push('/');
+        }
+        image.push_str(name.text);
+        let name_end = image.len();
+        let tag_at = tag.map(|t| {
+            image.push(':');
+            let at = image.len();
+            image.push_str(t.text);
+            (t, at)
+        });
+        let digest_at = digest.map(|d| {
+            image.push('@');
+            let at = image.len();
+            image.push_str(d.text);
+            (d, at)
+        });
+        let (reference, parts) =
+            reference::parse_with_parts(&image).map_err(|e| format!("{image}: {e}"))?;
+        if parts.name != (0..name_end) {
+            return Err(format!("{image}: {:?} is not an image name", name.text));
+        }
+        // A part of `image` that lies in the tag piece, as bytes of the file.
+        let in_tag = |r: Range<usize>| {
+            tag_at.and_then(|(t, at)| {
+                (r.start >= at && r.end <= at + t.text.len())
+                    .then(|| t.at + r.start - at..t.at + r.end - at)
+            })
+        };
+        let tag_span = match (tag_at, parts.tag) {
+            (Some((_, at)), Some(r)) if r.start == at => in_tag(r),
+            (None, None) => None,
+            _ => return Err(format!("{image}: the tag is not an image tag")),
+        };
+        let digest_span = match (digest_at, parts.digest) {
+            (Some((d, at)), Some(r)) if r == (at..at + d.text.len()) => Some(d.span()),
+            (Some(_), _) => return Err(format!("{image}: the digest is not a digest")),
+            (None, Some(r)) => match in_tag(r) {
+                Some(span) => Some(span),
+                None => return Err(format!("{image}: the digest is not a digest")),
+            },
+            (None, None) => None,
+        };
+        Ok(Found {
+            file: self.file.to_string(),
+            line: self.line_of(holder.at),
+            kind: self.kind,
+            reference,
+            text: holder.text.to_string(),
+            span: holder.span(),
+            name_span: name.span(),
+            tag_span,
+            digest_span,
+            pin_insert: None,
+            context,
+            not_editable: None,
+        })
     }
 }
 
@@ -309,6 +424,13 @@ pub fn kind_for_path(path: &str) -> Option<Kind> {
     if lower.starts_with("docker-bake") && (lower.ends_with(".hcl") || lower.ends_with(".json")) {
         return Some(Kind::Bake);
     }
+    // Kustomize reads these three names, in this order of preference.
+    if matches!(
+        name,
+        "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+    ) {
+        return Some(Kind::Kustomize);
+    }
     let yaml = lower.ends_with(".yml") || lower.ends_with(".yaml");
     if !yaml {
         return None;
@@ -320,6 +442,9 @@ pub fn kind_for_path(path: &str) -> Option<Kind> {
     }
     if lower.starts_with("compose.") || lower.starts_with("docker-compose") {
         return Some(Kind::Compose);
+    }
+    if helm::is_values_file(name) {
+        return Some(Kind::Helm);
     }
     Some(Kind::Kubernetes)
 }
@@ -376,6 +501,12 @@ pub fn extract_file(path: &str, bytes: &[u8]) -> Option<Extraction> {
     if kind == Kind::Kubernetes && !kubernetes::looks_like_manifest(text) {
         return None;
     }
+    // A values file that is a manifest is read as one, as it was before values were read.
+    let kind = match kind {
+        Kind::Helm if kubernetes::looks_like_manifest(text) => Kind::Kubernetes,
+        Kind::Helm if !helm::looks_like_values(text) => return None,
+        k => k,
+    };
     if confirmed_by_content(path) && !dockerfile::looks_like_dockerfile(text) {
         return None;
     }
@@ -387,6 +518,8 @@ pub fn extract_file(path: &str, bytes: &[u8]) -> Option<Extraction> {
         Kind::Actions => actions::extract(&source),
         Kind::Devcontainer => devcontainer::extract(&source),
         Kind::Bake => bake::extract(&source),
+        Kind::Kustomize => kustomize::extract(&source),
+        Kind::Helm => helm::extract(&source),
     };
     if bom > 0 {
         out.shift(bom);

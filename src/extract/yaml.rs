@@ -223,6 +223,11 @@ impl<'a> Yaml<'a> {
         id
     }
 
+    /// The file's text.
+    pub(crate) fn text(&self) -> &'a str {
+        self.text
+    }
+
     /// The root node of each document that parsed.
     pub(crate) fn documents(&self) -> &[NodeId] {
         &self.documents
@@ -365,6 +370,45 @@ impl<'a> Yaml<'a> {
             }
         }
         out
+    }
+
+    /// The key and value nodes of `key` written in the mapping `map` itself (merged-in
+    /// entries are elsewhere in the file, so nothing can be written next to them).
+    pub(crate) fn own_entry(&self, map: NodeId, key: &str) -> Option<(NodeId, NodeId)> {
+        self.mapping(map)?
+            .iter()
+            .rev()
+            .find(|&&(k, _)| matches!(self.raw(k), Some(Value::Scalar(s, _)) if s == key))
+            .copied()
+    }
+
+    /// A scalar's value, style and where its text starts in the file (aliases followed), or
+    /// why its bytes cannot be edited as its value.
+    pub(crate) fn scalar_text(
+        &self,
+        id: NodeId,
+    ) -> Result<(usize, &str, ScalarStyle), &'static str> {
+        let id = self.resolve(id);
+        let at = self.locate(id)?;
+        match self.raw(id) {
+            Some(Value::Scalar(value, style)) => Ok((at, value, *style)),
+            _ => Err("the value is not a string"),
+        }
+    }
+
+    /// Where the node's own text starts (after any `!tag` or `&anchor`).
+    pub(crate) fn start_of(&self, id: NodeId) -> usize {
+        self.nodes
+            .get(self.resolve(id))
+            .map_or(0, |n| skip_properties(self.text, n.start))
+    }
+
+    /// Whether the mapping or sequence `id` is written in flow style (`{ … }`, `[ … ]`).
+    pub(crate) fn is_flow(&self, id: NodeId) -> bool {
+        matches!(
+            self.text.as_bytes().get(self.start_of(id)),
+            Some(b'{' | b'[')
+        )
     }
 
     /// The byte offset where the scalar's text starts in the file: the first character of a
@@ -841,6 +885,36 @@ impl<'s, 'a> Collector<'s, 'a> {
                     | "off"
             ) || value.parse::<f64>().is_ok());
         !typed && crate::reference::Reference::parse(value).is_ok() && self.yaml.locate(id).is_ok()
+    }
+
+    /// The file being read.
+    pub(crate) fn source(&self) -> &Source<'a> {
+        self.source
+    }
+
+    /// Reports a reference an extractor put together itself (from several keys). One
+    /// piece of text shared by two of them (a YAML alias) is written once: the second is
+    /// listed, never edited, as two edits of the same bytes would collide.
+    pub(crate) fn found(&mut self, mut f: super::Found) {
+        if !self.seen.insert(f.span.start) {
+            f.not_editable = Some(
+                "its text is shared (a YAML alias) with another image; digestif cannot write \
+                 a digest for both"
+                    .to_string(),
+            );
+        }
+        self.out.references.push(f);
+    }
+
+    /// Reports `text` at byte `at` as skipped for `reason`.
+    pub(crate) fn skipped(&mut self, at: usize, text: &str, reason: &str) {
+        self.skip(at, text, reason);
+    }
+
+    /// Reports an error at byte `at`.
+    pub(crate) fn error(&mut self, at: usize, message: String) {
+        let line = self.source.line_of(at);
+        self.out.errors.push(self.source.error(Some(line), message));
     }
 
     fn skip(&mut self, at: usize, text: &str, reason: &str) {
