@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use digestif::extract::extract_file;
-use digestif::scan::{WalkOptions, candidates, scan_dir};
+use digestif::local_scan::{WalkOptions, candidates, scan_dir};
 
 const FILES: usize = 10_000;
 

@@ -14,7 +14,7 @@ use crate::github::api::{GitHubApp, RetryPolicy};
 use crate::jobs::{Handler, Work};
 use crate::jobs::{Scheduler, Worker, WorkerOptions};
 use crate::registry::{RegistryConfig, Resolver};
-use crate::settings::{OpsSettings, Settings, redact_url};
+use crate::server_settings::{OpsSettings, Settings, redact_url};
 use crate::store::Store;
 use crate::web::{self, OpsState, WebState};
 
@@ -98,7 +98,7 @@ impl Server {
             tuning,
             app_ready: Arc::new(AtomicBool::new(false)),
             ops: OpsSettings {
-                github_web_url: crate::settings::github_web_url(&settings_api_url),
+                github_web_url: crate::server_settings::github_web_url(&settings_api_url),
                 ..OpsSettings::default()
             },
         })

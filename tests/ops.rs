@@ -17,7 +17,7 @@ use digestif::clock::SystemClock;
 use digestif::jobs::JobError;
 use digestif::registry::RegistryConfig;
 use digestif::server::{Server, Tuning};
-use digestif::settings::{OpsSettings, Settings};
+use digestif::server_settings::{OpsSettings, Settings};
 use digestif::store::{ImageRefRecord, NewJob, NewRepository, PrStatus, PrUpsert, Store};
 use serde_json::{Value, json};
 use support::fake_github::{FakeGitHub, webhooks};
@@ -82,7 +82,7 @@ async fn start_with(
         ..Tuning::default()
     };
     let ops = OpsSettings {
-        github_web_url: digestif::settings::github_web_url(fake.url()),
+        github_web_url: digestif::server_settings::github_web_url(fake.url()),
         ..ops
     };
     let server = Server::build(

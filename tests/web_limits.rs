@@ -11,7 +11,7 @@ use std::time::Duration;
 use digestif::clock::SystemClock;
 use digestif::registry::RegistryConfig;
 use digestif::server::{Server, Tuning};
-use digestif::settings::{OpsSettings, Settings};
+use digestif::server_settings::{OpsSettings, Settings};
 use digestif::web::Limits;
 use serde_json::json;
 use support::fake_github::{FakeGitHub, webhooks};
@@ -70,7 +70,7 @@ async fn start(fake: &FakeGitHub, http: Limits, admin_session: Duration) -> Runn
     };
     let ops = OpsSettings {
         admin_token: Some(ADMIN.into()),
-        github_web_url: digestif::settings::github_web_url(fake.url()),
+        github_web_url: digestif::server_settings::github_web_url(fake.url()),
         ..OpsSettings::default()
     };
     let server = Server::build(

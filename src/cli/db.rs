@@ -80,7 +80,7 @@ async fn open(db: &DbArgs, migrate: bool) -> anyhow::Result<Store> {
     Store::connect_with(o).await.with_context(|| {
         format!(
             "cannot open the database {}",
-            crate::settings::redact_url(&db.database_url)
+            crate::server_settings::redact_url(&db.database_url)
         )
     })
 }

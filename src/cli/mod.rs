@@ -1,6 +1,6 @@
 //! Command-line interface: one submodule per subcommand.
 
-pub mod config;
+pub mod check_config;
 pub mod db;
 pub mod healthcheck;
 pub mod resolve;
@@ -30,7 +30,7 @@ pub enum Command {
     /// Rewrite stale digests (and with --pin, pin tag-only references) in place.
     Update(update::UpdateArgs),
     /// Validate a repository configuration file (.github/digestif.yml).
-    CheckConfig(config::CheckConfigArgs),
+    CheckConfig(check_config::CheckConfigArgs),
     /// Print the JSON Schema of the repository configuration file.
     ConfigSchema,
     /// Create or upgrade the database schema.
@@ -44,7 +44,7 @@ pub enum Command {
     Trigger(db::TriggerArgs),
     /// Run the GitHub App server (webhooks, scheduled scans, job workers); with no App
     /// configured, serve /setup to register one.
-    Serve(Box<crate::settings::ServeArgs>),
+    Serve(Box<crate::server_settings::ServeArgs>),
     /// Exit 0 when the server's health endpoint answers 200 (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -79,7 +79,7 @@ impl Cli {
         let shown = match env_value {
             Some(v) => format!(
                 "[env: {DATABASE_URL_ENV}={}]",
-                crate::settings::redact_url(&v)
+                crate::server_settings::redact_url(&v)
             ),
             None => format!("[env: {DATABASE_URL_ENV}=]"),
         };
@@ -114,8 +114,8 @@ impl Cli {
         match self.command {
             Command::Scan(args) => scan::run(args),
             Command::Update(args) => update::run(args),
-            Command::CheckConfig(args) => config::check(args),
-            Command::ConfigSchema => config::schema(),
+            Command::CheckConfig(args) => check_config::check(args),
+            Command::ConfigSchema => check_config::schema(),
             Command::Migrate(args) => db::migrate(args),
             Command::Jobs(args) => db::jobs(args),
             Command::Repos(args) => db::repos(args),

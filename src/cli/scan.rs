@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::resolve::{RegistryArgs, resolve_all};
 use super::{EXIT_FINDINGS, Format};
 use crate::extract::{Context, Extraction, FileError, Found, Skipped};
+use crate::local_scan::{WalkOptions, scan_dir};
 use crate::registry::{Resolution, Status};
-use crate::scan::{WalkOptions, scan_dir};
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {

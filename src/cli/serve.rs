@@ -11,7 +11,7 @@ use super::EXIT_ERROR;
 use crate::clock::SystemClock;
 use crate::registry::RegistryConfig;
 use crate::server::{Server, Tuning};
-use crate::settings::{OpsSettings, ServeArgs, Settings, SettingsError};
+use crate::server_settings::{OpsSettings, ServeArgs, Settings, SettingsError};
 use crate::web::setup::{self, SetupState};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

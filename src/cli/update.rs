@@ -13,9 +13,9 @@ use super::resolve::{RegistryArgs, resolve_all};
 use super::scan::short_digest;
 use crate::edit::{self, Change};
 use crate::extract::Found;
+use crate::local_scan::{WalkOptions, scan_dir};
 use crate::reference::Digest;
 use crate::registry::{Resolution, Status};
-use crate::scan::{WalkOptions, scan_dir};
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
@@ -169,11 +169,11 @@ fn wanted(f: &Found, res: &Resolution, pin: bool) -> Option<Digest> {
 /// Applies the changes of one file (checking that it still holds what was scanned);
 /// writes it unless `write` is false. Returns how many references change.
 fn apply_file(path: &Path, planned: &[Planned], write: bool) -> anyhow::Result<usize> {
-    let bytes = match crate::scan::read_capped(path, crate::extract::MAX_FILE_SIZE)
+    let bytes = match crate::local_scan::read_capped(path, crate::extract::MAX_FILE_SIZE)
         .with_context(|| format!("cannot read {}", path.display()))?
     {
-        crate::scan::Capped::Bytes(b) => b,
-        crate::scan::Capped::TooLarge(_) => anyhow::bail!(
+        crate::local_scan::Capped::Bytes(b) => b,
+        crate::local_scan::Capped::TooLarge(_) => anyhow::bail!(
             "{} grew over the {} byte limit since it was scanned",
             path.display(),
             crate::extract::MAX_FILE_SIZE

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Work, scan};
+use super::{Work, repo_scan};
 use crate::clock::Clock;
 use crate::github::api::{ApiError, GitHubApp};
 use crate::github::apps;
@@ -64,7 +64,7 @@ impl Handler {
                 repository_id,
                 fresh,
                 ..
-            } => scan::scan_repository(self, repository_id, fresh).await,
+            } => repo_scan::scan_repository(self, repository_id, fresh).await,
             Work::RepositoryEvent {
                 installation_id,
                 repository_id,
@@ -86,7 +86,10 @@ impl Handler {
                 repository_id,
                 number,
                 head_sha,
-            } => scan::check_config(self, installation_id, repository_id, number, &head_sha).await,
+            } => {
+                repo_scan::check_config(self, installation_id, repository_id, number, &head_sha)
+                    .await
+            }
             Work::PullRequestEvent {
                 repository_id,
                 number,

@@ -10,9 +10,9 @@ pub mod dashboard;
 pub mod handler;
 pub mod pulls;
 pub mod recover;
+pub mod repo_scan;
 pub mod resolve;
 pub mod runtime;
-pub mod scan;
 pub mod scheduler;
 
 use serde::{Deserialize, Serialize};

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::handler::Handler;
+use super::repo_scan::Snapshot;
 use super::resolve::Resolved;
-use super::scan::Snapshot;
 use crate::github::api::Api;
 use crate::github::issues;
 use crate::insight::Details;
@@ -181,7 +181,7 @@ async fn write(
         full_name: &repo.full_name,
         html_url: format!(
             "{}/{}",
-            crate::settings::github_web_url(h.github.api_url()),
+            crate::server_settings::github_web_url(h.github.api_url()),
             repo.full_name
         ),
         config,

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::config::normalize_host;
 use super::http::lock;
+use super::settings::normalize_host;
 
 pub const ENV_PULL_BUDGET: &str = "DIGESTIF_REGISTRY_PULL_BUDGET";
 

@@ -13,7 +13,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use super::config::{Lookup, RegistryConfig, SystemLookup};
+use super::settings::{Lookup, RegistryConfig, SystemLookup};
 pub use super::special::refused;
 
 /// Which exemptions a client's requests may use. Two clients, because the DNS resolver

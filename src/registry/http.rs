@@ -15,8 +15,8 @@ use tracing::{debug, warn};
 use super::RegistryError;
 use super::budget::{Budgets, Spender, Usage};
 use super::cache::Coalescing;
-use super::config::{ConfigError, Credential, RegistryConfig, strip_port};
 use super::guard::{self, Exemption, GuardResolver, Refused};
+use super::settings::{ConfigError, Credential, RegistryConfig, strip_port};
 
 /// What a request was for, as counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -38,10 +38,10 @@
 
 mod budget;
 mod cache;
-mod config;
 mod details;
 mod guard;
 mod http;
+mod settings;
 mod special;
 
 use std::collections::BTreeMap;
@@ -63,14 +63,14 @@ use crate::reference::{Digest, Reference};
 
 pub use budget::{Budget, Usage as BudgetUsage, parse as parse_pull_budgets};
 pub use cache::{Coalescing, Limits as CacheLimits, Usage as CacheUsage};
-pub use config::{
+pub use details::DetailsRequest;
+pub use guard::refused as refused_address;
+pub use http::{RequestCount, RequestKind};
+pub use settings::{
     ConfigError, Credential, DOCKER_HUB_API, ENV_ALLOW_PRIVATE, ENV_CA_FILE, ENV_CACHE_ENTRIES,
     ENV_CACHE_MB, ENV_INSECURE, ENV_MIRRORS, ENV_PULL_BUDGET, ENV_TOKEN_HOSTS, Lookup,
     RegistryConfig, Secret, SystemLookup, load_docker_config, normalize_host, parse_docker_config,
 };
-pub use details::DetailsRequest;
-pub use guard::refused as refused_address;
-pub use http::{RequestCount, RequestKind};
 
 use budget::Spender;
 use http::{Endpoint, Http, MAX_BODY};
@@ -355,7 +355,8 @@ enum Manifest {
     Image(Arc<OciImageManifest>),
 }
 
-type RKey = (String, String, String);
+/// What the registry caches are keyed by: (registry host, repository, tag or digest).
+type CacheKey = (String, String, String);
 
 /// Resolves references against registries. Cheap to clone; share one per process.
 #[derive(Clone)]
@@ -365,11 +366,11 @@ pub struct Resolver {
 
 struct Inner {
     http: Http,
-    tags: Coalescing<RKey, Result<Head, RegistryError>>,
-    heads: Coalescing<RKey, Result<Head, RegistryError>>,
-    manifests: Coalescing<RKey, Result<Manifest, RegistryError>>,
-    configs: Coalescing<RKey, Result<Arc<ImageConfig>, RegistryError>>,
-    metadata: Coalescing<RKey, Result<ImageSummary, RegistryError>>,
+    tags: Coalescing<CacheKey, Result<Head, RegistryError>>,
+    heads: Coalescing<CacheKey, Result<Head, RegistryError>>,
+    manifests: Coalescing<CacheKey, Result<Manifest, RegistryError>>,
+    configs: Coalescing<CacheKey, Result<Arc<ImageConfig>, RegistryError>>,
+    metadata: Coalescing<CacheKey, Result<ImageSummary, RegistryError>>,
     /// PR-body facts per image: SBOM package lists are the largest thing cached here.
     facts: Coalescing<details::FactsKey, Result<Arc<crate::insight::ImageFacts>, RegistryError>>,
 }
@@ -900,7 +901,7 @@ impl Resolver {
 
 // Estimated sizes of cache entries (bytes of text they hold): the caches' byte limits.
 
-fn weigh_key((a, b, c): &RKey) -> usize {
+fn weigh_key((a, b, c): &CacheKey) -> usize {
     a.len() + b.len() + c.len()
 }
 
@@ -911,11 +912,11 @@ fn weigh_result<V>(v: &Result<V, RegistryError>, ok: impl Fn(&V) -> usize) -> us
     }
 }
 
-fn weigh_head(k: &RKey, v: &Result<Head, RegistryError>) -> usize {
+fn weigh_head(k: &CacheKey, v: &Result<Head, RegistryError>) -> usize {
     weigh_key(k) + weigh_result(v, |h| h.digest.to_string().len() + h.media_type.len())
 }
 
-fn weigh_manifest(k: &RKey, v: &Result<Manifest, RegistryError>) -> usize {
+fn weigh_manifest(k: &CacheKey, v: &Result<Manifest, RegistryError>) -> usize {
     // Parsed manifests are kept; their JSON is a fair measure of what they hold.
     weigh_key(k)
         + weigh_result(v, |m| match m {
@@ -924,7 +925,7 @@ fn weigh_manifest(k: &RKey, v: &Result<Manifest, RegistryError>) -> usize {
         })
 }
 
-fn weigh_config(k: &RKey, v: &Result<Arc<ImageConfig>, RegistryError>) -> usize {
+fn weigh_config(k: &CacheKey, v: &Result<Arc<ImageConfig>, RegistryError>) -> usize {
     weigh_key(k)
         + weigh_result(v, |c| {
             let labels = c.config.as_ref().and_then(|s| s.labels.as_ref());
@@ -973,7 +974,7 @@ fn weigh_facts(
         })
 }
 
-fn weigh_metadata(k: &RKey, v: &Result<ImageSummary, RegistryError>) -> usize {
+fn weigh_metadata(k: &CacheKey, v: &Result<ImageSummary, RegistryError>) -> usize {
     weigh_key(k)
         + weigh_result(v, |m| {
             m.platforms.iter().map(String::len).sum::<usize>()

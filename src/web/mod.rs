@@ -26,7 +26,7 @@ use crate::store::Store;
 mod admin;
 pub mod connections;
 pub mod intake;
-mod metrics;
+mod prometheus;
 pub mod setup;
 mod status;
 
@@ -56,7 +56,7 @@ pub fn router(state: WebState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/", get(status::page))
-        .route("/metrics", get(metrics::scrape))
+        .route("/metrics", get(prometheus::scrape))
         .route("/setup", get(setup::disabled))
         .route("/setup/callback", get(setup::disabled))
         .with_state(state)

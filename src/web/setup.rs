@@ -35,7 +35,7 @@ use super::WebState;
 use super::admin::{self, Access};
 use crate::github::api::{Api, ApiError, RetryPolicy};
 use crate::github::apps;
-use crate::settings::AppCredentials;
+use crate::server_settings::AppCredentials;
 
 /// The manifest as shipped, with `example.com` URLs.
 pub const APP_MANIFEST: &str = include_str!("../../deploy/app.yml");

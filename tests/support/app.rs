@@ -7,7 +7,7 @@ use std::time::Duration;
 use digestif::clock::SystemClock;
 use digestif::jobs::Work;
 use digestif::server::{Server, Tuning};
-use digestif::settings::Settings;
+use digestif::server_settings::Settings;
 use digestif::store::Store;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -131,7 +131,7 @@ async fn start(
         .await
         .expect("server builds");
     let server = match &setup.osv_url {
-        Some(u) => server.with_ops(digestif::settings::OpsSettings {
+        Some(u) => server.with_ops(digestif::server_settings::OpsSettings {
             osv_url: Some(u.clone()),
             ..Default::default()
         }),

@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::EXIT_FINDINGS;
+use crate::local_scan::{Capped, read_capped};
 use crate::repo_config::{Limits, MAX_CONFIG_SIZE, RepoConfig, json_schema, too_large};
-use crate::scan::{Capped, read_capped};
 
 #[derive(Debug, Args)]
 pub struct CheckConfigArgs {
@@ -25,7 +25,9 @@ pub struct CheckConfigArgs {
 pub fn check(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let name = args.file.display();
     let limits = Limits {
-        min_schedule_interval: crate::settings::min_schedule_interval(&args.min_schedule_interval)?,
+        min_schedule_interval: crate::server_settings::min_schedule_interval(
+            &args.min_schedule_interval,
+        )?,
     };
     // The server's cap, checked the same way: a file it would refuse is refused here.
     let parsed = match read_capped(&args.file, MAX_CONFIG_SIZE as usize)
