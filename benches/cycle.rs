@@ -28,7 +28,8 @@
 //! GitHub requests per unchanged and per changed repository (and how many of them were a
 //! `304 Not Modified`), with a breakdown by operation; registry requests by kind beside the
 //! number of distinct tags the repositories pin; PRs opened; each server's peak RSS and CPU
-//! time. The figures go to `benches/results/cycle.json` too.
+//! time. The figures go to `benches/results/cycle.json` too (`cycle-sqlite.json` and so on
+//! for a run of some setups).
 //!
 //! `cargo test --all-targets` runs this binary without `--bench`: 24 repositories over 3
 //! installations and 12 tags on SQLite, with the PRs checked (one per repository that pins a
@@ -77,6 +78,13 @@ impl Setup {
             Setup::Sqlite => "sqlite".into(),
             Setup::Postgres => "postgres".into(),
             Setup::Replicas(n) => format!("postgres, {n} replicas"),
+        }
+    }
+    fn file_name(&self) -> &'static str {
+        match self {
+            Setup::Sqlite => "sqlite",
+            Setup::Postgres => "postgres",
+            Setup::Replicas(_) => "replicas",
         }
     }
     fn backend(&self) -> Backend {
@@ -140,7 +148,16 @@ fn main() {
         .expect("runtime");
     let results = runtime.block_on(run(&bin, scale, &setups, bench));
     if bench {
-        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/cycle.json");
+        // `cycle.json` for all setups, `cycle-sqlite.json` etc. for a run of some.
+        let names: Vec<&str> = setups.iter().map(Setup::file_name).collect();
+        let file = if names.len() == 3 {
+            "cycle.json".to_string()
+        } else {
+            format!("cycle-{}.json", names.join("-"))
+        };
+        let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("benches/results")
+            .join(file);
         let json = json!({
             "scale": {
                 "repos": scale.repos,
