@@ -31,6 +31,11 @@
 //! time. The figures go to `benches/results/cycle.json` too (`cycle-sqlite.json` and so on
 //! for a run of some setups).
 //!
+//! `cargo bench --bench cycle -- sweep` runs the SQLite setup (or those named after `sweep`)
+//! at each size in `DIGESTIF_BENCH_SWEEP` (1000,2500,5000,10000 repositories; the other
+//! settings as above) and draws the chart "cycle time vs number of repositories"
+//! (`benches/results/cycle-sweep.svg`, figures in `cycle-sweep.json`).
+//!
 //! `cargo test --all-targets` runs this binary without `--bench`: 24 repositories over 3
 //! installations and 12 tags on SQLite, with the PRs checked (one per repository that pins a
 //! moved tag, none elsewhere, none twice) and the registry requests checked: one manifest
@@ -146,6 +151,15 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if bench && args.iter().any(|a| a == "sweep") {
+        let setups = if args.iter().any(|a| a == "postgres" || a == "replicas") {
+            setups
+        } else {
+            vec![Setup::Sqlite]
+        };
+        runtime.block_on(sweep(&bin, scale, &setups));
+        return;
+    }
     let results = runtime.block_on(run(&bin, scale, &setups, bench));
     if bench {
         // `cycle.json` for all setups, `cycle-sqlite.json` etc. for a run of some.
@@ -187,6 +201,131 @@ async fn run(bin: &Path, scale: Scale, setups: &[Setup], bench: bool) -> Vec<Val
         results.push(run_setup(bin, scale, setup, &mut world, bench).await);
     }
     results
+}
+
+/// `-- sweep`: the whole run (onboarding, moved, unchanged) at each size of
+/// `DIGESTIF_BENCH_SWEEP` (repositories, comma-separated), one registry for all; writes
+/// `benches/results/cycle-sweep.json` and the chart `cycle-sweep.svg`.
+async fn sweep(bin: &Path, scale: Scale, setups: &[Setup]) {
+    let sizes: Vec<usize> = std::env::var("DIGESTIF_BENCH_SWEEP")
+        .unwrap_or_else(|_| "1000,2500,5000,10000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("DIGESTIF_BENCH_SWEEP: {s:?} is not a number"))
+        })
+        .collect();
+    let mut world = World::start(scale.tags).await;
+    let mut points = Vec::new();
+    for &setup in setups {
+        for &repos in &sizes {
+            let scale = Scale { repos, ..scale };
+            let result = run_setup(bin, scale, setup, &mut world, true).await;
+            let walls: Vec<f64> = result["cycles"]
+                .as_array()
+                .expect("cycles")
+                .iter()
+                .map(|c| c["wall_s"].as_f64().expect("wall_s"))
+                .collect();
+            points.push(json!({"setup": setup.name(), "repos": repos, "wall_s": walls,
+                               "result": result}));
+        }
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+    let json = json!({
+        "scale": {"installations": scale.installations, "tags": scale.tags,
+                  "moved_percent": scale.moved_percent},
+        "cycles": ["onboarding", "moved", "unchanged"],
+        "points": points,
+    });
+    std::fs::write(
+        dir.join("cycle-sweep.json"),
+        serde_json::to_string_pretty(&json).expect("json"),
+    )
+    .expect("write results");
+    sweep_chart(&json, &dir.join("cycle-sweep.svg"));
+    println!("\nwrote {}", dir.join("cycle-sweep.{json,svg}").display());
+}
+
+/// "Cycle time vs number of repositories": one line per setup and cycle.
+fn sweep_chart(data: &Value, path: &Path) {
+    use plotters::prelude::*;
+    let points = data["points"].as_array().expect("points");
+    let mut lines: BTreeMap<(String, usize), Vec<(f64, f64)>> = BTreeMap::new();
+    for p in points {
+        let setup = p["setup"].as_str().expect("setup").to_string();
+        let repos = p["repos"].as_f64().expect("repos");
+        for (i, w) in p["wall_s"].as_array().expect("wall_s").iter().enumerate() {
+            let w = w.as_f64().expect("wall");
+            lines.entry((setup.clone(), i)).or_default().push((repos, w));
+        }
+    }
+    let xmax = points
+        .iter()
+        .filter_map(|p| p["repos"].as_f64())
+        .fold(1.0, f64::max);
+    let ymax = lines
+        .values()
+        .flatten()
+        .map(|p| p.1)
+        .fold(1.0, f64::max)
+        * 1.15;
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE).expect("chart");
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Scheduled cycle: wall time vs number of repositories",
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..xmax * 1.05, 0.0..ymax)
+        .expect("chart");
+    chart
+        .configure_mesh()
+        .x_desc("repositories")
+        .y_desc("seconds")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .expect("mesh");
+    let colours = [
+        RGBColor(25, 118, 210),
+        RGBColor(46, 125, 50),
+        RGBColor(230, 81, 0),
+    ];
+    let moved = format!(
+        "moved ({}% of tags)",
+        data["scale"]["moved_percent"].as_u64().unwrap_or_default()
+    );
+    let cycles = ["onboarding", moved.as_str(), "unchanged"];
+    let setups: BTreeSet<String> = lines.keys().map(|k| k.0.clone()).collect();
+    for ((setup, cycle), pts) in &lines {
+        let colour = colours[*cycle % colours.len()];
+        let width = if setups.len() > 1 && setups.iter().position(|s| s == setup) == Some(1) {
+            1
+        } else {
+            2
+        };
+        chart
+            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(width)))
+            .expect("line")
+            .label(format!("{setup}: {}", cycles[*cycle % cycles.len()]))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], colour.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .expect("points");
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .expect("legend");
+    root.present().expect("write SVG");
 }
 
 /// What one cycle cost and did.
