@@ -252,10 +252,38 @@ async fn run_trial(
         s.stop().await;
     }
 
-    // The invariants.
     broken.extend(check_prs(&fake, world, &pins));
-    let recorded = recorded_deliveries(mode.backend(), &url).await;
-    for id in &crash.accepted {
+    broken.extend(check_queue(&fake, &db, mode, &url, &crash.accepted).await);
+    println!(
+        "trial {trial:>2} {:<10} killed after {:>5.1} s of a {:.1} s window; deliveries {} sent, {} accepted before the kill; recovered in {:.1} s; {}",
+        mode.name(),
+        crash.killed_after.as_secs_f64(),
+        window.as_secs_f64(),
+        crash.sent,
+        crash.accepted.len(),
+        recovery.as_secs_f64(),
+        if broken.is_empty() {
+            "ok".to_string()
+        } else {
+            format!("{} broken", broken.len())
+        }
+    );
+    db.store.close().await;
+    broken
+}
+
+/// The invariants beside the PRs': every accepted delivery recorded, no job dead, queued or
+/// running, no request GitHub would reject.
+async fn check_queue(
+    fake: &FakeGitHub,
+    db: &TestDb,
+    mode: Mode,
+    url: &str,
+    accepted: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut broken = Vec::new();
+    let recorded = recorded_deliveries(mode.backend(), url).await;
+    for id in accepted {
         if !recorded.contains(id) {
             broken.push(format!("accepted delivery {id} not recorded"));
         }
@@ -272,21 +300,6 @@ async fn run_trial(
             violations.first()
         ));
     }
-    println!(
-        "trial {trial:>2} {:<10} killed after {:>5.1} s of a {:.1} s window; deliveries {} sent, {} accepted before the kill; recovered in {:.1} s; {}",
-        mode.name(),
-        crash.killed_after.as_secs_f64(),
-        window.as_secs_f64(),
-        crash.sent,
-        crash.accepted.len(),
-        recovery.as_secs_f64(),
-        if broken.is_empty() {
-            "ok".to_string()
-        } else {
-            format!("{} broken", broken.len())
-        }
-    );
-    db.store.close().await;
     broken
 }
 

@@ -151,9 +151,10 @@ fn main() {
         .expect("runtime");
     let results = runtime.block_on(run(&bin, scale, &setups, bench));
     if bench {
-        // `cycle.json` for all setups, `cycle-sqlite.json` etc. for a run of some.
+        // `cycle.json` for the default three setups, `cycle-sqlite.json`,
+        // `cycle-postgres-replicas4.json` etc. for a run of others.
         let names: Vec<String> = setups.iter().map(Setup::file_name).collect();
-        let file = if names.len() == 3 {
+        let file = if names == ["sqlite", "postgres", "replicas"] {
             "cycle.json".to_string()
         } else {
             format!("cycle-{}.json", names.join("-"))
@@ -297,16 +298,7 @@ async fn run_setup(
     let unchanged = ctx.cycle("unchanged", &changed).await;
 
     // Every repository that pins a moved tag has exactly one open PR; no other has any.
-    let mut wrong = Vec::new();
-    let mut opened = 0;
-    for repo in pins.keys() {
-        let prs = fake.pulls(repo);
-        opened += prs.len();
-        let want = usize::from(changed.contains(repo));
-        if prs.len() != want {
-            wrong.push(format!("{repo}: {} PRs, expected {want}", prs.len()));
-        }
-    }
+    let (opened, wrong) = count_prs(&fake, &pins, &changed);
     let violations = fake.violations().len();
     println!(
         "PRs opened: {opened} (repositories with a moved tag: {}); wrong: {}; requests GitHub would reject: {violations}",
@@ -319,48 +311,15 @@ async fn run_setup(
         c.print(&changed, distinct_pinned.len());
     }
     if !bench {
-        assert!(wrong.is_empty(), "PRs not as expected: {wrong:#?}");
-        assert_eq!(violations, 0, "{:#?}", fake.violations());
-        for c in [&onboarding, &moved_cycle, &unchanged] {
-            assert_eq!(c.scanned, scale.repos, "{}: repositories scanned", c.name);
-            assert_eq!(c.failed_scans, 0, "{}: failed scans", c.name);
-            assert_eq!(
-                c.registry_tags,
-                distinct_pinned.len(),
-                "{}: distinct tags asked for",
-                c.name
-            );
-            assert_eq!(
-                c.registry_count("HEAD", "manifest by tag"),
-                distinct_pinned.len() as u64,
-                "{}: one manifest HEAD per distinct tag: {:?}",
-                c.name,
-                c.registry
-            );
-        }
-        // Per stale tag, for the PR's description: the old and the new manifest and their
-        // configs (README, "Registry requests"); the next cycle remembers them. Replicas
-        // share only tag answers: each one that writes a PR body for a tag fetches these.
-        let servers = setup.servers() as u64;
-        for (kind, n) in [("manifest by digest", 2), ("blob", 2)] {
-            let got = moved_cycle.registry_count("GET", kind);
-            let once = n * stale_tags as u64;
-            assert!(
-                (once..=once * servers).contains(&got),
-                "GET {kind} in the moved cycle: {got}, expected {once} per server: {:?}",
-                moved_cycle.registry
-            );
-        }
-        let gets: u64 = unchanged
-            .registry
-            .iter()
-            .filter(|((m, _), _)| m == "GET")
-            .map(|(_, n)| n)
-            .sum();
-        assert_eq!(
-            gets, 0,
-            "GETs in the unchanged cycle: {:?}",
-            unchanged.registry
+        let cycles = [&onboarding, &moved_cycle, &unchanged];
+        check_smoke(
+            setup,
+            &scale,
+            cycles,
+            &wrong,
+            &fake,
+            distinct_pinned.len(),
+            stale_tags,
         );
     }
     db.store.close().await;
@@ -374,6 +333,80 @@ async fn run_setup(
         "stale_tags": stale_tags,
         "cycles": [onboarding.json(&changed), moved_cycle.json(&changed), unchanged.json(&changed)],
     })
+}
+
+/// (PRs opened, repositories whose PRs are not one if it pins a moved tag, none if not).
+fn count_prs(
+    fake: &FakeGitHub,
+    pins: &fleet::Pins,
+    changed: &BTreeSet<String>,
+) -> (usize, Vec<String>) {
+    let mut wrong = Vec::new();
+    let mut opened = 0;
+    for repo in pins.keys() {
+        let prs = fake.pulls(repo);
+        opened += prs.len();
+        let want = usize::from(changed.contains(repo));
+        if prs.len() != want {
+            wrong.push(format!("{repo}: {} PRs, expected {want}", prs.len()));
+        }
+    }
+    (opened, wrong)
+}
+
+/// The smoke run's checks: PRs as expected, every repository scanned once per cycle, one
+/// manifest `HEAD` per distinct tag, the PR descriptions' `GET`s only where due.
+fn check_smoke(
+    setup: Setup,
+    scale: &Scale,
+    cycles: [&Cycle; 3],
+    wrong: &[String],
+    fake: &FakeGitHub,
+    distinct: usize,
+    stale_tags: usize,
+) {
+    assert!(wrong.is_empty(), "PRs not as expected: {wrong:#?}");
+    assert!(fake.violations().is_empty(), "{:#?}", fake.violations());
+    for c in cycles {
+        assert_eq!(c.scanned, scale.repos, "{}: repositories scanned", c.name);
+        assert_eq!(c.failed_scans, 0, "{}: failed scans", c.name);
+        assert_eq!(
+            c.registry_tags, distinct,
+            "{}: distinct tags asked for",
+            c.name
+        );
+        assert_eq!(
+            c.registry_count("HEAD", "manifest by tag"),
+            distinct as u64,
+            "{}: one manifest HEAD per distinct tag: {:?}",
+            c.name,
+            c.registry
+        );
+    }
+    // Per stale tag, for the PR's description: the old and the new manifest and their
+    // configs (README, "Registry requests"); the next cycle remembers them. Replicas
+    // share only tag answers: each one that writes a PR body for a tag fetches these.
+    let servers = setup.servers() as u64;
+    for (kind, n) in [("manifest by digest", 2), ("blob", 2)] {
+        let got = cycles[1].registry_count("GET", kind);
+        let once = n * stale_tags as u64;
+        assert!(
+            (once..=once * servers).contains(&got),
+            "GET {kind} in the moved cycle: {got}, expected {once} per server: {:?}",
+            cycles[1].registry
+        );
+    }
+    let gets: u64 = cycles[2]
+        .registry
+        .iter()
+        .filter(|((m, _), _)| m == "GET")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        gets, 0,
+        "GETs in the unchanged cycle: {:?}",
+        cycles[2].registry
+    );
 }
 
 /// What a cycle needs to run.

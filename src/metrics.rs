@@ -295,8 +295,8 @@ pub fn registry_cache_evicted(cache: &'static str, n: u64) {
 }
 
 /// A tag lookup through the shared tag answers: `reused` (another replica's answer),
-/// `asked` (this one asked the registry and shared it), `unshared` (the shared answers
-/// failed or took too long: asked the registry alone).
+/// `asked` (this one held the claim and asked the registry), `unshared` (the shared
+/// answers failed or took too long: asked the registry alone).
 pub fn registry_shared_tag(outcome: &'static str) {
     counter!("digestif_registry_shared_tags_total", "outcome" => outcome).increment(1);
 }
