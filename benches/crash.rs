@@ -29,6 +29,13 @@
 //!   is processed: its push is in the PR (the check above), and none is dead in the queue;
 //! - the fake GitHub saw no request GitHub would reject.
 //!
+//! `-- replicas` (`DIGESTIF_BENCH_REPLICAS`, 2) runs the trials on PostgreSQL with that many
+//! replicas on one database instead: they onboard together, then in step 3 the deliveries
+//! go to them in turn until ONE of them, chosen at random, is killed at a random moment; it
+//! is not restarted, and the survivors take every (re)delivery and finish the cycle (the
+//! dead replica's leased jobs come back after `DIGESTIF_JOB_LEASE`, 10 s). The same
+//! invariants are checked.
+//!
 //! Printed: per trial the kill moment, the deliveries accepted before the kill, recovery
 //! time, and any broken invariant; at the end trials and failures. `cargo test
 //! --all-targets` runs 1 trial on SQLite with 24 repositories, and fails on a broken
@@ -63,6 +70,39 @@ use support::fake_github::{Author, FakeGitHub};
 /// Repositories that get a push during the crashed cycle.
 const PUSHED: usize = 10;
 
+/// How a trial crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One server on this backend, killed and restarted.
+    Restart(Backend),
+    /// This many replicas on PostgreSQL; one is killed, the others finish.
+    Replicas(usize),
+}
+
+impl Mode {
+    fn backend(self) -> Backend {
+        match self {
+            Mode::Restart(b) => b,
+            Mode::Replicas(_) => Backend::Postgres,
+        }
+    }
+
+    fn servers(self) -> usize {
+        match self {
+            Mode::Restart(_) => 1,
+            Mode::Replicas(n) => n,
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Mode::Restart(Backend::Sqlite) => "sqlite".into(),
+            Mode::Restart(Backend::Postgres) => "postgres".into(),
+            Mode::Replicas(n) => format!("{n} replicas"),
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench = args.iter().any(|a| a == "--bench");
@@ -75,15 +115,25 @@ fn main() {
         .map(String::as_str)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let backends: Vec<Backend> = if !bench {
-        vec![Backend::Sqlite]
-    } else {
-        [("sqlite", Backend::Sqlite), ("postgres", Backend::Postgres)]
-            .into_iter()
-            .filter(|(n, _)| wanted.is_empty() || wanted.contains(n))
-            .map(|(_, b)| b)
-            .collect()
-    };
+    let replicas = Mode::Replicas(env_or("DIGESTIF_BENCH_REPLICAS", 2));
+    let all = [
+        ("sqlite", Mode::Restart(Backend::Sqlite)),
+        ("postgres", Mode::Restart(Backend::Postgres)),
+        ("replicas", replicas),
+    ];
+    let mut modes: Vec<Mode> = all
+        .into_iter()
+        .filter(|(n, _)| wanted.contains(n))
+        .map(|(_, m)| m)
+        .collect();
+    if modes.is_empty() {
+        // `cargo test --bench crash -- replicas` runs the one trial with replicas.
+        modes = if bench {
+            vec![all[0].1, all[1].1]
+        } else {
+            vec![all[0].1]
+        };
+    }
     let (trials, scale) = if bench {
         let scale = Scale {
             repos: env_or("DIGESTIF_BENCH_REPOS", 200),
@@ -110,8 +160,8 @@ fn main() {
         let mut world = World::start(scale.tags).await;
         let mut failures = Vec::new();
         for trial in 0..trials {
-            let backend = backends[trial % backends.len()];
-            let broken = run_trial(&bin, &mut world, scale, backend, trial).await;
+            let mode = modes[trial % modes.len()];
+            let broken = run_trial(&bin, &mut world, scale, mode, trial).await;
             if !broken.is_empty() {
                 failures.push((trial, broken));
             }
@@ -141,13 +191,15 @@ async fn run_trial(
     bin: &Path,
     world: &mut World,
     scale: Scale,
-    backend: Backend,
+    mode: Mode,
     trial: usize,
 ) -> Vec<String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let fake = FakeGitHub::start().await;
     let (installations, pins) = fleet::populate(&fake, world, &scale);
-    let db = TestDb::new(backend, false).await.expect("test database");
+    let db = TestDb::new(mode.backend(), false)
+        .await
+        .expect("test database");
     let url = fleet::database_url(&db);
     let app = serve::App {
         id: fake.app_id(),
@@ -157,7 +209,7 @@ async fn run_trial(
     };
     let mut env = world.server_env();
     env.push(("DIGESTIF_JOB_LEASE", "10s".to_string()));
-    let start = |name: &str| {
+    let start = |name: String| {
         let log = dir.path().join(format!("server-{name}.log"));
         let (app, url, env) = (&app, &url, &env);
         async move { serve::start(bin, app, url, &log, env).await }
@@ -166,7 +218,10 @@ async fn run_trial(
 
     // 1. Onboarding, uninterrupted: its length is the window the kill falls in.
     let t = Instant::now();
-    let first = start("onboarding").await;
+    let mut first = Vec::new();
+    for i in 0..mode.servers() {
+        first.push(start(format!("onboarding-{i}")).await);
+    }
     fleet::wait_for_cycle(
         &db.store,
         scale.repos,
@@ -176,16 +231,93 @@ async fn run_trial(
     )
     .await;
     let window = t.elapsed();
-    first.stop().await;
+    for s in first {
+        s.stop().await;
+    }
 
     // 2. Upstream moves, everything due, and pushes that add a stale pin.
     let old: Vec<String> = world.digests.clone();
     let moved: Vec<usize> = world.move_tags(&scale).await.into_iter().collect();
     fleet::make_all_due(&db.store).await;
-    let mut rng = rand::rng();
+    let hooks = add_stale_stages(&fake, world, &pins, &installations, &old, &moved, trial);
+
+    // 3. The server(s), deliveries at random moments, SIGKILL at a random moment; 4. the
+    // survivors (or a restarted server) take every delivery again and finish.
+    let since = Utc::now();
+    let crash = crash(start, mode, &hooks, window).await;
+    let mut broken = crash.broken;
+    fleet::wait_for_cycle(&db.store, scale.repos, since, crash.recovering, long).await;
+    let recovery = crash.recovering.elapsed();
+    for s in crash.survivors {
+        s.stop().await;
+    }
+
+    broken.extend(check_prs(&fake, world, &pins));
+    broken.extend(check_queue(&fake, &db, mode, &url, &crash.accepted).await);
+    println!(
+        "trial {trial:>2} {:<10} killed after {:>5.1} s of a {:.1} s window; deliveries {} sent, {} accepted before the kill; recovered in {:.1} s; {}",
+        mode.name(),
+        crash.killed_after.as_secs_f64(),
+        window.as_secs_f64(),
+        crash.sent,
+        crash.accepted.len(),
+        recovery.as_secs_f64(),
+        if broken.is_empty() {
+            "ok".to_string()
+        } else {
+            format!("{} broken", broken.len())
+        }
+    );
+    db.store.close().await;
+    broken
+}
+
+/// The invariants beside the PRs': every accepted delivery recorded, no job dead, queued or
+/// running, no request GitHub would reject.
+async fn check_queue(
+    fake: &FakeGitHub,
+    db: &TestDb,
+    mode: Mode,
+    url: &str,
+    accepted: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut broken = Vec::new();
+    let recorded = recorded_deliveries(mode.backend(), url).await;
+    for id in accepted {
+        if !recorded.contains(id) {
+            broken.push(format!("accepted delivery {id} not recorded"));
+        }
+    }
+    let jobs = db.store.job_counts().await.expect("job counts");
+    if jobs.dead > 0 || jobs.queued > 0 || jobs.running > 0 {
+        broken.push(format!("jobs left: {jobs:?}"));
+    }
+    let violations = fake.violations();
+    if !violations.is_empty() {
+        broken.push(format!(
+            "{} requests GitHub would reject: {:?}",
+            violations.len(),
+            violations.first()
+        ));
+    }
+    broken
+}
+
+/// Pushes to [`PUSHED`] repositories that pin one more stage at the old digest of a moved
+/// tag; returns the `push` deliveries for them.
+fn add_stale_stages(
+    fake: &FakeGitHub,
+    world: &World,
+    pins: &fleet::Pins,
+    installations: &[u64],
+    old: &[String],
+    moved: &[usize],
+    trial: usize,
+) -> Vec<SignedWebhook> {
+    let repos = pins.len();
     let mut hooks: Vec<SignedWebhook> = Vec::new();
-    for k in 0..PUSHED.min(scale.repos) {
-        let r = (trial * 7 + k * (scale.repos / PUSHED.min(scale.repos)).max(1)) % scale.repos;
+    for k in 0..PUSHED.min(repos) {
+        let r = (trial * 7 + k * (repos / PUSHED.min(repos)).max(1)) % repos;
         let (full, tags) = pins.iter().nth(r).expect("repository");
         let extra = moved[k % moved.len()];
         // The default branch pins every tag at its digest before the move.
@@ -199,14 +331,38 @@ async fn run_trial(
             Author::default(),
             "Add a stage",
         );
-        let inst = installations[r % scale.installations];
-        hooks.push(push_event(&fake, inst, full, &["Dockerfile"]));
+        let inst = installations[r % installations.len()];
+        hooks.push(push_event(fake, inst, full, &["Dockerfile"]));
     }
+    hooks
+}
 
-    // 3. The server, deliveries at random moments, SIGKILL at a random moment.
-    let since = Utc::now();
+/// What happened around the kill.
+struct Crash {
+    accepted: BTreeSet<String>,
+    sent: usize,
+    killed_after: Duration,
+    /// When the survivors (or the restarted server) took over.
+    recovering: Instant,
+    survivors: Vec<serve::Serve>,
+    broken: Vec<String>,
+}
+
+/// Starts the server(s), sends the deliveries before the kill moment (to the replicas in
+/// turn), kills one, then has a restarted server (or the survivors) take every delivery
+/// again: an accepted one must be answered "already received".
+async fn crash<F, Fut>(start: F, mode: Mode, hooks: &[SignedWebhook], window: Duration) -> Crash
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = serve::Serve>,
+{
+    let mut rng = rand::rng();
     let t = Instant::now();
-    let mut doomed = start("killed").await;
+    let mut servers = Vec::new();
+    for i in 0..mode.servers() {
+        servers.push(start(format!("killed-{i}")).await);
+    }
+    let victim = rng.random_range(0..servers.len());
     let kill_at = window.mul_f64(rng.random_range(0.0..1.0));
     let mut times: Vec<Duration> = hooks
         .iter()
@@ -224,7 +380,7 @@ async fn run_trial(
             .header("x-github-delivery")
             .unwrap_or_default()
             .to_string();
-        if let Ok((202, body)) = try_deliver(&doomed.base, hook).await
+        if let Ok((202, body)) = try_deliver(&servers[sent % servers.len()].base, hook).await
             && body.starts_with("accepted")
         {
             accepted.insert(id);
@@ -232,17 +388,19 @@ async fn run_trial(
         sent += 1;
     }
     tokio::time::sleep(kill_at.saturating_sub(t.elapsed())).await;
+    let mut doomed = servers.remove(victim);
     let _ = doomed.child.start_kill();
     let _ = doomed.child.wait().await;
     let killed_after = t.elapsed();
 
-    // 4. Restart, redeliver everything, finish.
-    let t = Instant::now();
-    let second = start("restarted").await;
+    let recovering = Instant::now();
+    if servers.is_empty() {
+        servers.push(start("restarted".into()).await);
+    }
     let mut broken = Vec::new();
-    for hook in &hooks {
+    for (k, hook) in hooks.iter().enumerate() {
         let id = hook.header("x-github-delivery").unwrap_or_default();
-        let (status, body) = deliver(&second.base, hook).await;
+        let (status, body) = deliver(&servers[k % servers.len()].base, hook).await;
         let again = accepted.contains(id);
         if status != 202 || (again && body != "already received") {
             broken.push(format!(
@@ -250,48 +408,14 @@ async fn run_trial(
             ));
         }
     }
-    fleet::wait_for_cycle(&db.store, scale.repos, since, t, long).await;
-    let recovery = t.elapsed();
-    second.stop().await;
-
-    // The invariants.
-    broken.extend(check_prs(&fake, world, &pins));
-    let recorded = recorded_deliveries(backend, &url).await;
-    for id in &accepted {
-        if !recorded.contains(id) {
-            broken.push(format!("accepted delivery {id} not recorded"));
-        }
+    Crash {
+        accepted,
+        sent,
+        killed_after,
+        recovering,
+        survivors: servers,
+        broken,
     }
-    let jobs = db.store.job_counts().await.expect("job counts");
-    if jobs.dead > 0 || jobs.queued > 0 || jobs.running > 0 {
-        broken.push(format!("jobs left: {jobs:?}"));
-    }
-    let violations = fake.violations();
-    if !violations.is_empty() {
-        broken.push(format!(
-            "{} requests GitHub would reject: {:?}",
-            violations.len(),
-            violations.first()
-        ));
-    }
-    println!(
-        "trial {trial:>2} {:<8} killed after {:>5.1} s of a {:.1} s window; deliveries {sent} sent, {} accepted before the kill; recovered in {:.1} s; {}",
-        match backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        },
-        killed_after.as_secs_f64(),
-        window.as_secs_f64(),
-        accepted.len(),
-        recovery.as_secs_f64(),
-        if broken.is_empty() {
-            "ok".to_string()
-        } else {
-            format!("{} broken", broken.len())
-        }
-    );
-    db.store.close().await;
-    broken
 }
 
 /// Delivers without panicking when the server dies mid-request.

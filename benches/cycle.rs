@@ -23,7 +23,9 @@
 //!
 //! Setups (arguments; all three by default): `sqlite`, `postgres` (the machine's server,
 //! `DIGESTIF_TEST_POSTGRES_URL`, its own schema), and `replicas` (`DIGESTIF_BENCH_REPLICAS`,
-//! 2, servers on one PostgreSQL schema). Printed per cycle: wall time from the start of the
+//! 2, servers on one PostgreSQL schema; `replicas=4` for four). Replicas share tag answers
+//! through the database, so they too ask each tag once per cycle; between cycles the
+//! shared answers are forgotten, as a day later they would be stale. Printed per cycle: wall time from the start of the
 //! server process(es) until every repository was scanned and no job is queued or running;
 //! GitHub requests per unchanged and per changed repository (and how many of them were a
 //! `304 Not Modified`), with a breakdown by operation; registry requests by kind beside the
@@ -37,10 +39,12 @@
 //! (`benches/results/cycle-sweep.svg`, figures in `cycle-sweep.json`).
 //!
 //! `cargo test --all-targets` runs this binary without `--bench`: 24 repositories over 3
-//! installations and 12 tags on SQLite, with the PRs checked (one per repository that pins a
+//! installations and 12 tags on SQLite (`cargo test --bench cycle -- replicas=2`: another
+//! setup at that size), with the PRs checked (one per repository that pins a
 //! moved tag, none elsewhere, none twice) and the registry requests checked: one manifest
 //! `HEAD` per distinct tag in each cycle; in the moved cycle, per stale tag, the old and the
-//! new manifest and config (`GET`s) for the PR's description; no `GET` in the unchanged one.
+//! new manifest and config (`GET`s) for the PR's description (with replicas, up to that
+//! once per replica: they share tag answers, not manifests); no `GET` in the unchanged one.
 
 // Shared with the tests; its unit tests (`#[cfg(test)]`) run elsewhere.
 #[allow(unused_imports)]
@@ -85,11 +89,12 @@ impl Setup {
             Setup::Replicas(n) => format!("postgres, {n} replicas"),
         }
     }
-    fn file_name(&self) -> &'static str {
+    fn file_name(&self) -> String {
         match self {
-            Setup::Sqlite => "sqlite",
-            Setup::Postgres => "postgres",
-            Setup::Replicas(_) => "replicas",
+            Setup::Sqlite => "sqlite".into(),
+            Setup::Postgres => "postgres".into(),
+            Setup::Replicas(2) => "replicas".into(),
+            Setup::Replicas(n) => format!("replicas{n}"),
         }
     }
     fn backend(&self) -> Backend {
@@ -112,22 +117,14 @@ fn main() {
     let bin = std::env::var_os("DIGESTIF_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_digestif")));
+    let wanted = wanted_setups(&args, bench);
     let (scale, setups) = if bench {
-        let wanted: Vec<&str> = args
-            .iter()
-            .map(String::as_str)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
-        let replicas = env_or("DIGESTIF_BENCH_REPLICAS", 2);
-        let setups: Vec<Setup> = [
-            ("sqlite", Setup::Sqlite),
-            ("postgres", Setup::Postgres),
-            ("replicas", Setup::Replicas(replicas)),
-        ]
-        .into_iter()
-        .filter(|(n, _)| wanted.is_empty() || wanted.contains(n))
-        .map(|(_, s)| s)
-        .collect();
+        let setups = if wanted.is_empty() {
+            let replicas = env_or("DIGESTIF_BENCH_REPLICAS", 2);
+            vec![Setup::Sqlite, Setup::Postgres, Setup::Replicas(replicas)]
+        } else {
+            wanted
+        };
         let scale = Scale {
             repos: env_or("DIGESTIF_BENCH_REPOS", 10_000),
             installations: env_or("DIGESTIF_BENCH_INSTALLATIONS", 50),
@@ -142,7 +139,13 @@ fn main() {
             tags: 12,
             moved_percent: 25,
         };
-        (scale, vec![Setup::Sqlite])
+        // `cargo test --bench cycle -- replicas` checks another setup at this size.
+        let setups = if wanted.is_empty() {
+            vec![Setup::Sqlite]
+        } else {
+            wanted
+        };
+        (scale, setups)
     };
     assert!(bin.is_file(), "no digestif binary at {}", bin.display());
     assert!(scale.installations >= 1 && scale.tags >= REFS && scale.repos >= 1);
@@ -162,9 +165,10 @@ fn main() {
     }
     let results = runtime.block_on(run(&bin, scale, &setups, bench));
     if bench {
-        // `cycle.json` for all setups, `cycle-sqlite.json` etc. for a run of some.
-        let names: Vec<&str> = setups.iter().map(Setup::file_name).collect();
-        let file = if names.len() == 3 {
+        // `cycle.json` for the default three setups, `cycle-sqlite.json`,
+        // `cycle-postgres-replicas4.json` etc. for a run of others.
+        let names: Vec<String> = setups.iter().map(Setup::file_name).collect();
+        let file = if names == ["sqlite", "postgres", "replicas"] {
             "cycle.json".to_string()
         } else {
             format!("cycle-{}.json", names.join("-"))
@@ -185,6 +189,28 @@ fn main() {
             .expect("write results");
         println!("\nwrote {}", out.display());
     }
+}
+
+/// The setups named by the arguments: `sqlite`, `postgres`, `replicas` (as many as
+/// `DIGESTIF_BENCH_REPLICAS`, default 2) or `replicas=N`. Other words are an error with
+/// `--bench`, and ignored without (`cargo test NAME` passes its filter to every target).
+fn wanted_setups(args: &[String], bench: bool) -> Vec<Setup> {
+    let mut setups = Vec::new();
+    for a in args.iter().filter(|a| !a.starts_with('-')) {
+        let setup = match a.split_once('=') {
+            None if a == "sqlite" => Setup::Sqlite,
+            None if a == "postgres" => Setup::Postgres,
+            None if a == "replicas" => Setup::Replicas(env_or("DIGESTIF_BENCH_REPLICAS", 2)),
+            Some(("replicas", n)) => match n.parse() {
+                Ok(n) if n >= 1 => Setup::Replicas(n),
+                _ => panic!("replicas={n}: a count of at least 1, please"),
+            },
+            _ if !bench => continue,
+            _ => panic!("unknown setup {a:?} (sqlite, postgres, replicas, replicas=N)"),
+        };
+        setups.push(setup);
+    }
+    setups
 }
 
 async fn run(bin: &Path, scale: Scale, setups: &[Setup], bench: bool) -> Vec<Value> {
@@ -411,16 +437,7 @@ async fn run_setup(
     let unchanged = ctx.cycle("unchanged", &changed).await;
 
     // Every repository that pins a moved tag has exactly one open PR; no other has any.
-    let mut wrong = Vec::new();
-    let mut opened = 0;
-    for repo in pins.keys() {
-        let prs = fake.pulls(repo);
-        opened += prs.len();
-        let want = usize::from(changed.contains(repo));
-        if prs.len() != want {
-            wrong.push(format!("{repo}: {} PRs, expected {want}", prs.len()));
-        }
-    }
+    let (opened, wrong) = count_prs(&fake, &pins, &changed);
     let violations = fake.violations().len();
     println!(
         "PRs opened: {opened} (repositories with a moved tag: {}); wrong: {}; requests GitHub would reject: {violations}",
@@ -433,45 +450,15 @@ async fn run_setup(
         c.print(&changed, distinct_pinned.len());
     }
     if !bench {
-        assert!(wrong.is_empty(), "PRs not as expected: {wrong:#?}");
-        assert_eq!(violations, 0, "{:#?}", fake.violations());
-        for c in [&onboarding, &moved_cycle, &unchanged] {
-            assert_eq!(c.scanned, scale.repos, "{}: repositories scanned", c.name);
-            assert_eq!(c.failed_scans, 0, "{}: failed scans", c.name);
-            assert_eq!(
-                c.registry_tags,
-                distinct_pinned.len(),
-                "{}: distinct tags asked for",
-                c.name
-            );
-            assert_eq!(
-                c.registry_count("HEAD", "manifest by tag"),
-                distinct_pinned.len() as u64,
-                "{}: one manifest HEAD per distinct tag: {:?}",
-                c.name,
-                c.registry
-            );
-        }
-        // Per stale tag, for the PR's description: the old and the new manifest and their
-        // configs (README, "Registry requests"); the next cycle remembers them.
-        for (kind, n) in [("manifest by digest", 2), ("blob", 2)] {
-            assert_eq!(
-                moved_cycle.registry_count("GET", kind),
-                n * stale_tags as u64,
-                "GET {kind} in the moved cycle: {:?}",
-                moved_cycle.registry
-            );
-        }
-        let gets: u64 = unchanged
-            .registry
-            .iter()
-            .filter(|((m, _), _)| m == "GET")
-            .map(|(_, n)| n)
-            .sum();
-        assert_eq!(
-            gets, 0,
-            "GETs in the unchanged cycle: {:?}",
-            unchanged.registry
+        let cycles = [&onboarding, &moved_cycle, &unchanged];
+        check_smoke(
+            setup,
+            &scale,
+            cycles,
+            &wrong,
+            &fake,
+            distinct_pinned.len(),
+            stale_tags,
         );
     }
     db.store.close().await;
@@ -485,6 +472,80 @@ async fn run_setup(
         "stale_tags": stale_tags,
         "cycles": [onboarding.json(&changed), moved_cycle.json(&changed), unchanged.json(&changed)],
     })
+}
+
+/// (PRs opened, repositories whose PRs are not one if it pins a moved tag, none if not).
+fn count_prs(
+    fake: &FakeGitHub,
+    pins: &fleet::Pins,
+    changed: &BTreeSet<String>,
+) -> (usize, Vec<String>) {
+    let mut wrong = Vec::new();
+    let mut opened = 0;
+    for repo in pins.keys() {
+        let prs = fake.pulls(repo);
+        opened += prs.len();
+        let want = usize::from(changed.contains(repo));
+        if prs.len() != want {
+            wrong.push(format!("{repo}: {} PRs, expected {want}", prs.len()));
+        }
+    }
+    (opened, wrong)
+}
+
+/// The smoke run's checks: PRs as expected, every repository scanned once per cycle, one
+/// manifest `HEAD` per distinct tag, the PR descriptions' `GET`s only where due.
+fn check_smoke(
+    setup: Setup,
+    scale: &Scale,
+    cycles: [&Cycle; 3],
+    wrong: &[String],
+    fake: &FakeGitHub,
+    distinct: usize,
+    stale_tags: usize,
+) {
+    assert!(wrong.is_empty(), "PRs not as expected: {wrong:#?}");
+    assert!(fake.violations().is_empty(), "{:#?}", fake.violations());
+    for c in cycles {
+        assert_eq!(c.scanned, scale.repos, "{}: repositories scanned", c.name);
+        assert_eq!(c.failed_scans, 0, "{}: failed scans", c.name);
+        assert_eq!(
+            c.registry_tags, distinct,
+            "{}: distinct tags asked for",
+            c.name
+        );
+        assert_eq!(
+            c.registry_count("HEAD", "manifest by tag"),
+            distinct as u64,
+            "{}: one manifest HEAD per distinct tag: {:?}",
+            c.name,
+            c.registry
+        );
+    }
+    // Per stale tag, for the PR's description: the old and the new manifest and their
+    // configs (README, "Registry requests"); the next cycle remembers them. Replicas
+    // share only tag answers: each one that writes a PR body for a tag fetches these.
+    let servers = setup.servers() as u64;
+    for (kind, n) in [("manifest by digest", 2), ("blob", 2)] {
+        let got = cycles[1].registry_count("GET", kind);
+        let once = n * stale_tags as u64;
+        assert!(
+            (once..=once * servers).contains(&got),
+            "GET {kind} in the moved cycle: {got}, expected {once} per server: {:?}",
+            cycles[1].registry
+        );
+    }
+    let gets: u64 = cycles[2]
+        .registry
+        .iter()
+        .filter(|((m, _), _)| m == "GET")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        gets, 0,
+        "GETs in the unchanged cycle: {:?}",
+        cycles[2].registry
+    );
 }
 
 /// What a cycle needs to run.

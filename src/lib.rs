@@ -20,6 +20,7 @@ pub mod repo_config;
 pub mod schedule;
 pub mod server;
 pub mod server_settings;
+pub mod shared_tags;
 pub mod store;
 pub mod web;
 pub mod writer;

@@ -125,6 +125,10 @@ fn describe() {
         "Entries the registry caches dropped to stay within their limits, by cache"
     );
     describe_counter!(
+        "digestif_registry_shared_tags_total",
+        "Tag lookups that went to the tag answers shared by replicas, by outcome"
+    );
+    describe_counter!(
         "digestif_metrics_refresh_errors_total",
         "Scrapes whose database figures could not be read"
     );
@@ -288,6 +292,13 @@ pub fn registry_cache_changed(cache: &'static str, entries: f64, bytes: f64) {
 
 pub fn registry_cache_evicted(cache: &'static str, n: u64) {
     counter!("digestif_registry_cache_evictions_total", "cache" => cache).increment(n);
+}
+
+/// A tag lookup through the shared tag answers: `reused` (another replica's answer),
+/// `asked` (this one held the claim and asked the registry), `unshared` (the shared
+/// answers failed or took too long: asked the registry alone).
+pub fn registry_shared_tag(outcome: &'static str) {
+    counter!("digestif_registry_shared_tags_total", "outcome" => outcome).increment(1);
 }
 
 // ---- GitHub -----------------------------------------------------------------------------

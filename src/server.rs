@@ -15,7 +15,8 @@ use crate::jobs::{Handler, Work};
 use crate::jobs::{Scheduler, Worker, WorkerOptions};
 use crate::registry::{RegistryConfig, Resolver};
 use crate::server_settings::{OpsSettings, Settings, redact_url};
-use crate::store::Store;
+use crate::shared_tags::StoreSharedTags;
+use crate::store::{Backend, Store};
 use crate::web::{self, OpsState, WebState};
 
 /// Knobs tests turn; the defaults are the production values.
@@ -81,7 +82,16 @@ impl Server {
             )
             .context("DIGESTIF_GITHUB_PRIVATE_KEY")?,
         );
-        let resolver = Arc::new(Resolver::new(registry).context("registry settings")?);
+        // Replicas share tag answers through PostgreSQL; one SQLite process shares them in
+        // its own cache already (README, "Replicas").
+        let resolver = match store.backend() {
+            Backend::Postgres => {
+                let shared = StoreSharedTags::new(store.clone(), clock.clone());
+                Resolver::with_shared_tags(registry, Arc::new(shared))
+            }
+            Backend::Sqlite => Resolver::new(registry),
+        };
+        let resolver = Arc::new(resolver.context("registry settings")?);
         let handler = Handler {
             store: store.clone(),
             github: github.clone(),
@@ -242,7 +252,10 @@ async fn prune_periodically(store: Store, clock: Arc<dyn Clock>, shutdown: Cance
         }
         let before = clock.now() - chrono::TimeDelta::days(7);
         match store.prune(before).await {
-            Ok(n) => tracing::debug!(rows = n, "pruned old deliveries and finished jobs"),
+            Ok(n) => tracing::debug!(
+                rows = n,
+                "pruned old deliveries, finished jobs and shared tag answers"
+            ),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
     }

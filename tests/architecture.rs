@@ -71,6 +71,26 @@ fn core_modules_use_no_io_crates() {
     report(failures);
 }
 
+/// The registry edge shares tag answers through a trait of its own (`SharedTags`): it names
+/// neither the store nor the shell that wires one to the other.
+#[test]
+fn the_registry_names_no_store_and_no_shell() {
+    const NOT: &[&str] = &["store", "shared_tags", "jobs", "server", "web", "cli"];
+    let mut files = Vec::new();
+    rust_files(&src_dir().join("registry"), &mut files);
+    assert!(!files.is_empty(), "src/registry has no source");
+    let mut failures = Vec::new();
+    for file in files {
+        let code = code_only(&read(&file));
+        for (line, target) in crate_paths(&code, depth_of(&file)) {
+            if NOT.contains(&target.as_str()) {
+                failures.push(format!("{}:{line}: names `{target}`", shown(&file)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The check itself, on made-up sources: each way of naming a module is seen.
 #[test]
 fn the_check_sees_every_form_of_path() {

@@ -12,7 +12,7 @@ use digestif::plan::{PrState, UpdateKey};
 use digestif::schedule::next_scan_at;
 use digestif::store::{
     Backend, IgnoreSource, JobState, NewIgnore, NewJob, NewRepository, PrStatus, PrUpsert,
-    RepoConfigUpdate, Store, StoreError,
+    RepoConfigUpdate, Store, StoreError, TagAnswer, TagClaim, TagFreshness, TagKey,
 };
 use sqlx::Connection as _;
 
@@ -32,6 +32,7 @@ on_both!(
     ignores,
     redelivered_webhooks_enqueue_nothing,
     status_page_listings,
+    shared_tag_answers_are_claimed_by_one_replica,
 );
 
 async fn repo(store: &Store, id: i64, name: &str) {
@@ -747,4 +748,89 @@ async fn sqlite_default_file_is_created_in_wal_mode() {
 async fn unsupported_urls_are_refused() {
     let e = Store::connect("mysql://localhost/x").await.unwrap_err();
     assert!(matches!(e, StoreError::UnsupportedUrl(_)), "{e}");
+}
+
+/// One replica claims a tag, the others wait; an answer is reused while fresh; a claim
+/// lapses at its expiry and is taken over; a released claim is free again.
+async fn shared_tag_answers_are_claimed_by_one_replica(db: TestDb) {
+    let (a, b) = (&db.store, &db.replica().await.unwrap());
+    let key = TagKey {
+        registry: "r.example",
+        repository: "lib/app",
+        tag: "1",
+    };
+    let fresh = |now: DateTime<Utc>| TagFreshness {
+        arrived_after: now - chrono::TimeDelta::minutes(5),
+        asked_since: None,
+    };
+    let until = |now: DateTime<Utc>| now + chrono::TimeDelta::seconds(30);
+    let claim = |s: &Store, owner: &'static str, now: DateTime<Utc>| {
+        let s = s.clone();
+        async move {
+            s.claim_registry_tag(key, owner, fresh(now), now, until(now))
+                .await
+                .unwrap()
+        }
+    };
+    let now = t(9, 0);
+    let (x, y) = tokio::join!(claim(a, "a", now), claim(b, "b", now));
+    let mut got = [x, y];
+    got.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(got, [TagClaim::Claimed, TagClaim::Waiting]);
+    // Whoever holds it, "a" claims again only when it is its own; "b" waits or holds.
+    let holder = if claim(a, "a", now).await == TagClaim::Claimed {
+        "a"
+    } else {
+        "b"
+    };
+    let (other, other_store) = if holder == "a" { ("b", b) } else { ("a", a) };
+    assert_eq!(claim(other_store, other, now).await, TagClaim::Waiting);
+    // The claim lapses: the other takes it over, then answers.
+    let later = now + chrono::TimeDelta::seconds(31);
+    assert_eq!(claim(other_store, other, later).await, TagClaim::Claimed);
+    let answer = TagAnswer {
+        digest: "sha256:aa".into(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+    };
+    other_store
+        .answer_registry_tag(key, other, &answer, later, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(a, "a", later).await,
+        TagClaim::Answer(answer.clone()),
+        "a fresh answer is reused"
+    );
+    // A person's scan wants an answer to a request sent since it started.
+    let since = TagFreshness {
+        asked_since: Some(later + chrono::TimeDelta::seconds(1)),
+        ..fresh(later)
+    };
+    assert_eq!(a.registry_tag(key, &since).await.unwrap(), None);
+    // Past the TTL it is stale: claimed again, released on failure, free for the next.
+    let stale = later + chrono::TimeDelta::minutes(5);
+    assert_eq!(claim(b, "b", stale).await, TagClaim::Claimed);
+    assert_eq!(claim(a, "a", stale).await, TagClaim::Waiting);
+    b.release_registry_tag(key, "b").await.unwrap();
+    assert_eq!(claim(a, "a", stale).await, TagClaim::Claimed);
+    // An answer to an older request does not replace a newer one.
+    let newer = TagAnswer {
+        digest: "sha256:bb".into(),
+        ..answer.clone()
+    };
+    a.answer_registry_tag(key, "a", &newer, stale, stale)
+        .await
+        .unwrap();
+    b.answer_registry_tag(key, "b", &answer, later, stale)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.registry_tag(key, &fresh(stale)).await.unwrap(),
+        Some(newer)
+    );
+    // Pruning forgets answers that arrived before its cut-off.
+    a.prune(stale + chrono::TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(a.forget_registry_tags().await.unwrap(), 0);
 }

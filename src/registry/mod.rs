@@ -35,6 +35,8 @@
 //! A scan a person asked for ([`Resolver::resolve_since`]) reuses no tag answer or failure
 //! from before it started, but still joins lookups started since. Every cache is bounded by
 //! entries and estimated bytes, least recently used out first.
+//! Replicas on one PostgreSQL also share tag answers (successes only), with the same TTL,
+//! behind this cache: see [`SharedTags`].
 
 mod budget;
 mod cache;
@@ -42,6 +44,7 @@ mod details;
 mod guard;
 mod http;
 mod settings;
+mod shared;
 mod special;
 
 use std::collections::BTreeMap;
@@ -70,6 +73,10 @@ pub use settings::{
     ConfigError, Credential, DOCKER_HUB_API, ENV_ALLOW_PRIVATE, ENV_CA_FILE, ENV_CACHE_ENTRIES,
     ENV_CACHE_MB, ENV_INSECURE, ENV_MIRRORS, ENV_PULL_BUDGET, ENV_TOKEN_HOSTS, Lookup,
     RegistryConfig, Secret, SystemLookup, load_docker_config, normalize_host, parse_docker_config,
+};
+pub use shared::{
+    MAX_WAIT as SHARED_TAGS_MAX_WAIT, SharedFuture, SharedTag, SharedTagKey, SharedTags,
+    SharedTagsError,
 };
 
 use budget::Spender;
@@ -373,6 +380,8 @@ struct Inner {
     metadata: Coalescing<CacheKey, Result<ImageSummary, RegistryError>>,
     /// PR-body facts per image: SBOM package lists are the largest thing cached here.
     facts: Coalescing<details::FactsKey, Result<Arc<crate::insight::ImageFacts>, RegistryError>>,
+    /// Tag answers shared with other replicas, behind `tags` (see [`SharedTags`]).
+    shared: Option<Arc<dyn SharedTags>>,
 }
 
 impl fmt::Debug for Resolver {
@@ -385,6 +394,23 @@ impl fmt::Debug for Resolver {
 
 impl Resolver {
     pub fn new(config: RegistryConfig) -> Result<Resolver, ConfigError> {
+        Resolver::build(config, None)
+    }
+
+    /// A resolver that shares tag answers with other replicas through `shared`, behind its
+    /// own cache: a tag it has not answered within the TTL is looked up there before a
+    /// `HEAD` is sent, and the answer is put there after.
+    pub fn with_shared_tags(
+        config: RegistryConfig,
+        shared: Arc<dyn SharedTags>,
+    ) -> Result<Resolver, ConfigError> {
+        Resolver::build(config, Some(shared))
+    }
+
+    fn build(
+        config: RegistryConfig,
+        shared: Option<Arc<dyn SharedTags>>,
+    ) -> Result<Resolver, ConfigError> {
         let limits = config.cache_limits();
         let http = Http::new(Arc::new(config))?;
         Ok(Resolver {
@@ -396,6 +422,7 @@ impl Resolver {
                 configs: Coalescing::new("configs", limits, weigh_config),
                 metadata: Coalescing::new("metadata", limits, weigh_metadata),
                 facts: Coalescing::new("image-facts", limits, weigh_facts),
+                shared,
             }),
         })
     }
@@ -675,7 +702,8 @@ impl Resolver {
         Ok(meta)
     }
 
-    /// The tag's digest and media type: HEAD, cached and coalesced by (registry, repo, tag).
+    /// The tag's digest and media type: HEAD, cached and coalesced by (registry, repo, tag),
+    /// and shared with other replicas when the resolver has [`SharedTags`].
     async fn tag_head(
         &self,
         r: &Reference,
@@ -686,7 +714,7 @@ impl Resolver {
         let ttl = self.config().cache_ttl;
         self.inner
             .tags
-            .get_or_fetch(key, |_| ttl, since, || self.head(r, tag))
+            .get_or_fetch(key, |_| ttl, since, || self.shared_tag_head(r, tag, since))
             .await
     }
 

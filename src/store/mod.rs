@@ -23,6 +23,7 @@ mod files;
 mod jobs;
 mod model;
 mod ops;
+mod registry_tags;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use jobs::{
 };
 pub use model::*;
 pub use ops::RepoOverview;
+pub use registry_tags::{TagAnswer, TagClaim, TagFreshness, TagKey};
 
 /// Used when `DIGESTIF_DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://digestif.db";
@@ -929,11 +931,15 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Forgets deliveries received before `before` (GitHub redelivers within days) and
-    /// finished jobs that ended before it; dead jobs stay until an operator looks.
+    /// Forgets deliveries received before `before` (GitHub redelivers within days),
+    /// finished jobs that ended before it and shared tag answers that arrived before it;
+    /// dead jobs stay until an operator looks.
     pub async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
         let d = "DELETE FROM webhook_deliveries WHERE received_at < $1";
         let j = "DELETE FROM jobs WHERE state = 'done' AND finished_at < $1";
+        // Shared tag answers of tags no one asked about since (a claim lapses in minutes).
+        let t = "DELETE FROM registry_tags WHERE coalesce(resolved_at, claim_until) < $1
+                 OR (resolved_at IS NULL AND claim_until IS NULL)";
         let a = on_pool!(self, |p| sqlx::query(d)
             .bind(before)
             .execute(p)
@@ -944,7 +950,12 @@ impl Store {
             .execute(p)
             .await
             .map(|r| r.rows_affected()))?;
-        Ok(a + b)
+        let c = on_pool!(self, |p| sqlx::query(t)
+            .bind(before)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(a + b + c)
     }
 
     // ---- status page --------------------------------------------------------------------
