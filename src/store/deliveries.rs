@@ -5,9 +5,10 @@
 //! Callers hand a [`NewDelivery`] to a [`DeliveryQueue`] and wait for their own answer. A
 //! committer task takes everything waiting (up to the batch size) and records it in one
 //! transaction: one multi-row insert of the delivery ids (`ON CONFLICT DO NOTHING
-//! RETURNING`, so the database says which are new), then the jobs of the new ones in arrival
-//! order, each with the same statement as a single enqueue (jobs that share a key coalesce
-//! exactly as they would one transaction at a time). A delivery id twice in one batch: the
+//! RETURNING`, so the database says which are new), then the jobs of the new ones, each with
+//! the same statement as a single enqueue, the jobs of one key in arrival order (so they
+//! coalesce exactly as they would one transaction at a time) and the keys sorted (so that
+//! concurrent batches take row locks in one order). A delivery id twice in one batch: the
 //! first is the candidate, the others are "already received". When the batch transaction
 //! fails, its deliveries are recorded again one transaction each, so only a delivery that
 //! cannot be recorded on its own gets an error. The workers are woken once per batch.
@@ -124,17 +125,22 @@ impl Store {
                 }
                 inserted.extend(q.fetch_all(&mut *tx).await?);
             }
-            // Jobs in arrival order, as one transaction per delivery would enqueue them.
+            // Jobs of one key in arrival order, as one transaction per delivery would
+            // enqueue them; keys in sorted order (a stable sort), so that concurrent batches
+            // on PostgreSQL lock the queued job rows in one order and do not deadlock.
             let mut fresh_in_order: Vec<usize> = candidates
                 .iter()
                 .copied()
                 .filter(|&i| inserted.contains(&batch[i].id))
                 .collect();
             fresh_in_order.sort_unstable();
-            for i in fresh_in_order {
-                for job in &batch[i].jobs {
-                    super::jobs::enqueue_in!(tx, job, batch[i].now);
-                }
+            let mut jobs: Vec<(&NewJob, DateTime<Utc>)> = fresh_in_order
+                .iter()
+                .flat_map(|&i| batch[i].jobs.iter().map(move |j| (j, batch[i].now)))
+                .collect();
+            jobs.sort_by(|a, b| a.0.unique_key.cmp(&b.0.unique_key));
+            for (job, now) in jobs {
+                super::jobs::enqueue_in!(tx, job, now);
             }
             Ok(inserted)
         })?;
