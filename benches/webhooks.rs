@@ -1,6 +1,7 @@
 //! Webhook intake under load, on SQLite and on PostgreSQL.
 //!
-//! `cargo bench --bench webhooks` (add `-- sqlite` or `-- postgres` for one backend) starts
+//! `cargo bench --bench webhooks` (add `-- sqlite` or `-- postgres` for one backend, `-- idle`
+//! or `-- cycle` for one setup) starts
 //! the release `digestif serve` binary as its own process, so the memory figures are the
 //! server's alone, against a fake GitHub on loopback (`tests/support/fake_github`, one
 //! installation, no repositories: the start-up sync succeeds and `/readyz` is green). It then
@@ -13,12 +14,26 @@
 //! request is parsed, recorded as a delivery and enqueues a scan job in one transaction. Its
 //! repository (Codertocat/Hello-World) is unknown to the store, so the job workers finish each
 //! scan job at once without calling GitHub and do not skew the figures; they still claim and
-//! finish jobs concurrently with the intake, as in production. Three runs per backend:
+//! finish jobs concurrently with the intake, as in production. Three runs per server:
 //! - `fresh-1`: one repository, a new `X-GitHub-Delivery` per request (the signature covers
 //!   only the body). All deliveries coalesce into that repository's one queued scan job, so
 //!   every transaction updates the same job row: the worst case for row locks;
 //! - `fresh-1k`: the same push for 1,000 different repositories in turn (each body signed);
 //! - `redeliver`: one delivery id over and over (acknowledged, nothing enqueued).
+//!
+//! Each backend is measured twice in the same run, on a fresh database each time: "before",
+//! `DIGESTIF_WEBHOOK_BATCH=1` (one transaction per delivery), and "after", the default batch
+//! (group commit, `store::deliveries`). Then the same two servers are loaded while a
+//! scheduled cycle runs (setup `cycle`; `idle` is the one above): `DIGESTIF_BENCH_CYCLE_REPOS`
+//! (2,000) repositories over 10 installations, each with a Dockerfile pinning three of 100
+//! tags of a real registry on loopback (`benches/support/fleet.rs`, as in the cycle bench).
+//! The server starts on an empty database, so it finds the installations and scans every
+//! repository; the `fresh-1` and `fresh-1k` runs start once the first repository was scanned,
+//! and print how many repositories were scanned by the end of each run (the cycle must still
+//! be running), then the bench waits for the cycle to finish and prints its wall time.
+//!
+//! The figures are printed and written to `benches/results/webhooks.json`
+//! (`webhooks-sqlite.json` and so on when only some backends or setups ran).
 //!
 //! Why a Rust driver rather than a shell script: it reuses the fake GitHub and the signed
 //! example payloads the end-to-end tests use, creates and drops the PostgreSQL schema with
@@ -38,13 +53,15 @@
 //! `cargo test --all-targets` runs this binary without `--bench`: it then only says how to run
 //! it and exits, so the test suite never generates load.
 
-#[path = "../tests/support/backends.rs"]
-mod backends;
-// The fake is shared with the tests; this bench uses part of it, and its unit tests
-// (`#[cfg(test)]`, compiled when `--all-targets` checks benches in test mode) run elsewhere.
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/support/fake_github/mod.rs"]
-mod fake_github;
+// Shared with the tests; this bench uses part of it, and its unit tests (`#[cfg(test)]`,
+// compiled when `--all-targets` checks benches in test mode) run elsewhere.
+#[allow(unused_imports)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[allow(dead_code)]
+#[path = "support/fleet.rs"]
+mod fleet;
 
 #[allow(dead_code)]
 #[path = "support/serve.rs"]
@@ -53,12 +70,12 @@ mod serve;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use backends::TestDb;
 use digestif::store::Backend;
-use fake_github::{FakeGitHub, webhooks};
 use serde_json::{Value, json};
 use serve::{proc_cpu_seconds, proc_status, stop};
 use sqlx::Connection as _;
+use support::backends::TestDb;
+use support::fake_github::{FakeGitHub, webhooks};
 use tokio::process::{Child, Command};
 
 const SECRET: &str = "bench-webhook-secret";
@@ -93,10 +110,23 @@ fn main() {
         .map(String::as_str)
         .filter(|a| !a.starts_with('-'))
         .collect();
+    let pick = |names: &[&'static str]| -> Vec<&'static str> {
+        let chosen: Vec<&'static str> = names
+            .iter()
+            .copied()
+            .filter(|n| wanted.contains(n))
+            .collect();
+        if chosen.is_empty() {
+            names.to_vec()
+        } else {
+            chosen
+        }
+    };
     let backends: Vec<Backend> = [Backend::Sqlite, Backend::Postgres]
         .into_iter()
-        .filter(|b| wanted.is_empty() || wanted.contains(&backend_name(*b)))
+        .filter(|b| pick(&["sqlite", "postgres"]).contains(&backend_name(*b)))
         .collect();
+    let setups = pick(&["idle", "cycle"]);
     let opts = Options {
         secs: env_or("DIGESTIF_BENCH_SECS", 10),
         connections: env_or("DIGESTIF_BENCH_CONNECTIONS", 32),
@@ -130,7 +160,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(opts, backends));
+    let figures = runtime.block_on(run(opts, &backends, &setups));
+    let mut name = String::from("webhooks");
+    if backends.len() < 2 {
+        backends
+            .iter()
+            .for_each(|b| name.push_str(&format!("-{}", backend_name(*b))));
+    }
+    if setups.len() < 2 {
+        setups.iter().for_each(|s| name.push_str(&format!("-{s}")));
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/results")
+        .join(format!("{name}.json"));
+    std::fs::write(&out, serde_json::to_string_pretty(&figures).expect("json"))
+        .expect("write results");
+    println!("\nwrote {}", out.display());
 }
 
 fn backend_name(b: Backend) -> &'static str {
@@ -192,19 +237,92 @@ struct RunFigures {
     wrk: Value,
     rss_after_kib: u64,
     server_cpu_s: f64,
+    /// `cycle` setup: repositories scanned by the end of the run.
+    scanned: Option<usize>,
 }
 
 struct BackendFigures {
     backend: Backend,
+    setup: &'static str,
+    batch: usize,
     idle_rss_kib: u64,
     runs: Vec<RunFigures>,
     deliveries: i64,
     fresh_requests: u64,
     jobs: digestif::store::JobCounts,
     peak_rss_kib: u64,
+    /// `cycle` setup: the cycle's repositories, scanned ones, failed scans, wall time.
+    cycle: Option<(usize, usize, usize, Duration)>,
 }
 
-async fn run(opts: Options, backends: Vec<Backend>) {
+impl RunFigures {
+    fn req_s(&self) -> f64 {
+        let n = |k: &str| self.wrk[k].as_f64().unwrap_or(0.0);
+        n("requests") / (n("duration_us") / 1e6)
+    }
+
+    fn errors(&self) -> f64 {
+        let n = |k: &str| self.wrk[k].as_f64().unwrap_or(0.0);
+        n("connect") + n("read") + n("write") + n("status") + n("timeout")
+    }
+
+    fn ms(&self, key: &str) -> f64 {
+        self.wrk[key].as_f64().unwrap_or(0.0) / 1e3
+    }
+}
+
+impl BackendFigures {
+    fn json(&self) -> Value {
+        let runs: Vec<Value> = self
+            .runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "run": r.mode,
+                    "req_s": r.req_s(),
+                    "p50_ms": r.ms("p50_us"),
+                    "p90_ms": r.ms("p90_us"),
+                    "p99_ms": r.ms("p99_us"),
+                    "max_ms": r.ms("max_us"),
+                    "errors": r.errors(),
+                    "rss_after_kib": r.rss_after_kib,
+                    "server_cpu_s": r.server_cpu_s,
+                    "repositories_scanned_by_end": r.scanned,
+                    "wrk": r.wrk,
+                })
+            })
+            .collect();
+        json!({
+            "backend": backend_name(self.backend),
+            "setup": self.setup,
+            "webhook_batch": self.batch,
+            "idle_rss_kib": self.idle_rss_kib,
+            "peak_rss_kib": self.peak_rss_kib,
+            "fresh_requests": self.fresh_requests,
+            "delivery_rows": self.deliveries,
+            "jobs": {"done": self.jobs.done, "queued": self.jobs.queued,
+                     "running": self.jobs.running, "dead": self.jobs.dead},
+            "cycle": self.cycle.map(|(repos, scanned, failed, wall)| json!({
+                "repositories": repos, "scanned": scanned, "failed": failed,
+                "wall_s": wall.as_secs_f64(),
+            })),
+            "runs": runs,
+        })
+    }
+}
+
+/// The batch sizes compared: before group commit (1) and the default.
+const BATCHES: [usize; 2] = [1, digestif::server_settings::DEFAULT_WEBHOOK_BATCH];
+
+/// The payload files: one repository, and `REPOS` repositories.
+struct Bodies {
+    one: PathBuf,
+    many: PathBuf,
+    signature: String,
+    body: Vec<u8>,
+}
+
+async fn run(opts: Options, backends: &[Backend], setups: &[&str]) -> Value {
     let fake = FakeGitHub::start().await;
     let installation = fake.create_installation("acme", &[("contents", "read")]);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -216,7 +334,12 @@ async fn run(opts: Options, backends: Vec<Backend>) {
         .map(|r| serde_json::to_vec(&push_payload(installation, r)).expect("body"))
         .collect();
     bodies_file(&many, &bodies);
-    let signature = webhooks::signature(SECRET, &hook.body);
+    let bodies = Bodies {
+        one,
+        many,
+        signature: webhooks::signature(SECRET, &hook.body),
+        body: hook.body.clone(),
+    };
     println!(
         "digestif webhook intake: {} (binary {}), wrk {} threads, {} connections, {} s per run",
         std::env::consts::ARCH,
@@ -231,23 +354,42 @@ async fn run(opts: Options, backends: Vec<Backend>) {
         hook.body.len()
     );
     let mut all = Vec::new();
-    for backend in backends {
-        let figures = bench_backend(
-            &opts,
-            backend,
-            &fake,
-            dir.path(),
-            [&one, &many],
-            &signature,
-            &hook.body,
-        )
-        .await;
-        all.push(figures);
+    if setups.contains(&"idle") {
+        for &backend in backends {
+            for batch in BATCHES {
+                let ctx = (&fake, dir.path(), &bodies);
+                all.push(bench_backend(&opts, backend, ctx, batch).await);
+            }
+        }
     }
+    let mut cycle_repos = None;
+    if setups.contains(&"cycle") {
+        let fleet = Fleet::start().await;
+        cycle_repos = Some(fleet.scale.repos);
+        for &backend in backends {
+            for batch in BATCHES {
+                all.push(bench_cycle(&opts, backend, &fleet, dir.path(), &bodies, batch).await);
+            }
+        }
+    }
+    print_table(&all);
+    drop(fake);
+    json!({
+        "machine": {"arch": std::env::consts::ARCH, "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "wrk": {"threads": opts.threads, "connections": opts.connections, "secs": opts.secs},
+        "payload_bytes": hook.body.len(),
+        "cycle_repositories": cycle_repos,
+        "servers": all.iter().map(BackendFigures::json).collect::<Vec<_>>(),
+    })
+}
+
+fn print_table(all: &[BackendFigures]) {
     println!();
     println!(
-        "{:<9} {:<9} {:>9} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8}",
+        "{:<9} {:<6} {:>5} {:<9} {:>9} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8}",
         "backend",
+        "setup",
+        "batch",
         "run",
         "req/s",
         "p50 ms",
@@ -256,115 +398,85 @@ async fn run(opts: Options, backends: Vec<Backend>) {
         "errors",
         "idle RSS",
         "RSS after",
-        "CPU s"
+        "CPU s",
+        "scanned"
     );
-    for f in &all {
+    for f in all {
         for r in &f.runs {
-            let w = &r.wrk;
-            let n = |k: &str| w[k].as_f64().unwrap_or(0.0);
-            let errors = n("connect") + n("read") + n("write") + n("status") + n("timeout");
             println!(
-                "{:<9} {:<9} {:>9.0} {:>8.2} {:>8.2} {:>8.1} {:>7} {:>6} MiB {:>5} MiB {:>8.1}",
+                "{:<9} {:<6} {:>5} {:<9} {:>9.0} {:>8.2} {:>8.2} {:>8.1} {:>7} {:>6} MiB {:>5} MiB {:>8.1} {:>8}",
                 backend_name(f.backend),
+                f.setup,
+                f.batch,
                 r.mode,
-                n("requests") / (n("duration_us") / 1e6),
-                n("p50_us") / 1e3,
-                n("p99_us") / 1e3,
-                n("max_us") / 1e3,
-                errors,
+                r.req_s(),
+                r.ms("p50_us"),
+                r.ms("p99_us"),
+                r.ms("max_us"),
+                r.errors(),
                 f.idle_rss_kib / 1024,
                 r.rss_after_kib / 1024,
                 r.server_cpu_s,
+                r.scanned.map(|n| n.to_string()).unwrap_or_default(),
             );
         }
         println!(
-            "{:<9} fresh requests answered {}, delivery rows {}; jobs done {}, queued {}, \
-             running {}, dead {}; peak RSS {} MiB",
+            "{:<9} {:<6} {:>5} fresh requests answered {}, delivery rows {}; jobs done {}, \
+             queued {}, running {}, dead {}; peak RSS {} MiB{}",
             backend_name(f.backend),
+            f.setup,
+            f.batch,
             f.fresh_requests,
             f.deliveries,
             f.jobs.done,
             f.jobs.queued,
             f.jobs.running,
             f.jobs.dead,
-            f.peak_rss_kib / 1024
+            f.peak_rss_kib / 1024,
+            f.cycle
+                .map(|(repos, scanned, failed, wall)| format!(
+                    "; cycle: {scanned} of {repos} repositories scanned ({failed} failed) in {:.1} s",
+                    wall.as_secs_f64()
+                ))
+                .unwrap_or_default(),
         );
     }
-    drop(fake);
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn bench_backend(
     opts: &Options,
     backend: Backend,
-    fake: &FakeGitHub,
-    dir: &Path,
-    [one, many]: [&Path; 2],
-    signature: &str,
-    body: &[u8],
+    (fake, dir, bodies): (&FakeGitHub, &Path, &Bodies),
+    batch: usize,
 ) -> BackendFigures {
     let name = backend_name(backend);
-    println!("\n== {name}");
+    println!("\n== {name}, idle, DIGESTIF_WEBHOOK_BATCH={batch}");
     // Migrations are the server's job: the database starts empty.
     let db = TestDb::new(backend, false).await.expect("test database");
-    let url = match &db.schema {
-        None => db.url.clone(),
-        Some(schema) => format!("{}?options=-c%20search_path%3D{schema}", db.url),
-    };
-    let (mut server, pid, base) = start_server(opts, fake, &url, dir, name).await;
-    let client = reqwest::Client::new();
+    let url = fleet::database_url(&db);
+    let env = [("DIGESTIF_WEBHOOK_BATCH", batch.to_string())];
+    let log = format!("{name}-idle-{batch}");
+    let (mut server, pid, base) = start_server(opts, fake, &url, dir, &log, &env).await;
     // Let the start-up sync job finish and the allocator settle before measuring idle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_rss_kib = proc_status(pid, "VmRSS");
     println!("idle RSS {} KiB", idle_rss_kib);
-
-    // Check the payload does what the figures claim before loading with it.
     let tag = format!("bench-{:08x}", rand::random::<u32>());
     let redelivered = format!("{tag}-redelivered");
-    for (delivery, expect) in [
-        (format!("{tag}-check"), "accepted, 1 job(s)"),
-        (redelivered.clone(), "accepted, 1 job(s)"),
-        (redelivered.clone(), "already received"),
-    ] {
-        let resp = client
-            .post(format!("{base}/webhooks/github"))
-            .header("content-type", "application/json")
-            .header("x-github-event", "push")
-            .header("x-github-delivery", &delivery)
-            .header("x-hub-signature-256", format!("sha256={signature}"))
-            .body(body.to_vec())
-            .send()
-            .await
-            .expect("check delivery");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        assert!(
-            status == 202 && text == expect,
-            "check delivery {delivery}: {status} {text:?}, expected 202 {expect:?}"
-        );
-    }
+    check_payload(&base, bodies, &tag, &redelivered).await;
 
     let mut runs = Vec::new();
     let mut fresh_requests = 0;
-    for (run, bodies, mode, run_tag) in [
-        ("fresh-1", one, "fresh", format!("{tag}-a")),
-        ("fresh-1k", many, "fresh", format!("{tag}-b")),
-        ("redeliver", one, "redeliver", redelivered.clone()),
+    for (run, file, mode, run_tag) in [
+        ("fresh-1", &bodies.one, "fresh", format!("{tag}-a")),
+        ("fresh-1k", &bodies.many, "fresh", format!("{tag}-b")),
+        ("redeliver", &bodies.one, "redeliver", redelivered.clone()),
     ] {
-        let cpu_before = proc_cpu_seconds(pid);
-        let wrk = run_wrk(opts, &base, bodies, mode, &run_tag).await;
-        let server_cpu_s = proc_cpu_seconds(pid) - cpu_before;
-        let rss_after_kib = proc_status(pid, "VmRSS");
+        let r = measure_run(opts, &base, pid, (run, file, mode, &run_tag)).await;
         if mode == "fresh" {
-            fresh_requests += wrk["requests"].as_u64().unwrap_or(0);
+            fresh_requests += r.wrk["requests"].as_u64().unwrap_or(0);
         }
-        println!("{run}: {wrk}, server CPU {server_cpu_s:.1} s, RSS after {rss_after_kib} KiB");
-        runs.push(RunFigures {
-            mode: run,
-            wrk,
-            rss_after_kib,
-            server_cpu_s,
-        });
+        runs.push(r);
         // Let the workers drain what the run queued before the next one.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -377,12 +489,169 @@ async fn bench_backend(
     drop(db);
     BackendFigures {
         backend,
+        setup: "idle",
+        batch,
         idle_rss_kib,
         runs,
         deliveries,
         fresh_requests,
         jobs,
         peak_rss_kib,
+        cycle: None,
+    }
+}
+
+/// One wrk run with the server's CPU time and RSS after it.
+async fn measure_run(
+    opts: &Options,
+    base: &str,
+    pid: u32,
+    (run, file, mode, tag): (&'static str, &Path, &str, &str),
+) -> RunFigures {
+    let cpu_before = proc_cpu_seconds(pid);
+    let wrk = run_wrk(opts, base, file, mode, tag).await;
+    let server_cpu_s = proc_cpu_seconds(pid) - cpu_before;
+    let rss_after_kib = proc_status(pid, "VmRSS");
+    println!("{run}: {wrk}, server CPU {server_cpu_s:.1} s, RSS after {rss_after_kib} KiB");
+    RunFigures {
+        mode: run,
+        wrk,
+        rss_after_kib,
+        server_cpu_s,
+        scanned: None,
+    }
+}
+
+/// Checks the payload does what the figures claim before loading with it: a new delivery
+/// is accepted with its job, a redelivery is "already received".
+async fn check_payload(base: &str, bodies: &Bodies, tag: &str, redelivered: &str) {
+    let client = reqwest::Client::new();
+    for (delivery, expect) in [
+        (format!("{tag}-check"), "accepted, 1 job(s)"),
+        (redelivered.to_string(), "accepted, 1 job(s)"),
+        (redelivered.to_string(), "already received"),
+    ] {
+        let resp = client
+            .post(format!("{base}/webhooks/github"))
+            .header("content-type", "application/json")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", &delivery)
+            .header(
+                "x-hub-signature-256",
+                format!("sha256={}", bodies.signature),
+            )
+            .body(bodies.body.clone())
+            .send()
+            .await
+            .expect("check delivery");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(
+            status == 202 && text == expect,
+            "check delivery {delivery}: {status} {text:?}, expected 202 {expect:?}"
+        );
+    }
+}
+
+/// Repositories on a fake GitHub pinning tags of a real registry: what the server's cycle
+/// scans while the intake is loaded.
+struct Fleet {
+    fake: FakeGitHub,
+    world: fleet::World,
+    scale: fleet::Scale,
+}
+
+impl Fleet {
+    async fn start() -> Fleet {
+        let scale = fleet::Scale {
+            repos: env_or("DIGESTIF_BENCH_CYCLE_REPOS", 2_000),
+            installations: 10,
+            tags: 100,
+            moved_percent: 0,
+        };
+        let started = Instant::now();
+        let world = fleet::World::start(scale.tags).await;
+        let fake = FakeGitHub::start().await;
+        fleet::populate(&fake, &world, &scale);
+        println!(
+            "\ncycle fleet: {} repositories over {} installations pinning {} tags, ready in {:.1} s",
+            scale.repos,
+            scale.installations,
+            scale.tags,
+            started.elapsed().as_secs_f64()
+        );
+        Fleet { fake, world, scale }
+    }
+}
+
+/// The `fresh-1` and `fresh-1k` runs while the server's first cycle over `fleet` runs.
+async fn bench_cycle(
+    opts: &Options,
+    backend: Backend,
+    fleet: &Fleet,
+    dir: &Path,
+    bodies: &Bodies,
+    batch: usize,
+) -> BackendFigures {
+    let name = backend_name(backend);
+    let repos = fleet.scale.repos;
+    println!(
+        "\n== {name}, during a cycle over {repos} repositories, DIGESTIF_WEBHOOK_BATCH={batch}"
+    );
+    let db = TestDb::new(backend, false).await.expect("test database");
+    let url = fleet::database_url(&db);
+    let mut env = fleet.world.server_env();
+    env.push(("DIGESTIF_WEBHOOK_BATCH", batch.to_string()));
+    let since = chrono::Utc::now();
+    let started = Instant::now();
+    let log = format!("{name}-cycle-{batch}");
+    let (mut server, pid, base) = start_server(opts, &fleet.fake, &url, dir, &log, &env).await;
+    let idle_rss_kib = proc_status(pid, "VmRSS");
+    // The cycle is under way once a repository was scanned.
+    while fleet::scanned_since(&db.store, since).await.0 == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no scan within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tag = format!("bench-{:08x}", rand::random::<u32>());
+    let mut runs = Vec::new();
+    let mut fresh_requests = 0;
+    for (run, file, run_tag) in [
+        ("fresh-1", &bodies.one, format!("{tag}-a")),
+        ("fresh-1k", &bodies.many, format!("{tag}-b")),
+    ] {
+        let mut r = measure_run(opts, &base, pid, (run, file, "fresh", &run_tag)).await;
+        fresh_requests += r.wrk["requests"].as_u64().unwrap_or(0);
+        let scanned = fleet::scanned_since(&db.store, since).await.0;
+        println!("{run}: {scanned} of {repos} repositories scanned by its end");
+        r.scanned = Some(scanned);
+        runs.push(r);
+    }
+    let (scanned, failed, wall) =
+        fleet::wait_for_cycle(&db.store, repos, since, started, Duration::from_secs(1800)).await;
+    println!(
+        "cycle: {scanned} repositories scanned ({failed} failed) in {:.1} s",
+        wall.as_secs_f64()
+    );
+    let peak_rss_kib = proc_status(pid, "VmHWM");
+    stop(&mut server, pid).await;
+    let deliveries = count_deliveries(backend, &url).await;
+    let jobs = db.store.job_counts().await.expect("job counts");
+    db.store.close().await;
+    drop(db);
+    BackendFigures {
+        backend,
+        setup: "cycle",
+        batch,
+        idle_rss_kib,
+        runs,
+        deliveries,
+        fresh_requests,
+        jobs,
+        peak_rss_kib,
+        cycle: Some((repos, scanned, failed, wall)),
     }
 }
 
@@ -393,6 +662,7 @@ async fn start_server(
     url: &str,
     dir: &Path,
     name: &str,
+    env: &[(&str, String)],
 ) -> (Child, u32, String) {
     let started = Instant::now();
     let app = serve::App {
@@ -406,7 +676,7 @@ async fn start_server(
         &app,
         url,
         &dir.join(format!("server-{name}.log")),
-        &[],
+        env,
     )
     .await;
     println!(
@@ -612,7 +882,7 @@ mod strangers {
             .await
             .expect("test database");
         let (mut server, pid, base) =
-            start_server(opts, &fake, &db.url, dir.path(), "strangers").await;
+            start_server(opts, &fake, &db.url, dir.path(), "strangers", &[]).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let idle = proc_status(pid, "VmRSS");
         println!(

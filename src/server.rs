@@ -16,7 +16,7 @@ use crate::jobs::{Scheduler, Worker, WorkerOptions};
 use crate::registry::{RegistryConfig, Resolver};
 use crate::server_settings::{OpsSettings, Settings, redact_url};
 use crate::shared_tags::StoreSharedTags;
-use crate::store::{Backend, Store};
+use crate::store::{Backend, DeliveryQueue, Store};
 use crate::web::{self, OpsState, WebState};
 
 /// Knobs tests turn; the defaults are the production values.
@@ -33,6 +33,8 @@ pub struct Tuning {
     pub http: web::Limits,
     /// How long the status page's login cookie is valid.
     pub admin_session: Duration,
+    /// Most webhook deliveries recorded in one transaction (`DIGESTIF_WEBHOOK_BATCH`).
+    pub webhook_batch: usize,
 }
 
 impl Default for Tuning {
@@ -45,6 +47,7 @@ impl Default for Tuning {
             job_lease: WorkerOptions::default().lease,
             http: web::Limits::default(),
             admin_session: web::ADMIN_SESSION,
+            webhook_batch: crate::server_settings::DEFAULT_WEBHOOK_BATCH,
         }
     }
 }
@@ -130,7 +133,8 @@ impl Server {
         self
     }
 
-    pub fn web_state(&self) -> WebState {
+    /// What the HTTP handlers share; deliveries are recorded through `deliveries`.
+    pub fn web_state(&self, deliveries: DeliveryQueue) -> WebState {
         WebState {
             store: self.store.clone(),
             webhook_secret: Arc::from(self.settings.webhook_secret.clone().into_boxed_slice()),
@@ -156,6 +160,7 @@ impl Server {
                 session_lifetime: web::SessionLifetime(self.tuning.admin_session),
             }),
             intake: Arc::new(web::intake::Intake::new(&self.tuning.http)),
+            deliveries,
         }
     }
 
@@ -168,7 +173,8 @@ impl Server {
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr().ok();
         tracing::info!(?addr, database = %redact_url(&self.settings.database_url), "digestif serving");
-        let router = web::router(self.web_state());
+        let (deliveries, committer) = self.store.delivery_queue(self.tuning.webhook_batch);
+        let router = web::router(self.web_state(deliveries));
         let web_shutdown = shutdown.clone();
         let limits = self.tuning.http.clone();
         let web = tokio::spawn(async move {
@@ -229,6 +235,8 @@ impl Server {
 
         let served = web.await.context("web server task")?;
         shutdown.cancel();
+        // Deliveries handed in are committed (or refused) before the database closes.
+        committer.finish().await;
         pruner.abort();
         let _ = workers.await;
         let _ = scheduler.await;

@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// taken up by another process, or by this one restarted, after this long.
     #[arg(long, env = "DIGESTIF_JOB_LEASE", default_value = "5m")]
     pub job_lease: String,
+    /// Most webhook deliveries recorded in one database transaction (1 to 1000): deliveries
+    /// that arrive together are committed together, and each is answered once its
+    /// transaction committed. 1 records each delivery in a transaction of its own.
+    #[arg(long, env = "DIGESTIF_WEBHOOK_BATCH", default_value = "256")]
+    pub webhook_batch: String,
     /// An OSV API to ask which advisories an update fixes (`https://api.osv.dev`, or a
     /// mirror's root): the OSV names of the packages an update removes or upgrades, with
     /// their old and new versions, are sent there. Unset (the default), nothing is sent and
@@ -99,6 +104,21 @@ pub fn job_lease(text: &str) -> Result<std::time::Duration, SettingsError> {
         ));
     }
     Ok(d)
+}
+
+/// `DIGESTIF_WEBHOOK_BATCH` when unset.
+pub const DEFAULT_WEBHOOK_BATCH: usize = 256;
+
+/// Reads `DIGESTIF_WEBHOOK_BATCH`.
+pub fn webhook_batch(text: &str) -> Result<usize, SettingsError> {
+    match text.trim().parse::<usize>() {
+        // Larger batches hold SQLite's write lock longer without committing faster.
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(err(
+            "DIGESTIF_WEBHOOK_BATCH",
+            format!("{text:?} is not a number from 1 to 1000"),
+        )),
+    }
 }
 
 /// Reads `DIGESTIF_MIN_SCHEDULE_INTERVAL` (`serve` and `check-config` share it).
@@ -147,6 +167,7 @@ pub struct OpsSettings {
     pub credentials_file: PathBuf,
     pub min_schedule_interval: std::time::Duration,
     pub job_lease: std::time::Duration,
+    pub webhook_batch: usize,
     /// `DIGESTIF_OSV_URL` without its trailing `/`.
     pub osv_url: Option<String>,
 }
@@ -162,6 +183,7 @@ impl Default for OpsSettings {
             credentials_file: PathBuf::new(),
             min_schedule_interval: crate::schedule::DEFAULT_MIN_INTERVAL,
             job_lease: std::time::Duration::from_secs(300),
+            webhook_batch: DEFAULT_WEBHOOK_BATCH,
             osv_url: None,
         }
     }
@@ -182,6 +204,7 @@ impl fmt::Debug for OpsSettings {
             .field("credentials_file", &self.credentials_file)
             .field("min_schedule_interval", &self.min_schedule_interval)
             .field("job_lease", &self.job_lease)
+            .field("webhook_batch", &self.webhook_batch)
             .field("osv_url", &self.osv_url)
             .finish()
     }
@@ -254,6 +277,7 @@ impl OpsSettings {
             credentials_file: credentials_path(args),
             min_schedule_interval: min_schedule_interval(&args.min_schedule_interval)?,
             job_lease: job_lease(&args.job_lease)?,
+            webhook_batch: webhook_batch(&args.webhook_batch)?,
         })
     }
 }
@@ -551,7 +575,24 @@ mod tests {
             app_credentials_file: None,
             min_schedule_interval: "1h".into(),
             job_lease: "5m".into(),
+            webhook_batch: "256".into(),
             osv_url: None,
+        }
+    }
+
+    #[test]
+    fn the_webhook_batch_is_a_number_from_1_to_1000() {
+        let mut a = args();
+        let batch = |a: &ServeArgs| OpsSettings::from_args(a).map(|o| o.webhook_batch);
+        assert_eq!(batch(&a).unwrap(), 256);
+        for (text, n) in [("1", 1), (" 64 ", 64), ("1000", 1000)] {
+            a.webhook_batch = text.into();
+            assert_eq!(batch(&a).unwrap(), n, "{text}");
+        }
+        for bad in ["0", "1001", "-1", "many", ""] {
+            a.webhook_batch = bad.into();
+            let e = batch(&a).expect_err(bad);
+            assert_eq!(e.setting, "DIGESTIF_WEBHOOK_BATCH", "{bad}");
         }
     }
 

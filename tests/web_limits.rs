@@ -52,6 +52,16 @@ fn limits() -> Limits {
 }
 
 async fn start(fake: &FakeGitHub, http: Limits, admin_session: Duration) -> Running {
+    let tuning = Tuning {
+        worker_poll: Duration::from_millis(50),
+        http,
+        admin_session,
+        ..Tuning::default()
+    };
+    start_tuned(fake, tuning).await
+}
+
+async fn start_tuned(fake: &FakeGitHub, tuning: Tuning) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = Settings {
         app_id: fake.app_id(),
@@ -61,12 +71,6 @@ async fn start(fake: &FakeGitHub, http: Limits, admin_session: Duration) -> Runn
         database_url: format!("sqlite://{}", dir.path().join("digestif.db").display()),
         bind: "127.0.0.1:0".parse().expect("addr"),
         workers: 1,
-    };
-    let tuning = Tuning {
-        worker_poll: Duration::from_millis(50),
-        http,
-        admin_session,
-        ..Tuning::default()
     };
     let ops = OpsSettings {
         admin_token: Some(ADMIN.into()),
@@ -336,6 +340,67 @@ async fn bodies_are_refused_on_their_declared_size_before_they_are_read() {
     let resp = req.body(ping.body.clone()).send().await.expect("answered");
     assert_eq!(resp.status().as_u16(), 202);
     server.stop().await;
+}
+
+/// GitHub redelivering one delivery many times at once, among other deliveries, with
+/// deliveries batched (group commit) and one transaction each: exactly one copy is
+/// accepted, the others are 202 "already received", every other delivery is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redeliveries_are_accepted_once_batched_or_not() {
+    let fake = FakeGitHub::start().await;
+    for batch in [1, 256] {
+        let tuning = Tuning {
+            webhook_batch: batch,
+            http: limits(),
+            ..Tuning::default()
+        };
+        let server = start_tuned(&fake, tuning).await;
+        let ping = |zen: &str| webhooks::sign("ping", &json!({"zen": zen, "hook_id": 1}), SECRET);
+        let same = ping("Design for failure.");
+        let mut hooks = vec![same.clone(); 20];
+        hooks.extend((0..20).map(|i| ping(&format!("zen {i}"))));
+        let client = reqwest::Client::new();
+        let mut tasks = Vec::new();
+        for hook in &hooks {
+            let mut req = client.post(format!("http://{}/webhooks/github", server.addr));
+            for (k, v) in &hook.headers {
+                req = req.header(k, v);
+            }
+            let req = req.body(hook.body.clone());
+            tasks.push(tokio::spawn(async move {
+                let resp = req.send().await.expect("answered");
+                (
+                    resp.status().as_u16(),
+                    resp.text().await.unwrap_or_default(),
+                )
+            }));
+        }
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("client task"));
+        }
+        let (copies, others) = answers.split_at(20);
+        assert!(
+            copies.iter().all(|(s, _)| *s == 202),
+            "batch {batch}: {copies:?}"
+        );
+        let accepted = copies
+            .iter()
+            .filter(|(_, b)| b.starts_with("accepted"))
+            .count();
+        let known = copies
+            .iter()
+            .filter(|(_, b)| b == "already received")
+            .count();
+        assert_eq!((accepted, known), (1, 19), "batch {batch}: {copies:?}");
+        assert!(
+            others
+                .iter()
+                .all(|(s, b)| *s == 202 && b.starts_with("accepted")),
+            "batch {batch}: {others:?}"
+        );
+        server.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

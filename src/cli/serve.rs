@@ -170,6 +170,7 @@ async fn run_server(
     registry.ssrf_guard = true;
     let tuning = Tuning {
         job_lease: ops.job_lease,
+        webhook_batch: ops.webhook_batch,
         ..Tuning::default()
     };
     let server = Server::build(settings, registry, Arc::new(SystemClock), tuning)

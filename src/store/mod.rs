@@ -19,6 +19,7 @@
 
 mod claim;
 mod decisions;
+mod deliveries;
 mod files;
 mod jobs;
 mod model;
@@ -36,6 +37,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::types::Json;
 use tokio::sync::Notify;
 
+pub use deliveries::{Committer, DeliveryQueue, NewDelivery};
 pub use files::{CachedFile, ScanState};
 pub use jobs::{
     DEFAULT_MAX_ATTEMPTS, FailOutcome, Failure, Job, JobCounts, JobKind, JobState, NewJob, Retry,
@@ -65,6 +67,8 @@ pub enum StoreError {
     Unknown { what: &'static str, value: String },
     #[error("no repository with id {0}")]
     NoSuchRepository(i64),
+    #[error("the server is stopping: no more webhook deliveries are recorded")]
+    Stopped,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -2,7 +2,8 @@
 //! App registration (`/setup`).
 //!
 //! The webhook handler does no GitHub or registry call: it checks the signature, parses,
-//! records the delivery and its jobs in one transaction and answers 202. Everything else
+//! records the delivery and its jobs (in one transaction with the other deliveries that
+//! arrived together, see `store::deliveries`) and answers 202 once that committed. Everything else
 //! happens in the job workers, so a slow GitHub never makes GitHub's webhook time out.
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::clock::Clock;
 use crate::github::webhook::{self, WebhookError};
 use crate::jobs;
 use crate::metrics::WebhookOutcome;
-use crate::store::Store;
+use crate::store::{DeliveryQueue, NewDelivery, Store};
 
 mod admin;
 pub mod connections;
@@ -48,6 +49,8 @@ pub struct WebState {
     pub ops: Arc<OpsState>,
     /// Webhook body limits, budget and refusal log.
     pub intake: Arc<intake::Intake>,
+    /// Records deliveries, batched (group commit).
+    pub deliveries: DeliveryQueue,
 }
 
 pub fn router(state: WebState) -> Router {
@@ -131,12 +134,19 @@ async fn intake(
         .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_string));
     let work = jobs::for_event(&parsed);
     let new_jobs: Vec<_> = work.iter().map(jobs::Work::to_job).collect();
-    let now = state.clock.now();
+    let count = new_jobs.len();
+    // Answered once the batch holding this delivery committed: no ack before it is durable.
     let recorded = state
-        .store
-        .record_delivery_and_enqueue(delivery, event, action.as_deref(), &new_jobs, now)
+        .deliveries
+        .record(NewDelivery {
+            id: delivery.to_string(),
+            event: event.to_string(),
+            action,
+            jobs: new_jobs,
+            now: state.clock.now(),
+        })
         .await;
-    answer_recorded(recorded, new_jobs.len())
+    answer_recorded(recorded, count)
 }
 
 /// GitHub signed the body with the webhook secret, or with the previous one while it is
