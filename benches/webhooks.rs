@@ -1,7 +1,7 @@
 //! Webhook intake under load, on SQLite and on PostgreSQL.
 //!
-//! `cargo bench --bench webhooks` (add `-- sqlite` or `-- postgres` for one backend, `-- idle`
-//! or `-- cycle` for one setup) starts
+//! `cargo bench --bench webhooks` (add `-- sqlite` or `-- postgres` for one backend, `-- idle`,
+//! `-- cycle` or `-- replicas` for one setup) starts
 //! the release `digestif serve` binary as its own process, so the memory figures are the
 //! server's alone, against a fake GitHub on loopback (`tests/support/fake_github`, one
 //! installation, no repositories: the start-up sync succeeds and `/readyz` is green). It then
@@ -31,6 +31,12 @@
 //! repository; the `fresh-1` and `fresh-1k` runs start once the first repository was scanned,
 //! and print how many repositories were scanned by the end of each run (the cycle must still
 //! be running), then the bench waits for the cycle to finish and prints its wall time.
+//!
+//! Setup `replicas` (PostgreSQL only): 1, 2 and 4 servers (`DIGESTIF_BENCH_WEBHOOK_REPLICAS`)
+//! on one schema with the default batch, each loaded at the same time by its own `wrk`
+//! (1 thread, `DIGESTIF_BENCH_CONNECTIONS / N` connections, `fresh-1k`), as behind a load
+//! balancer: requests/s summed, the worst replica's latency, and every answered request
+//! checked against the delivery rows.
 //!
 //! The figures are printed and written to `benches/results/webhooks.json`
 //! (`webhooks-sqlite.json` and so on when only some backends or setups ran).
@@ -90,6 +96,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
+#[derive(Clone)]
 struct Options {
     secs: u64,
     connections: u32,
@@ -126,7 +133,7 @@ fn main() {
         .into_iter()
         .filter(|b| pick(&["sqlite", "postgres"]).contains(&backend_name(*b)))
         .collect();
-    let setups = pick(&["idle", "cycle"]);
+    let setups = pick(&["idle", "cycle", "replicas"]);
     let opts = Options {
         secs: env_or("DIGESTIF_BENCH_SECS", 10),
         connections: env_or("DIGESTIF_BENCH_CONNECTIONS", 32),
@@ -373,6 +380,17 @@ async fn run(opts: Options, backends: &[Backend], setups: &[&str]) -> Value {
         }
     }
     print_table(&all);
+    let mut replicas = Vec::new();
+    if setups.contains(&"replicas") && backends.contains(&Backend::Postgres) {
+        let counts: Vec<usize> = std::env::var("DIGESTIF_BENCH_WEBHOOK_REPLICAS")
+            .unwrap_or_else(|_| "1,2,4".into())
+            .split(',')
+            .map(|n| n.trim().parse().expect("DIGESTIF_BENCH_WEBHOOK_REPLICAS: numbers"))
+            .collect();
+        for n in counts {
+            replicas.push(bench_replicas(&opts, (&fake, dir.path(), &bodies), n).await);
+        }
+    }
     drop(fake);
     json!({
         "machine": {"arch": std::env::consts::ARCH, "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
@@ -380,6 +398,93 @@ async fn run(opts: Options, backends: &[Backend], setups: &[&str]) -> Value {
         "payload_bytes": hook.body.len(),
         "cycle_repositories": cycle_repos,
         "servers": all.iter().map(BackendFigures::json).collect::<Vec<_>>(),
+        "replicas": replicas,
+    })
+}
+
+/// Setup `replicas`: `n` servers on one PostgreSQL schema (default batch), each loaded by its
+/// own `wrk` (1 thread, `DIGESTIF_BENCH_CONNECTIONS / n` connections) with `fresh-1k` at the
+/// same time, as a load balancer would spread GitHub's deliveries. Throughput is the sum;
+/// latency the worst replica's. Every answered request must be a delivery row.
+async fn bench_replicas(
+    opts: &Options,
+    (fake, dir, bodies): (&FakeGitHub, &Path, &Bodies),
+    n: usize,
+) -> Value {
+    println!("\n== postgres, {n} replica(s), fresh-1k on each at once");
+    let db = TestDb::new(Backend::Postgres, false)
+        .await
+        .expect("test database");
+    let url = fleet::database_url(&db);
+    let mut servers = Vec::new();
+    for i in 0..n {
+        let name = format!("replicas-{n}-{i}");
+        servers.push(start_server(opts, fake, &url, dir, &name, &[]).await);
+    }
+    let per = Options {
+        secs: opts.secs,
+        connections: (opts.connections / n as u32).max(1),
+        threads: 1,
+        bin: opts.bin.clone(),
+    };
+    let tag = format!("bench-{:08x}", rand::random::<u32>());
+    let cpu_before: Vec<f64> = servers.iter().map(|s| proc_cpu_seconds(s.1)).collect();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, s) in servers.iter().enumerate() {
+        let (per, base, file) = (per.clone(), s.2.clone(), bodies.many.clone());
+        let tag = format!("{tag}-{i}");
+        set.spawn(async move { (i, run_wrk(&per, &base, &file, "fresh", &tag).await) });
+    }
+    let mut runs: Vec<(usize, Value)> = set.join_all().await;
+    runs.sort_by_key(|r| r.0);
+    let runs = runs.into_iter().map(|r| r.1);
+    let cpu: Vec<f64> = servers
+        .iter()
+        .zip(&cpu_before)
+        .map(|(s, before)| proc_cpu_seconds(s.1) - before)
+        .collect();
+    let rss: Vec<u64> = servers.iter().map(|s| proc_status(s.1, "VmHWM")).collect();
+    for (mut child, pid, _) in servers {
+        stop(&mut child, pid).await;
+    }
+    let figures: Vec<RunFigures> = runs
+        .into_iter()
+        .map(|wrk| RunFigures {
+            mode: "fresh-1k",
+            wrk,
+            rss_after_kib: 0,
+            server_cpu_s: 0.0,
+            scanned: None,
+        })
+        .collect();
+    let requests: u64 = figures
+        .iter()
+        .map(|r| r.wrk["requests"].as_u64().unwrap_or(0))
+        .sum();
+    let deliveries = count_deliveries(Backend::Postgres, &url).await;
+    let total: f64 = figures.iter().map(RunFigures::req_s).sum();
+    let worst = |k: &str| figures.iter().map(|r| r.ms(k)).fold(0.0, f64::max);
+    let errors: f64 = figures.iter().map(RunFigures::errors).sum();
+    println!(
+        "{n} replica(s): {total:.0} req/s in all, worst p50 {:.2} ms, worst p99 {:.2} ms, \
+         errors {errors}; requests {requests}, delivery rows {deliveries}; server CPU {cpu:.1?} s; \
+         peak RSS {:?} MiB",
+        worst("p50_us"),
+        worst("p99_us"),
+        rss.iter().map(|k| k / 1024).collect::<Vec<_>>(),
+    );
+    db.store.close().await;
+    json!({
+        "replicas": n,
+        "req_s": total,
+        "worst_p50_ms": worst("p50_us"),
+        "worst_p99_ms": worst("p99_us"),
+        "errors": errors,
+        "requests": requests,
+        "delivery_rows": deliveries,
+        "server_cpu_s": cpu,
+        "peak_rss_kib": rss,
+        "per_replica": figures.iter().map(|r| r.wrk.clone()).collect::<Vec<_>>(),
     })
 }
 
