@@ -251,6 +251,11 @@ pub fn parse_with_parts(text: &str) -> Result<(Reference, Parts), ReferenceError
     } else {
         path.to_string()
     };
+    // Docker checks the length of the normalized name (`docker.io/library/…`), so a short
+    // name can be too long once its registry is spelled out.
+    if registry.len() + 1 + repository.len() > NAME_TOTAL_LENGTH_MAX {
+        return Err(ReferenceError::NameTooLong { text: err_text() });
+    }
 
     let parts = Parts {
         name: 0..name_end,
@@ -550,6 +555,14 @@ mod tests {
             Reference::parse(&long),
             Err(ReferenceError::NameTooLong { .. })
         ));
+        // Found by fuzzing: the limit is on the normalized name, as in Docker, so a
+        // Docker Hub name of 240 characters is too long once `docker.io/library/` is added.
+        let short = "a".repeat(240);
+        assert!(matches!(
+            Reference::parse(&short),
+            Err(ReferenceError::NameTooLong { .. })
+        ));
+        p(&format!("example.com/{}", "a".repeat(243)));
         let e = Reference::parse("x@sha256:abc").unwrap_err().to_string();
         assert!(e.contains("64 hex characters"), "{e}");
     }

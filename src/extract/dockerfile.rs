@@ -33,9 +33,12 @@
 //! - `COPY --from` and `RUN --mount` images get the stage's `FROM --platform`, since that
 //!   is the platform BuildKit pulls them for.
 //!
+//! Quotes and escapes inside an image's text (`py"thon":3`) are removed as BuildKit does:
+//! the reference is what BuildKit reads, its text what the file holds, and a pin goes after
+//! that text.
+//!
 //! Not supported: images named inside `ONBUILD` triggers (they run in another build),
-//! variables set by `ENV`, chains of ARGs (`ARG A=$B`), and images whose text is written
-//! with quotes or escapes inside it (`py"thon"`); the last two are skipped with a reason.
+//! variables set by `ENV`, and chains of ARGs (`ARG A=$B`, skipped with a reason).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
