@@ -96,10 +96,10 @@ fn spans_are_true(path: &str, bytes: &[u8], e: &Extraction) {
         ];
         let inside =
             |part: &std::ops::Range<usize>| f.span.start <= part.start && part.end <= f.span.end;
-        if f.text.contains(['"', '\'', '\\', '`']) && Reference::parse(&f.text).is_err() {
-            // Quotes or escapes inside the image text (`py"thon":3`, or ``bec`3e9b`` with a
-            // backtick escape, found by fuzzing): the reference is what BuildKit reads after
-            // removing them, the text what the file holds; a pin goes after it.
+        if f.text.contains(['"', '\'', '\\', '`', '$']) && Reference::parse(&f.text).is_err() {
+            // Variables, quotes or escapes inside the image text (`python:${PY}`,
+            // `py"thon":3`, ``bec`3e9b`` with a backtick escape; found by fuzzing): the
+            // reference is what BuildKit reads, the text what the file holds.
             continue;
         }
         if parts.into_iter().flatten().all(inside) {

@@ -28,8 +28,10 @@
 //! - Each ARG definition is reported once, at its first use, however many instructions use
 //!   it: two references to the same bytes would make two colliding edits. The context
 //!   (stage, platform, location) is that of the first use.
-//! - Anything else with a variable in it (`python:${PY}-slim`, `${X:-python}`, an ARG with
-//!   no default…) is skipped with a reason that names the variables.
+//! - Anything else with a variable in it (`python:${PY}-slim`, `${X:-python}:3`) is
+//!   expanded and reported with its text as written; a pin goes after that text. What has
+//!   no value to expand (an ARG with no default, a name no ARG declares without a default,
+//!   platform ARGs, ENV) is skipped with a reason that names the variables.
 //! - `COPY --from` and `RUN --mount` images get the stage's `FROM --platform`, since that
 //!   is the platform BuildKit pulls them for.
 //!
