@@ -155,11 +155,8 @@ fn main() {
         .build()
         .expect("runtime");
     if bench && args.iter().any(|a| a == "sweep") {
-        let setups = if args.iter().any(|a| a == "postgres" || a == "replicas") {
-            setups
-        } else {
-            vec![Setup::Sqlite]
-        };
+        let named = !wanted_setups(&args, bench).is_empty();
+        let setups = if named { setups } else { vec![Setup::Sqlite] };
         runtime.block_on(sweep(&bin, scale, &setups));
         return;
     }
@@ -192,7 +189,8 @@ fn main() {
 }
 
 /// The setups named by the arguments: `sqlite`, `postgres`, `replicas` (as many as
-/// `DIGESTIF_BENCH_REPLICAS`, default 2) or `replicas=N`. Other words are an error with
+/// `DIGESTIF_BENCH_REPLICAS`, default 2) or `replicas=N` (`sweep` is a mode, not a
+/// setup). Other words are an error with
 /// `--bench`, and ignored without (`cargo test NAME` passes its filter to every target).
 fn wanted_setups(args: &[String], bench: bool) -> Vec<Setup> {
     let mut setups = Vec::new();
@@ -201,6 +199,7 @@ fn wanted_setups(args: &[String], bench: bool) -> Vec<Setup> {
             None if a == "sqlite" => Setup::Sqlite,
             None if a == "postgres" => Setup::Postgres,
             None if a == "replicas" => Setup::Replicas(env_or("DIGESTIF_BENCH_REPLICAS", 2)),
+            None if a == "sweep" => continue,
             Some(("replicas", n)) => match n.parse() {
                 Ok(n) if n >= 1 => Setup::Replicas(n),
                 _ => panic!("replicas={n}: a count of at least 1, please"),
@@ -254,8 +253,10 @@ async fn sweep(bin: &Path, scale: Scale, setups: &[Setup]) {
                 .iter()
                 .map(|c| c["wall_s"].as_f64().expect("wall_s"))
                 .collect();
-            points.push(json!({"setup": setup.name(), "repos": repos, "wall_s": walls,
-                               "result": result}));
+            points.push(
+                json!({"setup": setup.name(), "repos": repos, "wall_s": walls,
+                               "result": result}),
+            );
         }
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
@@ -284,19 +285,17 @@ fn sweep_chart(data: &Value, path: &Path) {
         let repos = p["repos"].as_f64().expect("repos");
         for (i, w) in p["wall_s"].as_array().expect("wall_s").iter().enumerate() {
             let w = w.as_f64().expect("wall");
-            lines.entry((setup.clone(), i)).or_default().push((repos, w));
+            lines
+                .entry((setup.clone(), i))
+                .or_default()
+                .push((repos, w));
         }
     }
     let xmax = points
         .iter()
         .filter_map(|p| p["repos"].as_f64())
         .fold(1.0, f64::max);
-    let ymax = lines
-        .values()
-        .flatten()
-        .map(|p| p.1)
-        .fold(1.0, f64::max)
-        * 1.15;
+    let ymax = lines.values().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.15;
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
     root.fill(&WHITE).expect("chart");
     let mut chart = ChartBuilder::on(&root)

@@ -385,7 +385,11 @@ async fn run(opts: Options, backends: &[Backend], setups: &[&str]) -> Value {
         let counts: Vec<usize> = std::env::var("DIGESTIF_BENCH_WEBHOOK_REPLICAS")
             .unwrap_or_else(|_| "1,2,4".into())
             .split(',')
-            .map(|n| n.trim().parse().expect("DIGESTIF_BENCH_WEBHOOK_REPLICAS: numbers"))
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("DIGESTIF_BENCH_WEBHOOK_REPLICAS: numbers")
+            })
             .collect();
         for n in counts {
             replicas.push(bench_replicas(&opts, (&fake, dir.path(), &bodies), n).await);
