@@ -159,6 +159,7 @@ pub fn extract(source: &Source<'_>) -> Extraction {
     }
     // ARG-backed references are found at their use, after later lines: restore file order.
     out.references.sort_by_key(|f| f.span.start);
+    keep_shared_arg_defaults(&mut out);
     out.skipped.sort_by_key(|s| s.line);
     out.errors.sort_by_key(|e| e.line);
     out
@@ -782,6 +783,52 @@ fn instruction(
         }
         _ => None,
     }
+}
+
+/// A digest written into an `ARG` default changes every image that `ARG` is part of. When
+/// the `ARG` that holds a whole reference (`FROM ${BASE}`) is also part of another image
+/// (`FROM ${BASE}:20`, or one skipped for another variable), the reference is listed but
+/// not edited: its pin would break the other image (found by fuzzing).
+fn keep_shared_arg_defaults(out: &mut Extraction) {
+    let mut partly: HashMap<String, usize> = HashMap::new();
+    for f in &out.references {
+        for v in &f.context.variables {
+            if f.context.arg.as_deref() != Some(v.as_str()) {
+                partly.entry(v.clone()).or_insert(f.line);
+            }
+        }
+    }
+    for s in &out.skipped {
+        for name in variable_names(&s.text) {
+            partly.entry(name).or_insert(s.line);
+        }
+    }
+    for f in &mut out.references {
+        let Some(arg) = &f.context.arg else { continue };
+        if f.not_editable.is_some() {
+            continue;
+        }
+        if let Some(line) = partly.get(arg) {
+            f.not_editable = Some(format!(
+                "ARG {arg} is also part of the image on line {line}; a digest in its default \
+                 would change that image too"
+            ));
+        }
+    }
+}
+
+/// The names after `$` in `text` (`${A}`, `$A`, `${A:-x}`).
+fn variable_names(text: &str) -> Vec<String> {
+    text.split('$')
+        .skip(1)
+        .map(|rest| {
+            rest.trim_start_matches('{')
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 /// Where an image is used, which decides the ARGs and stage names it can refer to.
@@ -2359,6 +2406,29 @@ mod tests {
             ]
         );
         assert!(e.skipped.is_empty());
+    }
+
+    #[test]
+    fn an_arg_default_that_is_also_part_of_another_image_is_not_edited() {
+        // Found by fuzzing: a pin at the end of `node` would make the second image
+        // `node@sha256:…56:20`.
+        let text = "ARG NODE_IMAGE=node\nFROM ${NODE_IMAGE} AS a\nFROM ${NODE_IMAGE}56:20\n";
+        let e = run(text);
+        assert_eq!(e.references.len(), 2);
+        let whole = &e.references[0];
+        assert_eq!(whole.context.arg.as_deref(), Some("NODE_IMAGE"));
+        let reason = whole.not_editable.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("also part of the image on line 3"),
+            "{reason}"
+        );
+        assert_eq!(e.references[1].not_editable, None);
+        // Alone, the ARG default is where the pin goes.
+        let e = run("ARG NODE_IMAGE=node\nFROM ${NODE_IMAGE} AS a\n");
+        assert_eq!(e.references[0].not_editable, None);
+        // Also when the other image is skipped (TAG has no value here).
+        let e = run("ARG B=node\nARG TAG\nFROM ${B} AS a\nFROM ${B}:${TAG}\n");
+        assert!(e.references[0].not_editable.is_some(), "{e:#?}");
     }
 
     #[test]
