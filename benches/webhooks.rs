@@ -589,13 +589,7 @@ async fn bench_backend(
         // Let the workers drain what the run queued before the next one.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let peak_rss_kib = proc_status(pid, "VmHWM");
-
-    stop(&mut server, pid).await;
-    let deliveries = count_deliveries(backend, &url).await;
-    let jobs = db.store.job_counts().await.expect("job counts");
-    db.store.close().await;
-    drop(db);
+    let (peak_rss_kib, deliveries, jobs) = finish(&mut server, pid, db, backend, &url).await;
     BackendFigures {
         backend,
         setup: "idle",
@@ -608,6 +602,22 @@ async fn bench_backend(
         peak_rss_kib,
         cycle: None,
     }
+}
+
+/// Stops the server and reads what it left: its peak RSS, the delivery rows, the job counts.
+async fn finish(
+    server: &mut Child,
+    pid: u32,
+    db: TestDb,
+    backend: Backend,
+    url: &str,
+) -> (u64, i64, digestif::store::JobCounts) {
+    let peak_rss_kib = proc_status(pid, "VmHWM");
+    stop(server, pid).await;
+    let deliveries = count_deliveries(backend, url).await;
+    let jobs = db.store.job_counts().await.expect("job counts");
+    db.store.close().await;
+    (peak_rss_kib, deliveries, jobs)
 }
 
 /// One wrk run with the server's CPU time and RSS after it.
@@ -744,12 +754,7 @@ async fn bench_cycle(
         "cycle: {scanned} repositories scanned ({failed} failed) in {:.1} s",
         wall.as_secs_f64()
     );
-    let peak_rss_kib = proc_status(pid, "VmHWM");
-    stop(&mut server, pid).await;
-    let deliveries = count_deliveries(backend, &url).await;
-    let jobs = db.store.job_counts().await.expect("job counts");
-    db.store.close().await;
-    drop(db);
+    let (peak_rss_kib, deliveries, jobs) = finish(&mut server, pid, db, backend, &url).await;
     BackendFigures {
         backend,
         setup: "cycle",
