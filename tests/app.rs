@@ -200,6 +200,30 @@ async fn install_scan_config_errors_and_uninstall() {
     server.stop().await;
 }
 
+/// The narrow read of a delivery's action, installation and repository (for the log and
+/// the delivery record) finds in each of GitHub's examples what the whole document holds.
+#[test]
+fn the_envelope_of_every_example_matches_the_whole_document() {
+    let examples = webhooks::every_example();
+    assert!(examples.len() > 300, "{} examples", examples.len());
+    let mut with_action = 0;
+    for (event, payload) in &examples {
+        let body = serde_json::to_vec(payload).unwrap();
+        let got = digestif::github::webhook::envelope(&body);
+        let want = digestif::github::webhook::Envelope {
+            action: payload["action"].as_str().map(str::to_string),
+            installation: payload.pointer("/installation/id").and_then(|v| v.as_i64()),
+            repository: payload
+                .pointer("/repository/full_name")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        };
+        assert_eq!(got, want, "{event}");
+        with_action += usize::from(got.action.is_some());
+    }
+    assert!(with_action > 200, "{with_action} examples with an action");
+}
+
 #[tokio::test]
 async fn oversized_and_unknown_deliveries() {
     let registry = TestRegistry::start().await;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use backends::TestDb;
 use chrono::{DateTime, TimeZone as _, Utc};
-use digestif::store::{Backend, JobState, NewDelivery, NewJob, Store, StoreError};
+use digestif::store::{Backend, JobKind, JobState, NewDelivery, NewJob, Store, StoreError};
 
 fn t(h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 4, h, m, 0).unwrap()
@@ -76,21 +76,65 @@ async fn queued_keys(s: &Store) -> Vec<String> {
     keys
 }
 
-/// Jobs that share a key, one superseding, one later: the batch leaves the same queue as
-/// one transaction per delivery in arrival order.
+/// Jobs that share a key, one superseding, one later, a key already queued, jobs without a
+/// key, deliveries handed in at different times: the batch leaves the same queue as one
+/// transaction per delivery in arrival order.
 async fn a_batch_enqueues_what_one_transaction_each_would(db: TestDb) {
     let other = backends::db(db.store.backend()).await;
+    for s in [&db.store, &other.store] {
+        // Queued before the batch: the batch's jobs of key 45 merge into it.
+        let earlier = NewJob::scan_repo(45, "earlier")
+            .at(t(12, 0))
+            .max_attempts(2);
+        s.enqueue(&earlier, t(8, 0)).await.unwrap();
+    }
     let mut manual = NewJob::scan_repo(42, "manual");
     manual.supersedes = true;
     let mut late = NewJob::scan_repo(42, "late").at(t(11, 0));
     late.supersedes = true;
+    let mut replaces_earlier = NewJob::scan_repo(45, "replaces").at(t(13, 0));
+    replaces_earlier.supersedes = true;
+    let unkeyed = || NewJob::new(JobKind::SCAN_REPO, serde_json::json!({"n": 1})).unwrap();
+    let at = |mut d: NewDelivery, m: u32| {
+        d.now = t(9, m);
+        d
+    };
     let batch = [
         // Ids in reverse order of arrival: the jobs still follow the arrival.
-        delivery("z1", vec![NewJob::scan_repo(42, "push").at(t(10, 0))]),
-        delivery("y2", vec![NewJob::scan_repo(42, "push").at(t(9, 30))]),
-        delivery("x3", vec![manual, NewJob::scan_repo(43, "push")]),
-        delivery("w4", vec![late]),
-        delivery("y2", vec![NewJob::scan_repo(44, "dup")]),
+        at(
+            delivery("z1", vec![NewJob::scan_repo(42, "push").at(t(10, 0))]),
+            1,
+        ),
+        at(
+            delivery(
+                "y2",
+                vec![NewJob::scan_repo(42, "push").at(t(9, 30)), unkeyed()],
+            ),
+            2,
+        ),
+        at(
+            delivery(
+                "x3",
+                vec![
+                    manual,
+                    NewJob::scan_repo(43, "push").max_attempts(3),
+                    NewJob::scan_repo(45, "keeps"),
+                ],
+            ),
+            3,
+        ),
+        at(delivery("w4", vec![late, unkeyed()]), 4),
+        at(
+            delivery(
+                "v5",
+                vec![
+                    replaces_earlier,
+                    NewJob::scan_repo(43, "again").max_attempts(9),
+                ],
+            ),
+            5,
+        ),
+        at(delivery("y2", vec![NewJob::scan_repo(44, "dup")]), 6),
     ];
     let refs: Vec<&NewDelivery> = batch.iter().collect();
     db.store.record_deliveries(&refs).await.unwrap();
@@ -103,21 +147,54 @@ async fn a_batch_enqueues_what_one_transaction_each_would(db: TestDb) {
     }
     assert_eq!(queue(&db.store).await, queue(&other.store).await);
     let jobs = queue(&db.store).await;
-    assert_eq!(jobs.len(), 2);
-    // The last superseding scan's payload, the earliest time (the manual one's, now).
-    assert_eq!(jobs[0].2["reason"], "late");
-    assert_eq!(jobs[0].3, t(9, 0));
+    assert_eq!(jobs.len(), 5, "{jobs:#?}");
+    // The last superseding scan's payload, the earliest time (the manual one's, x3's now),
+    // created by the first, updated by the last.
+    let j42 = &jobs[2];
+    assert_eq!(j42.1.as_deref(), Some("scan_repo:42"));
+    assert_eq!(j42.2["reason"], "late");
+    assert_eq!((j42.3, j42.5, j42.6), (t(9, 3), t(9, 1), t(9, 4)));
+    // The first's attempts; no superseding job, the first's payload.
+    let j43 = &jobs[3];
+    assert_eq!((j43.2["reason"].as_str(), j43.4), (Some("push"), 3));
+    // The one queued before: created then, its attempts, the superseding payload.
+    let j45 = &jobs[4];
+    assert_eq!(j45.2["reason"], "replaces");
+    assert_eq!((j45.3, j45.4, j45.5, j45.6), (t(9, 3), 2, t(8, 0), t(9, 5)));
+    // Jobs without a key are each a job of their own.
+    assert_eq!((jobs[0].1.as_deref(), jobs[1].1.as_deref()), (None, None));
 }
 
-async fn queue(s: &Store) -> Vec<(String, Option<String>, serde_json::Value, DateTime<Utc>)> {
+type QueuedJob = (
+    String,
+    Option<String>,
+    serde_json::Value,
+    DateTime<Utc>,
+    i32,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+async fn queue(s: &Store) -> Vec<QueuedJob> {
     let mut jobs: Vec<_> = s
         .list_jobs(Some(JobState::Queued), 1000)
         .await
         .unwrap()
         .into_iter()
-        .map(|j| (j.kind, j.unique_key, j.payload.0, j.run_at))
+        .map(|j| {
+            let j2 = (j.kind, j.unique_key, j.payload.0, j.run_at);
+            (
+                j2.0,
+                j2.1,
+                j2.2,
+                j2.3,
+                j.max_attempts,
+                j.created_at,
+                j.updated_at,
+            )
+        })
         .collect();
-    jobs.sort_by(|a, b| a.1.cmp(&b.1));
+    jobs.sort_by(|a, b| (&a.1, a.5).cmp(&(&b.1, b.5)));
     jobs
 }
 

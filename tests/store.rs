@@ -55,6 +55,32 @@ async fn repo(store: &Store, id: i64, name: &str) {
         .unwrap();
 }
 
+/// SQLite plans with a bare `LIMIT $n` or `OFFSET $n` parameter's value and so re-prepares
+/// the statement every time it is bound (found profiling the job lease under webhook
+/// load); the store writes `CAST($n AS BIGINT)` instead (see the store's conventions).
+#[test]
+fn no_statement_limits_by_a_bare_parameter() {
+    let mut found = Vec::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for w in words.windows(2) {
+                if matches!(w[0], "LIMIT" | "OFFSET") && w[1].starts_with('$') {
+                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "bare LIMIT/OFFSET parameters:\n{}",
+        found.join("\n")
+    );
+}
+
 #[test]
 fn migration_sets_stay_in_step() {
     let [(_, sqlite), (_, postgres)] = Store::migrators();

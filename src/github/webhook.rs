@@ -43,6 +43,51 @@ pub fn body_limit(event: &str) -> usize {
     }
 }
 
+/// What any delivery says about itself, for the log line and the delivery record: its
+/// `action`, `installation.id` and `repository.full_name`, each when present and of that
+/// type. Read without building the document (the payload is parsed once more, narrowly, for
+/// its event); a body that is not a JSON object says nothing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub action: Option<String>,
+    pub installation: Option<i64>,
+    pub repository: Option<String>,
+}
+
+pub fn envelope(body: &[u8]) -> Envelope {
+    use serde_json::value::RawValue;
+    #[derive(Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow, default)]
+        action: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        installation: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        repository: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Installation<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Repository<'a> {
+        #[serde(borrow, default)]
+        full_name: Option<&'a RawValue>,
+    }
+    fn read<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+        raw.and_then(|r| serde_json::from_str(r.get()).ok())
+    }
+    let Ok(top) = serde_json::from_slice::<Top>(body) else {
+        return Envelope::default();
+    };
+    Envelope {
+        action: read(top.action),
+        installation: read::<Installation>(top.installation).and_then(|i| read(i.id)),
+        repository: read::<Repository>(top.repository).and_then(|r| read(r.full_name)),
+    }
+}
+
 /// Checks `X-Hub-Signature-256: sha256=<hex>` over the raw body, in constant time.
 pub fn verify_signature(
     secret: &[u8],
@@ -495,6 +540,30 @@ fn mentions_digestif(text: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_envelope_keeps_only_fields_of_the_expected_type() {
+        let e = envelope(
+            br#"{"action":"op\u0065ned","sender":{"id":1},
+            "installation":{"id":42,"node_id":"x"},"repository":{"id":7,"full_name":"o/r"}}"#,
+        );
+        assert_eq!(
+            e,
+            Envelope {
+                action: Some("opened".into()),
+                installation: Some(42),
+                repository: Some("o/r".into()),
+            }
+        );
+        let wrong = envelope(br#"{"action":1,"installation":{"id":"42"},"repository":[1]}"#);
+        assert_eq!(wrong, Envelope::default());
+        let nulls =
+            envelope(br#"{"action":null,"installation":null,"repository":{"full_name":null}}"#);
+        assert_eq!(nulls, Envelope::default());
+        for body in [&b"[]"[..], b"", b"{", b"null", b"\xff"] {
+            assert_eq!(envelope(body), Envelope::default());
+        }
+    }
 
     #[test]
     fn body_limits_fit_what_each_event_carries() {

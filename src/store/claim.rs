@@ -13,7 +13,7 @@ macro_rules! due_sql {
              FROM repositories r JOIN installations i ON i.id = r.installation_id
              WHERE r.next_scan_at <= $1 AND r.archived = FALSE
                AND i.suspended_at IS NULL AND i.deleted_at IS NULL
-             ORDER BY r.next_scan_at, r.id LIMIT $2 ",
+             ORDER BY r.next_scan_at, r.id LIMIT CAST($2 AS BIGINT) ",
             $lock
         )
     };

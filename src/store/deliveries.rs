@@ -5,10 +5,10 @@
 //! Callers hand a [`NewDelivery`] to a [`DeliveryQueue`] and wait for their own answer. A
 //! committer task takes everything waiting (up to the batch size) and records it in one
 //! transaction: one multi-row insert of the delivery ids (`ON CONFLICT DO NOTHING
-//! RETURNING`, so the database says which are new), then the jobs of the new ones, each with
-//! the same statement as a single enqueue, the jobs of one key in arrival order (so they
-//! coalesce exactly as they would one transaction at a time) and the keys sorted (so that
-//! concurrent batches take row locks in one order). A delivery id twice in one batch: the
+//! RETURNING`, so the database says which are new), then the jobs of the new ones, merged per
+//! key in arrival order into the row that enqueuing them one transaction at a time would
+//! leave, and inserted with multi-row upserts in key order (so that concurrent batches take
+//! row locks in one order). A delivery id twice in one batch: the
 //! first is the candidate, the others are "already received". When the batch transaction
 //! fails, its deliveries are recorded again one transaction each, so only a delivery that
 //! cannot be recorded on its own gets an error. The workers are woken once per batch.
@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{NewJob, Result, Store, StoreError, in_tx};
 
-/// Rows per insert statement (4 parameters each: well inside SQLite's and PostgreSQL's
-/// limits on bound parameters).
+/// Rows per insert statement (at most 7 parameters each, 1,792 in all: well inside
+/// SQLite's and PostgreSQL's limits on bound parameters).
 const ROWS_PER_INSERT: usize = 256;
 
 /// A webhook delivery to record with the jobs it asks for.
@@ -118,29 +118,42 @@ impl Store {
             let mut inserted = HashSet::new();
             for chunk in candidates.chunks(ROWS_PER_INSERT) {
                 let sql = sqlx::AssertSqlSafe(insert_sql(chunk.len()));
-                let mut q = sqlx::query_scalar::<_, String>(sql);
+                // One text per row count: kept out of the statement cache, where up to 256
+                // of them would push out the statements used all the time.
+                let mut q = sqlx::query_scalar::<_, String>(sql).persistent(false);
                 for &i in chunk {
                     let d = batch[i];
                     q = q.bind(&d.id).bind(&d.event).bind(&d.action).bind(d.now);
                 }
                 inserted.extend(q.fetch_all(&mut *tx).await?);
             }
-            // Jobs of one key in arrival order, as one transaction per delivery would
-            // enqueue them; keys in sorted order (a stable sort), so that concurrent batches
-            // on PostgreSQL lock the queued job rows in one order and do not deadlock.
+            // Jobs in arrival order, merged per key as one transaction per delivery would
+            // leave them, then inserted a chunk of rows per statement, in key order.
             let mut fresh_in_order: Vec<usize> = candidates
                 .iter()
                 .copied()
                 .filter(|&i| inserted.contains(&batch[i].id))
                 .collect();
             fresh_in_order.sort_unstable();
-            let mut jobs: Vec<(&NewJob, DateTime<Utc>)> = fresh_in_order
+            let arrived = fresh_in_order
                 .iter()
-                .flat_map(|&i| batch[i].jobs.iter().map(move |j| (j, batch[i].now)))
-                .collect();
-            jobs.sort_by(|a, b| a.0.unique_key.cmp(&b.0.unique_key));
-            for (job, now) in jobs {
-                super::jobs::enqueue_in!(tx, job, now);
+                .flat_map(|&i| batch[i].jobs.iter().map(move |j| (j, batch[i].now)));
+            for (supersedes, rows) in merge_jobs(arrived) {
+                for chunk in rows.chunks(ROWS_PER_INSERT) {
+                    let sql = sqlx::AssertSqlSafe(enqueue_sql(chunk.len(), supersedes));
+                    let mut q = sqlx::query(sql).persistent(false);
+                    for m in chunk {
+                        q = q
+                            .bind(m.job.kind.as_str())
+                            .bind(sqlx::types::Json(m.payload))
+                            .bind(m.job.unique_key.as_deref())
+                            .bind(m.run_at)
+                            .bind(m.job.max_attempts)
+                            .bind(m.created_at)
+                            .bind(m.updated_at);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
             }
             Ok(inserted)
         })?;
@@ -173,6 +186,100 @@ fn insert_sql(rows: usize) -> String {
         sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
     }
     sql.push_str(" ON CONFLICT DO NOTHING RETURNING delivery_id");
+    sql
+}
+
+/// The jobs of a batch as one row each: same-key jobs merged into the row that enqueuing
+/// them one after another would leave.
+#[derive(Debug)]
+struct MergedJob<'a> {
+    /// The first job of its key: kind, key and attempts are the first's, as later enqueues
+    /// of a queued key change none of them.
+    job: &'a NewJob,
+    /// The last superseding job's payload, or else the first's.
+    payload: &'a serde_json::Value,
+    /// The earliest.
+    run_at: DateTime<Utc>,
+    /// When the first and the last were handed in.
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Merges `arrived` (jobs with the time each was handed in, in arrival order) per key, and
+/// splits the rows into those that keep a queued job's payload (`false`) and those that
+/// replace it (`true`, some job of the key superseded), each sorted by key: concurrent
+/// batches on PostgreSQL then lock the queued rows in one order and do not deadlock (a batch
+/// holding both kinds locks in two runs; a deadlock there fails the batch, which is then
+/// recorded one delivery at a time).
+fn merge_jobs<'a>(
+    arrived: impl Iterator<Item = (&'a NewJob, DateTime<Utc>)>,
+) -> [(bool, Vec<MergedJob<'a>>); 2] {
+    let mut rows: Vec<(MergedJob<'a>, bool)> = Vec::new();
+    let mut by_key: HashMap<&'a str, usize> = HashMap::new();
+    for (job, now) in arrived {
+        let run_at = job.run_at.unwrap_or(now);
+        if let Some(&i) = job.unique_key.as_deref().and_then(|k| by_key.get(k)) {
+            let (m, supersedes) = &mut rows[i];
+            m.run_at = m.run_at.min(run_at);
+            m.updated_at = now;
+            if job.supersedes {
+                m.payload = &job.payload;
+                *supersedes = true;
+            }
+            continue;
+        }
+        if let Some(k) = job.unique_key.as_deref() {
+            by_key.insert(k, rows.len());
+        }
+        let merged = MergedJob {
+            job,
+            payload: &job.payload,
+            run_at,
+            created_at: now,
+            updated_at: now,
+        };
+        rows.push((merged, job.supersedes));
+    }
+    rows.sort_by(|a, b| a.0.job.unique_key.cmp(&b.0.job.unique_key));
+    let (replace, keep): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, s)| *s);
+    let strip = |v: Vec<(MergedJob<'a>, bool)>| v.into_iter().map(|(m, _)| m).collect();
+    [(false, strip(keep)), (true, strip(replace))]
+}
+
+/// [`super::jobs::ENQUEUE_SQL`] for `rows` rows, 7 parameters each; a queued job of the same
+/// key takes the new payload when `supersedes`.
+fn enqueue_sql(rows: usize, supersedes: bool) -> String {
+    let mut sql = String::from(
+        "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, \
+         created_at, updated_at) VALUES ",
+    );
+    for r in 0..rows {
+        let p = r * 7;
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, 'queued', ${}, 0, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        ));
+    }
+    let payload = if supersedes {
+        "excluded.payload"
+    } else {
+        "jobs.payload"
+    };
+    sql.push_str(&format!(
+        " ON CONFLICT (unique_key) WHERE state = 'queued' \
+         DO UPDATE SET run_at = CASE WHEN excluded.run_at < jobs.run_at \
+                                     THEN excluded.run_at ELSE jobs.run_at END, \
+                       payload = {payload}, updated_at = excluded.updated_at"
+    ));
     sql
 }
 
@@ -280,7 +387,60 @@ async fn commit(store: &Store, batch: Vec<Pending>) {
 
 #[cfg(test)]
 mod tests {
-    use super::insert_sql;
+    use super::{enqueue_sql, insert_sql, merge_jobs};
+    use crate::store::NewJob;
+    use chrono::{TimeZone as _, Utc};
+
+    #[test]
+    fn enqueue_numbers_seven_parameters_per_row_and_picks_the_payload() {
+        let keep = enqueue_sql(2, false);
+        assert!(
+            keep.contains("($1, $2, $3, 'queued', $4, 0, $5, $6, $7), ($8, $9, $10, 'queued', $11, 0, $12, $13, $14) ON CONFLICT"),
+            "{keep}"
+        );
+        assert!(keep.contains("payload = jobs.payload"), "{keep}");
+        assert!(enqueue_sql(1, true).contains("payload = excluded.payload"));
+    }
+
+    #[test]
+    fn same_key_jobs_merge_and_rows_come_in_key_order_per_kind() {
+        let t = |m| Utc.with_ymd_and_hms(2026, 5, 4, 9, m, 0).unwrap();
+        let mut manual = NewJob::scan_repo(2, "manual").at(t(30));
+        manual.supersedes = true;
+        let jobs = [
+            NewJob::scan_repo(3, "a"),
+            NewJob::scan_repo(2, "b").at(t(40)),
+            NewJob::scan_repo(1, "c"),
+            manual,
+            NewJob::scan_repo(3, "d").max_attempts(9),
+        ];
+        let arrived = jobs.iter().zip([t(1), t(2), t(3), t(4), t(5)]);
+        let [(false, keep), (true, replace)] = merge_jobs(arrived) else {
+            panic!("keeping rows first, then replacing rows");
+        };
+        let keys = |rows: &[super::MergedJob]| -> Vec<String> {
+            rows.iter()
+                .filter_map(|m| m.job.unique_key.clone())
+                .collect()
+        };
+        assert_eq!(keys(&keep), ["scan_repo:1", "scan_repo:3"]);
+        assert_eq!(keys(&replace), ["scan_repo:2"]);
+        let r3 = &keep[1];
+        assert_eq!(
+            (r3.payload["reason"].as_str(), r3.job.max_attempts),
+            (Some("a"), crate::store::DEFAULT_MAX_ATTEMPTS)
+        );
+        assert_eq!(
+            (r3.run_at, r3.created_at, r3.updated_at),
+            (t(1), t(1), t(5))
+        );
+        let r2 = &replace[0];
+        assert_eq!(r2.payload["reason"], "manual");
+        assert_eq!(
+            (r2.run_at, r2.created_at, r2.updated_at),
+            (t(30), t(2), t(4))
+        );
+    }
 
     #[test]
     fn insert_numbers_four_parameters_per_row() {

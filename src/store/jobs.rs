@@ -321,7 +321,7 @@ macro_rules! lease_sql {
                        SELECT 1 FROM jobs r
                        WHERE r.unique_key = j.unique_key AND r.state = 'running' AND r.id <> j.id))
                 ORDER BY j.run_at, j.id
-                LIMIT $4 ",
+                LIMIT CAST($4 AS BIGINT) ",
             $lock,
             ")
             RETURNING id, kind, payload, unique_key, state, run_at, attempts, max_attempts,
@@ -594,7 +594,7 @@ impl Store {
     /// Jobs for operators, newest first; `state` None lists every state.
     pub async fn list_jobs(&self, state: Option<JobState>, limit: i64) -> Result<Vec<Job>> {
         let sql = format!(
-            "SELECT {JOB_COLS} FROM jobs WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT $2"
+            "SELECT {JOB_COLS} FROM jobs WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT CAST($2 AS BIGINT)"
         );
         let state = state.map(JobState::as_str);
         Ok(on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(

@@ -51,7 +51,7 @@ impl Store {
         let sql = "SELECT r.*, i.account_login AS account_login,
                           i.suspended_at AS installation_suspended_at
                    FROM repositories r LEFT JOIN installations i ON i.id = r.installation_id
-                   ORDER BY lower(r.full_name), r.id LIMIT $1 OFFSET $2";
+                   ORDER BY lower(r.full_name), r.id LIMIT CAST($1 AS BIGINT) OFFSET CAST($2 AS BIGINT)";
         Ok(on_pool!(self, |p| sqlx::query_as(sql)
             .bind(limit)
             .bind(offset)

@@ -121,17 +121,13 @@ async fn intake(
                 .into_response(),
         );
     }
-    let raw = serde_json::from_slice::<serde_json::Value>(body).ok();
-    if let Some(v) = &raw {
-        name_in_span(v);
-    }
+    let envelope = webhook::envelope(body);
+    name_in_span(&envelope);
     let parsed = match parse_event(event, body) {
         Ok(p) => p,
         Err(refused) => return refused.answer(),
     };
-    let action = raw
-        .as_ref()
-        .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_string));
+    let action = envelope.action;
     let work = jobs::for_event(&parsed);
     let new_jobs: Vec<_> = work.iter().map(jobs::Work::to_job).collect();
     let count = new_jobs.len();
@@ -194,13 +190,13 @@ impl Refusal {
 }
 
 /// Names the installation and repository in the request's log span.
-fn name_in_span(v: &serde_json::Value) {
+fn name_in_span(e: &webhook::Envelope) {
     let span = tracing::Span::current();
-    if let Some(id) = v.pointer("/installation/id").and_then(|i| i.as_i64()) {
+    if let Some(id) = e.installation {
         span.record("installation", id);
     }
-    if let Some(name) = v.pointer("/repository/full_name").and_then(|n| n.as_str()) {
-        span.record("repo", name);
+    if let Some(name) = &e.repository {
+        span.record("repo", name.as_str());
     }
 }
 

@@ -68,6 +68,21 @@ pub fn example(event: &str, action: Option<&str>) -> Value {
         })
 }
 
+/// Every real example payload, with its event's name.
+pub fn every_example() -> Vec<(String, Value)> {
+    let events = examples()
+        .as_array()
+        .expect("examples are a list of events");
+    events
+        .iter()
+        .flat_map(|e| {
+            let name = e["name"].as_str().unwrap_or_default().to_string();
+            let list = e["examples"].as_array().cloned().unwrap_or_default();
+            list.into_iter().map(move |x| (name.clone(), x))
+        })
+        .collect()
+}
+
 /// Rewrites the ids and names that tie an example to GitHub's sample data so it talks about
 /// the fake's installation and repository. `repo` is the `repo_json` of the fake's repository
 /// (or `Value::Null` to leave repository data alone).
