@@ -370,6 +370,11 @@ struct Cycle {
     registry: BTreeMap<(String, String), u64>,
     /// Distinct tags asked for by tag.
     registry_tags: usize,
+    /// Manifest `HEAD`s by tag beyond the first per tag, and the shortest time between a
+    /// tag's `HEAD` and its previous one (whole seconds, as the access log has them): a
+    /// repeat at least the answer's TTL (300 s) after is a re-ask of an expired answer.
+    repeat_heads: u64,
+    repeat_min_gap_s: Option<i64>,
     peak_rss_kib: Vec<u64>,
     cpu_s: Vec<f64>,
 }
@@ -626,11 +631,14 @@ impl Ctx<'_> {
                 None => *c.shared.entry(op).or_default() += 1,
             }
         }
-        let mut tags = BTreeSet::new();
+        let mut tags: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for r in access_log::since(&self.log, reg_from) {
             let kind = access_log::kind(&r.path);
             if kind == "manifest by tag" {
-                tags.insert(r.path.clone());
+                let heads = tags.entry(r.path.clone()).or_default();
+                if r.method == "HEAD" {
+                    heads.push(r.time.map(|t| t.timestamp()).unwrap_or_default());
+                }
             }
             let kind = if r.status.starts_with('2') {
                 kind.to_string()
@@ -640,6 +648,11 @@ impl Ctx<'_> {
             *c.registry.entry((r.method, kind)).or_default() += 1;
         }
         c.registry_tags = tags.len();
+        for times in tags.values() {
+            c.repeat_heads += times.len().saturating_sub(1) as u64;
+            let gaps = times.windows(2).map(|w| w[1] - w[0]);
+            c.repeat_min_gap_s = gaps.chain(c.repeat_min_gap_s).min();
+        }
         c
     }
 }
@@ -731,6 +744,12 @@ impl Cycle {
             reg.join(", "),
             self.registry_tags
         );
+        if let Some(gap) = self.repeat_min_gap_s {
+            println!(
+                "   a tag asked again: {} times, the soonest {gap} s after that tag's previous HEAD",
+                self.repeat_heads
+            );
+        }
     }
 
     fn json(&self, changed: &BTreeSet<String>) -> Value {
@@ -750,6 +769,8 @@ impl Cycle {
             },
             "registry": self.registry.iter().map(|((m, k), n)| json!({"method": m, "kind": k, "count": n})).collect::<Vec<_>>(),
             "registry_distinct_tags": self.registry_tags,
+            "registry_repeat_heads": self.repeat_heads,
+            "registry_repeat_min_gap_s": self.repeat_min_gap_s,
             "peak_rss_kib": self.peak_rss_kib,
             "cpu_s": self.cpu_s,
         })

@@ -29,6 +29,7 @@
 //! on that small corpus with digestif alone (Renovate is not installed or run) and exits.
 
 #[path = "support/access_log.rs"]
+#[allow(dead_code)] // the request times are for the cycle bench
 mod access_log;
 #[path = "../tests/support/registry.rs"]
 mod registry_support;

@@ -4,6 +4,8 @@
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::Path;
 
+use chrono::{DateTime, FixedOffset};
+
 /// One line of the access log.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -14,6 +16,8 @@ pub struct Request {
     pub status: String,
     /// The User-Agent's product name (`digestif`, `Renovate`, …).
     pub agent: String,
+    /// When the registry logged it (whole seconds), if the line says.
+    pub time: Option<DateTime<FixedOffset>>,
 }
 
 /// The log's size now: pass it to [`since`] later to read only what came after.
@@ -31,7 +35,11 @@ pub fn since(log: &Path, from: u64) -> Vec<Request> {
 }
 
 fn parse(line: &str) -> Option<Request> {
-    // host - - [time] "METHOD PATH HTTP/1.1" status size "referer" "agent"
+    // host - - [03/Dec/2026:16:01:02 +0000] "METHOD PATH HTTP/1.1" status size "referer" "agent"
+    let time = line
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(t, _)| DateTime::parse_from_str(t, "%d/%b/%Y:%H:%M:%S %z").ok());
     let quoted: Vec<&str> = line.split('"').collect();
     let mut parts = quoted.get(1)?.split(' ');
     let (method, path) = (parts.next()?, parts.next()?);
@@ -45,6 +53,7 @@ fn parse(line: &str) -> Option<Request> {
         path: path.split('?').next().unwrap_or(path).to_string(),
         status: status.to_string(),
         agent: agent.split('/').next().unwrap_or(agent).to_string(),
+        time,
     })
 }
 
