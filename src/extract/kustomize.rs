@@ -199,30 +199,38 @@ fn insertion(yaml: &Yaml<'_>, map: NodeId, after: &Key<'_>) -> Result<Insertion,
             follows: String::new(),
         });
     }
-    let line_start = text[..key_at].rfind('\n').map_or(0, |i| i + 1);
+    // YAML breaks lines at CR, LF and CRLF alike (found by fuzzing: a lone CR in a comment).
+    let line_start = text[..key_at].rfind(['\n', '\r']).map_or(0, |i| i + 1);
     let lead = &text[line_start..key_at];
     if !lead.bytes().all(|b| b == b' ' || b == b'-') {
         return Err("its keys are not each on a line of their own");
     }
     let indent = " ".repeat(lead.len());
     let rest = &text[value_end..];
-    match rest.find('\n') {
-        Some(nl) => {
-            let eol = if rest[..nl].ends_with('\r') {
+    match rest.find(['\n', '\r']) {
+        Some(at) => {
+            let eol = if rest[at..].starts_with("\r\n") {
                 "\r\n"
             } else {
-                "\n"
+                &rest[at..=at]
             };
+            let end = at + eol.len();
             Ok(Insertion {
-                at: value_end + nl + 1,
+                at: value_end + end,
                 before: format!("{indent}{key}"),
                 after: format!("{quote}{eol}"),
-                follows: rest[..=nl].to_string(),
+                follows: rest[..end].to_string(),
             })
         }
         // The last line of a file without a final line break.
         None => {
-            let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+            let eol = if text.contains("\r\n") {
+                "\r\n"
+            } else if text.contains('\r') && !text.contains('\n') {
+                "\r"
+            } else {
+                "\n"
+            };
             Ok(Insertion {
                 at: text.len(),
                 before: format!("{eol}{indent}{key}"),
@@ -321,6 +329,25 @@ mod tests {
         assert_eq!(&text[f.digest_span.clone().unwrap()], D);
         assert_eq!(&text[f.tag_span.clone().unwrap()], "7.2");
         assert_eq!(&text[f.name_span.clone()], "redis");
+    }
+
+    /// Found by fuzzing: YAML reads a lone CR as a line break, so the `digest:` line goes
+    /// after it, not after the next LF (which put it below another key).
+    #[test]
+    fn a_lone_carriage_return_ends_the_line_the_digest_follows() {
+        let text = "images:\r\n  - name: nginx\r\n    newTag: \"1.25\" # c\rnext: 1\r\n";
+        assert_eq!(
+            pinned(text),
+            format!(
+                "images:\r\n  - name: nginx\r\n    newTag: \"1.25\" # c\r    digest: \"{N}\"\r\
+                 next: 1\r\n"
+            )
+        );
+        let text = "images:\r  - name: nginx\r    newTag: v1";
+        assert_eq!(
+            pinned(text),
+            format!("images:\r  - name: nginx\r    newTag: v1\r    digest: {N}")
+        );
     }
 
     #[test]
