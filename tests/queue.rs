@@ -36,6 +36,7 @@ on_both!(
     shutdown_finishes_or_releases_running_jobs,
     workers_retry_and_survive_panics,
     a_handler_whose_lease_is_taken_is_stopped,
+    queued_jobs_and_expired_leases_come_oldest_first,
 );
 
 const LEASE: Duration = Duration::from_secs(300);
@@ -226,6 +227,43 @@ async fn expired_leases_are_leased_again(db: TestDb) {
     let done = s.job(id).await.unwrap().unwrap();
     assert_eq!(done.state, JobState::Done);
     assert_eq!(done.finished_at, Some(t0() + secs(113)));
+}
+
+/// One order over both kinds of due work: by `run_at`, then id, whether a job is queued or
+/// its lease expired; not yet due and running keys wait (SQLite asks the two kinds apart).
+async fn queued_jobs_and_expired_leases_come_oldest_first(db: TestDb) {
+    let s = &db.store;
+    let lease = Duration::from_secs(60);
+    let expired = s.enqueue(&job(1).at(t0() + secs(20)), t0()).await.unwrap();
+    assert_eq!(
+        s.lease_jobs("w1", 1, lease, t0() + secs(20)).await.unwrap()[0].id,
+        expired
+    );
+    let late = s.enqueue(&job(2).at(t0() + secs(30)), t0()).await.unwrap();
+    let early = s.enqueue(&job(3).at(t0() + secs(10)), t0()).await.unwrap();
+    let future = s.enqueue(&job(4).at(t0() + secs(500)), t0()).await.unwrap();
+    let keyed = s
+        .enqueue(&job(5).unique("k").at(t0() + secs(5)), t0())
+        .await
+        .unwrap();
+    let running = s.lease_jobs("w1", 1, lease, t0() + secs(90)).await.unwrap();
+    assert_eq!(running[0].id, keyed);
+    // Its twin, queued while it runs, waits for it.
+    let twin = s.enqueue(&job(6).unique("k"), t0()).await.unwrap();
+    // At 100 s the first lease (until 80 s) has expired; `keyed`'s (until 150 s) has not.
+    let mut order = Vec::new();
+    for worker in ["w2", "w3", "w4", "w5"] {
+        let got = s
+            .lease_jobs(worker, 1, lease, t0() + secs(100))
+            .await
+            .unwrap();
+        order.extend(got.into_iter().map(|j| j.id));
+    }
+    assert_eq!(
+        order,
+        [early, expired, late],
+        "future {future}, twin {twin}"
+    );
 }
 
 async fn a_job_that_kills_its_workers_dies(db: TestDb) {

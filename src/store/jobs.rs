@@ -304,8 +304,7 @@ const BURY_EXPIRED: &str = "UPDATE jobs SET state = 'dead', lease_owner = NULL,
 
 /// Due queued jobs and expired leases, oldest first, skipping keys that are running.
 /// `{lock}` is `FOR UPDATE SKIP LOCKED` on PostgreSQL: concurrent leasers skip each
-/// other's rows instead of waiting or taking the same job. SQLite has one writer at a time,
-/// so its single UPDATE is atomic as it is.
+/// other's rows instead of waiting or taking the same job.
 macro_rules! lease_sql {
     ($lock:literal) => {
         concat!(
@@ -317,20 +316,62 @@ macro_rules! lease_sql {
                   AND (j.state = 'queued'
                        OR (j.state = 'running' AND j.lease_expires_at <= $3
                            AND j.attempts < j.max_attempts))
-                  AND (j.unique_key IS NULL OR NOT EXISTS (
-                       SELECT 1 FROM jobs r
-                       WHERE r.unique_key = j.unique_key AND r.state = 'running' AND r.id <> j.id))
+                  AND ",
+            free_key!(),
+            "
                 ORDER BY j.run_at, j.id
                 LIMIT CAST($4 AS BIGINT) ",
             $lock,
             ")
-            RETURNING id, kind, payload, unique_key, state, run_at, attempts, max_attempts,
-                lease_owner, lease_expires_at, last_error, created_at, updated_at, finished_at"
+            RETURNING ",
+            lease_returning!()
         )
     };
 }
-const LEASE_SQLITE: &str = lease_sql!("");
+/// The job `j`'s key is not running (a job without a key never waits).
+macro_rules! free_key {
+    () => {
+        "(j.unique_key IS NULL OR NOT EXISTS (
+             SELECT 1 FROM jobs r
+             WHERE r.unique_key = j.unique_key AND r.state = 'running' AND r.id <> j.id))"
+    };
+}
+macro_rules! lease_returning {
+    () => {
+        "id, kind, payload, unique_key, state, run_at, attempts, max_attempts,
+         lease_owner, lease_expires_at, last_error, created_at, updated_at, finished_at"
+    };
+}
 const LEASE_POSTGRES: &str = lease_sql!("FOR UPDATE SKIP LOCKED");
+/// The same on SQLite (one writer at a time, so the single UPDATE is atomic as it is),
+/// asked as two runs in order: the queued jobs through the index on `(run_at, id)` of queued
+/// jobs, which stops after `$4` rows, and the few expired leases. With the two in one `OR`,
+/// SQLite read and sorted every queued job on each lease: a cycle that queues a scan per
+/// repository then cost time in the square of their number (found by the cycle bench's
+/// sweep: 4 ms per lease with 10,000 queued, 0.01 ms this way).
+const LEASE_SQLITE: &str = concat!(
+    "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2,
+        attempts = attempts + 1, updated_at = $3
+    WHERE id IN (
+        SELECT id FROM (
+            SELECT * FROM (
+                SELECT j.id, j.run_at FROM jobs j INDEXED BY jobs_queued_run_at
+                WHERE j.state = 'queued' AND j.run_at <= $3 AND ",
+    free_key!(),
+    "
+                ORDER BY j.run_at, j.id LIMIT CAST($4 AS BIGINT))
+            UNION ALL
+            SELECT * FROM (
+                SELECT j.id, j.run_at FROM jobs j
+                WHERE j.state = 'running' AND j.lease_expires_at <= $3
+                  AND j.attempts < j.max_attempts AND j.run_at <= $3 AND ",
+    free_key!(),
+    "
+                ORDER BY j.run_at, j.id LIMIT CAST($4 AS BIGINT)))
+        ORDER BY run_at, id LIMIT CAST($4 AS BIGINT))
+    RETURNING ",
+    lease_returning!()
+);
 
 fn chrono_duration(d: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
