@@ -175,18 +175,22 @@ impl Store {
 
 /// `INSERT … VALUES ($1, $2, $3, $4), ($5, …) ON CONFLICT DO NOTHING RETURNING delivery_id`.
 fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO webhook_deliveries (delivery_id, event, action, received_at) VALUES ",
-    );
-    for r in 0..rows {
-        let p = r * 4;
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
-    }
-    sql.push_str(" ON CONFLICT DO NOTHING RETURNING delivery_id");
-    sql
+    let values = values(rows, 4, |p| {
+        format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4)
+    });
+    format!(
+        "INSERT INTO webhook_deliveries (delivery_id, event, action, received_at) VALUES \
+         {values} ON CONFLICT DO NOTHING RETURNING delivery_id"
+    )
+}
+
+/// `rows` rows of `per_row` parameters each, numbered from `$1`: `row(p)` writes the row
+/// whose parameters follow `$p`.
+fn values(rows: usize, per_row: usize, row: impl Fn(usize) -> String) -> String {
+    (0..rows)
+        .map(|r| row(r * per_row))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The jobs of a batch as one row each: same-key jobs merged into the row that enqueuing
@@ -249,38 +253,19 @@ fn merge_jobs<'a>(
 /// [`super::jobs::ENQUEUE_SQL`] for `rows` rows, 7 parameters each; a queued job of the same
 /// key takes the new payload when `supersedes`.
 fn enqueue_sql(rows: usize, supersedes: bool) -> String {
-    let mut sql = String::from(
-        "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, \
-         created_at, updated_at) VALUES ",
-    );
-    for r in 0..rows {
-        let p = r * 7;
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, 'queued', ${}, 0, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7
-        ));
-    }
-    let payload = if supersedes {
-        "excluded.payload"
+    let values = values(rows, 7, |p| {
+        let [a, b, c, d, e, f, g] = [1, 2, 3, 4, 5, 6, 7].map(|n| p + n);
+        format!("(${a}, ${b}, ${c}, 'queued', ${d}, 0, ${e}, ${f}, ${g})")
+    });
+    let conflict = if supersedes {
+        super::jobs::queued_key_conflict!("excluded.payload")
     } else {
-        "jobs.payload"
+        super::jobs::queued_key_conflict!("jobs.payload")
     };
-    sql.push_str(&format!(
-        " ON CONFLICT (unique_key) WHERE state = 'queued' \
-         DO UPDATE SET run_at = CASE WHEN excluded.run_at < jobs.run_at \
-                                     THEN excluded.run_at ELSE jobs.run_at END, \
-                       payload = {payload}, updated_at = excluded.updated_at"
-    ));
-    sql
+    format!(
+        "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts, max_attempts, \
+         created_at, updated_at) VALUES {values}{conflict}"
+    )
 }
 
 impl DeliveryQueue {

@@ -260,18 +260,41 @@ pub enum FailOutcome {
     LeaseLost,
 }
 
-const JOB_COLS: &str = "id, kind, payload, unique_key, state, run_at, attempts, max_attempts, \
-    lease_owner, lease_expires_at, last_error, created_at, updated_at, finished_at";
+/// Every column of `jobs`, as `Job` reads them.
+macro_rules! job_cols {
+    () => {
+        "id, kind, payload, unique_key, state, run_at, attempts, max_attempts,
+         lease_owner, lease_expires_at, last_error, created_at, updated_at, finished_at"
+    };
+}
+const JOB_COLS: &str = job_cols!();
 
-const ENQUEUE: &str = "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts,
-        max_attempts, created_at, updated_at)
-    VALUES ($1, $2, $3, 'queued', $4, 0, $5, $6, $6)
-    ON CONFLICT (unique_key) WHERE state = 'queued'
+/// What enqueuing a key that is queued already does to the queued job: the earlier time
+/// wins, the payload is `$payload`'s choice, and the job is marked updated. Shared with the
+/// batch enqueue (`store::deliveries`), which writes many rows with one statement.
+macro_rules! queued_key_conflict {
+    ($payload:expr) => {
+        concat!(
+            " ON CONFLICT (unique_key) WHERE state = 'queued'
     DO UPDATE SET run_at = CASE WHEN excluded.run_at < jobs.run_at
                                 THEN excluded.run_at ELSE jobs.run_at END,
-                  payload = CASE WHEN $7 THEN excluded.payload ELSE jobs.payload END,
-                  updated_at = excluded.updated_at
-    RETURNING id";
+                  payload = ",
+            $payload,
+            ",
+                  updated_at = excluded.updated_at"
+        )
+    };
+}
+pub(crate) use queued_key_conflict;
+
+const ENQUEUE: &str = concat!(
+    "INSERT INTO jobs (kind, payload, unique_key, state, run_at, attempts,
+        max_attempts, created_at, updated_at)
+    VALUES ($1, $2, $3, 'queued', $4, 0, $5, $6, $6)",
+    queued_key_conflict!("CASE WHEN $7 THEN excluded.payload ELSE jobs.payload END"),
+    "
+    RETURNING id"
+);
 
 /// Inserts one job inside a transaction of either backend (the caller's `$tx`).
 macro_rules! enqueue_in {
@@ -324,7 +347,7 @@ macro_rules! lease_sql {
             $lock,
             ")
             RETURNING ",
-            lease_returning!()
+            job_cols!()
         )
     };
 }
@@ -334,12 +357,6 @@ macro_rules! free_key {
         "(j.unique_key IS NULL OR NOT EXISTS (
              SELECT 1 FROM jobs r
              WHERE r.unique_key = j.unique_key AND r.state = 'running' AND r.id <> j.id))"
-    };
-}
-macro_rules! lease_returning {
-    () => {
-        "id, kind, payload, unique_key, state, run_at, attempts, max_attempts,
-         lease_owner, lease_expires_at, last_error, created_at, updated_at, finished_at"
     };
 }
 const LEASE_POSTGRES: &str = lease_sql!("FOR UPDATE SKIP LOCKED");
@@ -370,7 +387,7 @@ const LEASE_SQLITE: &str = concat!(
                 ORDER BY j.run_at, j.id LIMIT CAST($4 AS BIGINT)))
         ORDER BY run_at, id LIMIT CAST($4 AS BIGINT))
     RETURNING ",
-    lease_returning!()
+    job_cols!()
 );
 
 fn chrono_duration(d: Duration) -> chrono::TimeDelta {
