@@ -224,6 +224,43 @@ fn the_envelope_of_every_example_matches_the_whole_document() {
     assert!(with_action > 200, "{with_action} examples with an action");
 }
 
+/// A repository added by an installation is scanned at once, and that scan is its first
+/// day's: the scheduler next takes it at the default schedule's slot, not a second time
+/// right after (onboarding 1,000 repositories once scanned 598 of them twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_repository_is_scanned_once_when_installed() {
+    let registry = TestRegistry::start().await;
+    let fake = FakeGitHub::start().await;
+    let (server, _) = installed(&fake, &registry, &[("README.md", "hi\n")]).await;
+    // Several scheduler turns (every 200 ms here) after the first scan finished.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    server.settle().await;
+    let scans: Vec<_> = server
+        .store
+        .list_jobs(None, 100)
+        .await
+        .expect("jobs")
+        .into_iter()
+        .filter(|j| j.kind == digestif::store::JobKind::SCAN_REPO.as_str())
+        .map(|j| (j.payload.0["reason"].clone(), j.state))
+        .collect();
+    assert_eq!(scans.len(), 1, "{scans:?}");
+    assert_eq!(scans[0].0, "installed", "{scans:?}");
+    let repo = server
+        .store
+        .repository_by_full_name("acme/widgets")
+        .await
+        .expect("db")
+        .expect("repository");
+    let scanned = repo.last_scan_at.expect("scanned");
+    let next = repo.next_scan_at.expect("scheduled");
+    assert!(
+        next > scanned,
+        "next scan {next} not after the first {scanned}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn oversized_and_unknown_deliveries() {
     let registry = TestRegistry::start().await;

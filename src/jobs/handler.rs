@@ -198,32 +198,36 @@ impl Handler {
             .await?;
         for r in &repos {
             let existed = known.iter().any(|k| k.id == r.id);
-            self.store
-                .upsert_repository(
-                    &NewRepository {
-                        id: r.id,
-                        installation_id,
-                        full_name: &r.full_name,
-                        default_branch: r.default_branch.as_deref(),
-                        archived: Some(r.archived),
-                    },
-                    now,
-                )
-                .await?;
-            if !existed && !r.archived {
-                // A newly added repository is scanned at once, not at its next slot.
-                self.store
-                    .enqueue(
-                        &Work::ScanRepo {
-                            repository_id: r.id,
-                            reason: "installed".into(),
-                            fresh: false,
-                        }
-                        .to_job(),
-                        now,
-                    )
-                    .await?;
+            let repo = NewRepository {
+                id: r.id,
+                installation_id,
+                full_name: &r.full_name,
+                default_branch: r.default_branch.as_deref(),
+                archived: Some(r.archived),
+            };
+            if existed || r.archived {
+                self.store.upsert_repository(&repo, now).await?;
+                continue;
             }
+            // A newly added repository is scanned at once, not at its next slot; the
+            // scheduler's first turn is the default schedule's next slot after this scan (the
+            // scan moves it when the config asks for another schedule), so it is not scanned
+            // twice on its first day.
+            let first_slot = crate::schedule::next_scan_at(
+                r.id,
+                crate::repo_config::DEFAULT_SCHEDULE,
+                chrono_tz::UTC.name(),
+                now,
+            );
+            let scan = Work::ScanRepo {
+                repository_id: r.id,
+                reason: "installed".into(),
+                fresh: false,
+            }
+            .to_job();
+            self.store
+                .add_repository(&repo, first_slot, &scan, now)
+                .await?;
         }
         for k in known {
             if !repos.iter().any(|r| r.id == k.id) {

@@ -112,9 +112,7 @@ impl Store {
                 due
             }
         };
-        if !claimed.is_empty() {
-            self.wake.notify_waiters();
-        }
+        self.wake_workers(claimed.len());
         Ok(claimed)
     }
 }

@@ -11,7 +11,7 @@
 //! row locks in one order). A delivery id twice in one batch: the
 //! first is the candidate, the others are "already received". When the batch transaction
 //! fails, its deliveries are recorded again one transaction each, so only a delivery that
-//! cannot be recorded on its own gets an error. The workers are woken once per batch.
+//! cannot be recorded on its own gets an error. One idle worker is woken per job.
 //!
 //! A batch size of 1 skips the committer: each delivery is its own transaction, on the
 //! caller's task, as before group commit.
@@ -162,13 +162,13 @@ impl Store {
             .enumerate()
             .map(|(i, d)| first.get(d.id.as_str()) == Some(&i) && inserted.contains(&d.id))
             .collect();
-        let any_jobs = batch
+        let jobs: usize = batch
             .iter()
             .zip(&fresh)
-            .any(|(d, f)| *f && !d.jobs.is_empty());
-        if any_jobs {
-            self.wake.notify_waiters();
-        }
+            .filter(|(_, f)| **f)
+            .map(|(d, _)| d.jobs.len())
+            .sum();
+        self.wake_workers(jobs);
         Ok(fresh)
     }
 }
