@@ -36,7 +36,8 @@
 //! `cargo bench --bench cycle -- sweep` runs the SQLite setup (or those named after `sweep`)
 //! at each size in `DIGESTIF_BENCH_SWEEP` (1000,2500,5000,10000 repositories; the other
 //! settings as above) and draws the chart "cycle time vs number of repositories"
-//! (`benches/results/cycle-sweep.svg`, figures in `cycle-sweep.json`).
+//! (`benches/results/cycle-sweep.svg`, figures in `cycle-sweep.json`); `-- sweep-chart`
+//! only redraws the chart from `cycle-sweep.json`.
 //!
 //! `cargo test --all-targets` runs this binary without `--bench`: 24 repositories over 3
 //! installations and 12 tags on SQLite (`cargo test --bench cycle -- replicas=2`: another
@@ -154,6 +155,15 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if bench && args.iter().any(|a| a == "sweep-chart") {
+        // Redraws the chart from the committed figures, without running anything.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+        let text = std::fs::read_to_string(dir.join("cycle-sweep.json")).expect("cycle-sweep.json");
+        let json: Value = serde_json::from_str(&text).expect("cycle-sweep.json is JSON");
+        sweep_chart(&json, &dir.join("cycle-sweep.svg"));
+        println!("wrote {}", dir.join("cycle-sweep.svg").display());
+        return;
+    }
     if bench && args.iter().any(|a| a == "sweep") {
         let named = !wanted_setups(&args, bench).is_empty();
         let setups = if named { setups } else { vec![Setup::Sqlite] };
@@ -189,8 +199,8 @@ fn main() {
 }
 
 /// The setups named by the arguments: `sqlite`, `postgres`, `replicas` (as many as
-/// `DIGESTIF_BENCH_REPLICAS`, default 2) or `replicas=N` (`sweep` is a mode, not a
-/// setup). Other words are an error with
+/// `DIGESTIF_BENCH_REPLICAS`, default 2) or `replicas=N` (`sweep` and `sweep-chart` are
+/// modes, not setups). Other words are an error with
 /// `--bench`, and ignored without (`cargo test NAME` passes its filter to every target).
 fn wanted_setups(args: &[String], bench: bool) -> Vec<Setup> {
     let mut setups = Vec::new();
@@ -199,7 +209,7 @@ fn wanted_setups(args: &[String], bench: bool) -> Vec<Setup> {
             None if a == "sqlite" => Setup::Sqlite,
             None if a == "postgres" => Setup::Postgres,
             None if a == "replicas" => Setup::Replicas(env_or("DIGESTIF_BENCH_REPLICAS", 2)),
-            None if a == "sweep" => continue,
+            None if a == "sweep" || a == "sweep-chart" => continue,
             Some(("replicas", n)) => match n.parse() {
                 Ok(n) if n >= 1 => Setup::Replicas(n),
                 _ => panic!("replicas={n}: a count of at least 1, please"),
@@ -329,16 +339,19 @@ fn sweep_chart(data: &Value, path: &Path) {
     let setups: BTreeSet<String> = lines.keys().map(|k| k.0.clone()).collect();
     for ((setup, cycle), pts) in &lines {
         let colour = colours[*cycle % colours.len()];
+        // The first setup thick, the second thin, in the legend too.
         let width = if setups.len() > 1 && setups.iter().position(|s| s == setup) == Some(1) {
             1
         } else {
-            2
+            3
         };
         chart
             .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(width)))
             .expect("line")
             .label(format!("{setup}: {}", cycles[*cycle % cycles.len()]))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 15, y)], colour.stroke_width(width))
+            });
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))
             .expect("points");
