@@ -847,6 +847,9 @@ async fn setup_registers_the_app_writes_a_private_file_and_serve_starts_with_it(
     let (status, _, _) = get(&callback, &[("cookie", &state_cookie)]).await;
     assert_eq!(status, 404);
     drop(proc);
+    // Scanned at the restart: its job's log lines name it, though the job's payload holds
+    // only its id.
+    fake.create_repo(inst, "acme", "api", &[("README.md", "hi\n")]);
 
     // A restart reads the file: no setup mode, straight to ready. (With JSON logs, whose
     // lines carry the webhook's and the job's span fields.)
@@ -908,6 +911,17 @@ async fn setup_registers_the_app_writes_a_private_file_and_serve_starts_with_it(
         .unwrap_or_else(|| panic!("no job span: {synced}"));
     assert!(job_span["id"].is_number(), "{synced}");
     assert_eq!(job_span["installation"], inst, "{synced}");
+    let scanned = json
+        .iter()
+        .find(|v| v["fields"]["message"] == "scan stored")
+        .unwrap_or_else(|| panic!("no 'scan stored' in {lines:#?}"));
+    let scan_span = scanned["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == "job"))
+        .unwrap_or_else(|| panic!("no job span: {scanned}"));
+    assert_eq!(scan_span["kind"], "scan_repo", "{scanned}");
+    assert_eq!(scan_span["repo"], "acme/api", "{scanned}");
+    assert!(scan_span["repository_id"].is_number(), "{scanned}");
     let violations = fake.with_state(|s| std::mem::take(&mut s.violations));
     assert!(violations.is_empty(), "{violations:?}");
 }

@@ -42,7 +42,7 @@ pub async fn comment(
     let Some(command) = commands::parse(body) else {
         return Ok(());
     };
-    let Some(repo) = h.store.repository(repository_id).await? else {
+    let Some(repo) = h.repository(repository_id).await? else {
         return Ok(());
     };
     let Some(pr) = h.store.pr_by_number(repository_id, number).await? else {

@@ -50,6 +50,19 @@ impl From<ApiError> for JobError {
 }
 
 impl Handler {
+    /// The job's repository row, its name recorded in the job's span (`None`: not one
+    /// digestif knows, e.g. uninstalled since the job was queued).
+    pub async fn repository(
+        &self,
+        repository_id: i64,
+    ) -> Result<Option<crate::store::Repository>, JobError> {
+        let repo = self.store.repository(repository_id).await?;
+        if let Some(r) = &repo {
+            super::runtime::record_repo(&r.full_name);
+        }
+        Ok(repo)
+    }
+
     pub async fn handle(&self, job: Job) -> Result<(), JobError> {
         let work = Work::from_job(job.kind.as_str(), &job.payload).map_err(|e| {
             JobError::Permanent(format!("job {} ({}): {e}", job.id, job.kind.as_str()))
@@ -291,7 +304,7 @@ impl Handler {
         issue_number: i64,
         sender: &str,
     ) -> Result<(), JobError> {
-        let Some(repo) = self.store.repository(repository_id).await? else {
+        let Some(repo) = self.repository(repository_id).await? else {
             return Ok(());
         };
         if repo.dashboard_issue != Some(issue_number)

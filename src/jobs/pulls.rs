@@ -289,7 +289,7 @@ pub async fn pull_request_event(
             h.store
                 .set_pr_state(repository_id, number, PrStatus::Closed, now)
                 .await?;
-            let Some(repo) = h.store.repository(repository_id).await? else {
+            let Some(repo) = h.repository(repository_id).await? else {
                 return Ok(());
             };
             let reason = format!("pull request #{number} closed without merging");

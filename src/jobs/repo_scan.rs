@@ -49,7 +49,7 @@ pub async fn scan_repository(h: &Handler, repository_id: i64, fresh: bool) -> Re
     // Answers from lookups that started before this instant are not reused.
     let since = fresh.then(std::time::Instant::now);
     let now = h.clock.now();
-    let Some(repo) = h.store.repository(repository_id).await? else {
+    let Some(repo) = h.repository(repository_id).await? else {
         return Ok(());
     };
     if repo.archived {
@@ -479,7 +479,7 @@ pub async fn check_config(
     number: i64,
     head_sha: &str,
 ) -> Result<(), JobError> {
-    let Some(repo) = h.store.repository(repository_id).await? else {
+    let Some(repo) = h.repository(repository_id).await? else {
         return Ok(());
     };
     let api = h.github.installation(installation_id as u64)?;

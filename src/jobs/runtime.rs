@@ -153,6 +153,11 @@ struct Slot<H> {
     shutdown: CancellationToken,
 }
 
+/// Names the running job's repository in its span, once the handler has read its row.
+pub fn record_repo(full_name: &str) {
+    tracing::Span::current().record("repo", full_name);
+}
+
 /// How a supervised handler ended.
 enum Ended {
     /// It returned (or panicked, or vanished): record the outcome.
@@ -179,7 +184,7 @@ impl<H: JobHandler> Slot<H> {
             match leased {
                 Ok(mut jobs) if !jobs.is_empty() => {
                     let job = jobs.swap_remove(0);
-                    let span = self.job_span(&job).await;
+                    let span = Self::job_span(&job);
                     self.run_job(job).instrument(span).await;
                 }
                 Ok(_) => {
@@ -201,30 +206,20 @@ impl<H: JobHandler> Slot<H> {
     }
 
     /// Installation and repository as span fields, so every line a job logs says whose
-    /// work it is (payloads carry ids; the name is one indexed lookup away).
-    async fn job_span(&self, job: &Job) -> tracing::Span {
-        let installation = job
-            .payload
-            .0
-            .get("installation_id")
-            .and_then(|v| v.as_i64());
-        let repo = match job.payload.0.get("full_name").and_then(|v| v.as_str()) {
-            Some(name) => Some(name.to_string()),
-            None => match job.payload.0.get("repository_id").and_then(|v| v.as_i64()) {
-                Some(id) => Some(match self.store.repository(id).await {
-                    Ok(Some(r)) => r.full_name,
-                    _ => id.to_string(),
-                }),
-                None => None,
-            },
-        };
+    /// work it is. Payloads name the repository by id; the handler records its name when it
+    /// reads the repository row anyway ([`record_repo`]), rather than every job paying a
+    /// lookup for its log lines.
+    fn job_span(job: &Job) -> tracing::Span {
+        let payload = &job.payload.0;
+        let field = |name: &str| payload.get(name).and_then(|v| v.as_i64());
         info_span!(
             "job",
             id = job.id,
             kind = %job.kind,
             attempt = job.attempts,
-            installation = installation,
-            repo = repo.as_deref(),
+            installation = field("installation_id"),
+            repository_id = field("repository_id"),
+            repo = payload.get("full_name").and_then(|v| v.as_str()),
         )
     }
 

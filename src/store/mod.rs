@@ -105,6 +105,9 @@ pub struct Store {
     /// first served, instead of in SQLite's busy handler, which sleeps in growing steps
     /// and gave the webhook intake a p99 of hundreds of milliseconds under load.
     pub(crate) sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// PostgreSQL: jobs enqueued since this process last had `jobs` analyzed; see
+    /// `jobs::Store::note_enqueued`.
+    pub(crate) queue_analyze: Arc<jobs::AnalyzeState>,
 }
 
 /// How to connect; [`ConnectOptions::new`] gives the defaults the server uses.
@@ -252,6 +255,7 @@ impl Store {
             wake: Arc::new(Notify::new()),
             last_bury: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            queue_analyze: Arc::default(),
         };
         if opts.migrate {
             store.migrate().await?;
@@ -272,6 +276,7 @@ impl Store {
         for _ in 0..jobs.min(MAX_WAKE) {
             self.wake.notify_one();
         }
+        self.note_enqueued(jobs);
     }
 
     pub fn backend(&self) -> Backend {
