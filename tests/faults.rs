@@ -214,6 +214,12 @@ async fn a_paused_replica_does_not_write_the_pr_again() {
 
     // A wakes up; its blob request is answered; it must not go on writing.
     hold.release.cancel();
+    // The answer is written while A is still paused: waking or stopping A first could
+    // close its connection before the fake answered (and recorded) the request.
+    eventually("the fake answers A's held blob request", || async {
+        (successes(&fake, "POST", "/repos/acme/widgets/git/blobs") == 2).then_some(())
+    })
+    .await;
     wake_tx.send(()).expect("wake A");
     stop_tx.send(()).expect("stop A");
     tokio::task::spawn_blocking(move || thread_a.join())
