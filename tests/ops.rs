@@ -889,36 +889,32 @@ async fn setup_registers_the_app_writes_a_private_file_and_serve_starts_with_it(
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
         .collect();
-    let accepted = json
-        .iter()
-        .find(|v| v["fields"]["message"] == "webhook accepted")
-        .unwrap_or_else(|| panic!("no 'webhook accepted' in {lines:#?}"));
+    // The first line logging `message`, and the job span it was logged in.
+    let line = |message: &str| {
+        json.iter()
+            .find(|v| v["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no '{message}' in {lines:#?}"))
+    };
+    let job_span = |line: &Value| -> Value {
+        line["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["name"] == "job"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no job span: {line}"))
+    };
+    let accepted = line("webhook accepted");
     assert_eq!(
         accepted["span"]["delivery"],
         delivery.as_str(),
         "{accepted}"
     );
     assert_eq!(accepted["span"]["installation"], inst, "{accepted}");
-    let synced = json
-        .iter()
-        .find(|v| v["fields"]["message"] == "installation synced")
-        .unwrap_or_else(|| panic!("no 'installation synced' in {lines:#?}"));
-    let job_span = synced["spans"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no span list: {synced}"))
-        .iter()
-        .find(|s| s["name"] == "job")
-        .unwrap_or_else(|| panic!("no job span: {synced}"));
-    assert!(job_span["id"].is_number(), "{synced}");
-    assert_eq!(job_span["installation"], inst, "{synced}");
-    let scanned = json
-        .iter()
-        .find(|v| v["fields"]["message"] == "scan stored")
-        .unwrap_or_else(|| panic!("no 'scan stored' in {lines:#?}"));
-    let scan_span = scanned["spans"]
-        .as_array()
-        .and_then(|spans| spans.iter().find(|s| s["name"] == "job"))
-        .unwrap_or_else(|| panic!("no job span: {scanned}"));
+    let synced = line("installation synced");
+    let synced_span = job_span(synced);
+    assert!(synced_span["id"].is_number(), "{synced}");
+    assert_eq!(synced_span["installation"], inst, "{synced}");
+    let scanned = line("scan stored");
+    let scan_span = job_span(scanned);
     assert_eq!(scan_span["kind"], "scan_repo", "{scanned}");
     assert_eq!(scan_span["repo"], "acme/api", "{scanned}");
     assert!(scan_span["repository_id"].is_number(), "{scanned}");
